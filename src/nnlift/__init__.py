@@ -1,0 +1,41 @@
+"""nnlift: fix hubs and loose clusters in embedding search with nearest neighbours.
+
+The core needs only numpy and scipy; faiss, hnswlib, qdrant-client, torch and
+the command line are optional extras.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._artifact import ArtifactError, load
+from ._base import NotFittedError
+from .index import ExactIndex, Index
+from .kernel import logsumexp, topk, topk_mean
+from .neighbors import Neighbors
+
+__version__ = "0.1.0"
+
+logging.getLogger("nnlift").addHandler(logging.NullHandler())
+
+__all__ = [
+    "topk",
+    "topk_mean",
+    "logsumexp",
+    "Neighbors",
+    "Index",
+    "ExactIndex",
+    "FaissIndex",
+    "HnswIndex",
+    "load",
+    "ArtifactError",
+    "NotFittedError",
+]
+
+
+def __getattr__(name: str):
+    if name in ("FaissIndex", "HnswIndex"):
+        from . import index
+
+        return getattr(index, name)
+    raise AttributeError(f"module 'nnlift' has no attribute {name!r}")

@@ -1,0 +1,204 @@
+"""Validation and conversion of every public input.
+
+Public functions call these helpers once, at the boundary; internal code then
+trusts float32, C-contiguous, finite arrays. Nothing here ever writes into the
+caller's array: conversions copy whenever the dtype, layout or values change.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "check_array",
+    "check_pair",
+    "check_k",
+    "check_ids",
+    "check_metric",
+    "check_finite_scalar",
+    "check_positive_int",
+    "normalize_rows",
+    "METRICS",
+]
+
+METRICS = ("cosine", "ip")
+
+
+def _to_numpy(value: Any, name: str) -> np.ndarray:
+    """Turn an array-like (list, numpy array, CPU torch tensor) into a numpy array."""
+    module = type(value).__module__
+    if module.startswith("torch"):
+        if getattr(value, "is_cuda", False) or str(getattr(value, "device", "cpu")) != "cpu":
+            raise TypeError(f"{name} is a torch tensor on {value.device}; move it to the CPU first (.cpu())")
+        value = value.detach().numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{name} must be a 2-D array-like of real numbers; could not convert it: {exc}") from None
+
+
+def check_array(
+    value: Any,
+    name: str,
+    *,
+    ndim: int = 2,
+    width: int | None = None,
+    allow_empty: bool = False,
+) -> np.ndarray:
+    """Return ``value`` as a finite float32 C-contiguous array.
+
+    Parameters
+    ----------
+    value : array-like
+        Lists, numpy arrays of any real dtype or CPU torch tensors.
+    name : str
+        The argument's name, used in error messages.
+    ndim : int
+        Required number of dimensions (1 or 2).
+    width : int, optional
+        Required number of columns for 2-D input.
+    allow_empty : bool
+        Whether zero rows are accepted.
+
+    Returns
+    -------
+    numpy.ndarray
+        A float32 C-contiguous array. It is a new array unless ``value`` was
+        already float32, C-contiguous and finite, in which case it may be the
+        caller's array itself: callers must not write into the result.
+
+    Examples
+    --------
+    >>> check_array([[1, 2], [3, 4]], "database").dtype
+    dtype('float32')
+    """
+    array = _to_numpy(value, name)
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.floating)
+        or np.issubdtype(array.dtype, np.integer)
+        or array.dtype == np.bool_
+    ):
+        raise TypeError(f"{name} must hold real numbers; got dtype {array.dtype}")
+    if array.ndim != ndim:
+        shape_word = "(n_rows, n_features)" if ndim == 2 else "(n,)"
+        raise ValueError(f"{name} must be {ndim}-D with shape {shape_word}; got {array.ndim}-D with shape {array.shape}")
+    if not allow_empty and array.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {array.shape}); at least one row is required")
+    if ndim == 2 and array.shape[1] == 0:
+        raise ValueError(f"{name} has zero columns (shape {array.shape})")
+    if width is not None and ndim == 2 and array.shape[1] != width:
+        raise ValueError(f"{name} must have {width} columns to match the other inputs; got shape {array.shape}")
+    if array.dtype == np.float64 and array.size:
+        # Values beyond float32's range would become inf silently.
+        peak = float(np.max(np.abs(array))) if np.isfinite(array).all() else math.inf
+        if peak > np.finfo(np.float32).max:
+            raise ValueError(f"{name} has values outside float32's range (largest |value| {peak:g})")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if array.size and not np.isfinite(array).all():
+        bad = np.flatnonzero(~np.isfinite(array).all(axis=-1) if ndim == 2 else ~np.isfinite(array))
+        raise ValueError(f"{name} has NaN or inf values in {len(bad)} row(s), first at row {int(bad[0])}")
+    return array
+
+
+def normalize_rows(array: np.ndarray, name: str) -> np.ndarray:
+    """Return a unit-norm copy of a float32 2-D array; zero rows are an error."""
+    norms = np.linalg.norm(array, axis=1)
+    zero = np.flatnonzero(norms == 0)
+    if len(zero):
+        raise ValueError(
+            f"{name} has {len(zero)} all-zero row(s), first at row {int(zero[0])}; "
+            "cosine similarity is undefined for them (use metric='ip' or drop them)"
+        )
+    out = array / norms[:, None]
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def check_metric(metric: Any) -> str:
+    """Validate a metric name: ``"cosine"`` (normalised copy) or ``"ip"`` (raw inner product)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
+    return metric
+
+
+def check_pair(
+    queries: Any,
+    database: Any,
+    metric: str = "cosine",
+    *,
+    names: tuple[str, str] = ("queries", "database"),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate two 2-D inputs of equal width and apply the metric's normalisation."""
+    metric = check_metric(metric)
+    database_array = check_array(database, names[1])
+    queries_array = check_array(queries, names[0], width=database_array.shape[1])
+    if metric == "cosine":
+        database_array = normalize_rows(database_array, names[1])
+        queries_array = normalize_rows(queries_array, names[0])
+    return queries_array, database_array
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Validate an integer parameter that must be at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return int(value)
+
+
+def check_k(k: Any, limit: int, *, name: str = "k", what: str = "database rows") -> int:
+    """Validate ``k`` against the number of items it selects from."""
+    k = check_positive_int(k, name)
+    if k > limit:
+        raise ValueError(f"{name}={k} is larger than possible: only {limit} {what} are available")
+    return k
+
+
+def check_finite_scalar(value: Any, name: str, *, low: float | None = None, high: float | None = None) -> float:
+    """Validate a finite real number, optionally within [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}; got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}; got {value}")
+    return value
+
+
+def check_ids(ids: Any, n: int, name: str = "ids") -> np.ndarray:
+    """Validate external ids: ``n`` unique ints or strings.
+
+    Returns an int64 array for integer ids and a numpy unicode array for strings.
+    """
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"{name} must be a sequence of ids, not a single string")
+    if not isinstance(ids, (np.ndarray, Sequence)) and not hasattr(ids, "__len__"):
+        ids = list(ids)
+    array = np.asarray(ids)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D; got shape {array.shape}")
+    if len(array) != n:
+        raise ValueError(f"{name} has {len(array)} entries but there are {n} vectors")
+    if array.dtype.kind in "iu":
+        array = array.astype(np.int64)
+    elif array.dtype.kind in "UO":
+        if array.dtype.kind == "O" and not all(isinstance(v, str) for v in array):
+            raise TypeError(f"{name} must all be ints or all be strings; got a mix")
+        array = array.astype(str)
+    else:
+        raise TypeError(f"{name} must be ints or strings; got dtype {array.dtype}")
+    unique, counts = np.unique(array, return_counts=True)
+    if len(unique) != len(array):
+        dup = unique[counts > 1][:3]
+        raise ValueError(f"{name} has duplicates, for example {list(dup.tolist())}")
+    return array

@@ -1,0 +1,19 @@
+"""Index protocol and backends: exact (default), faiss, hnswlib."""
+
+from .base import BaseIndex, Index
+from .exact import ExactIndex
+
+__all__ = ["Index", "BaseIndex", "ExactIndex", "FaissIndex", "HnswIndex"]
+
+
+def __getattr__(name: str):
+    # Optional backends import their engines only when asked for.
+    if name == "FaissIndex":
+        from .faiss import FaissIndex
+
+        return FaissIndex
+    if name == "HnswIndex":
+        from .hnsw import HnswIndex
+
+        return HnswIndex
+    raise AttributeError(f"module 'nnlift.index' has no attribute {name!r}")

@@ -1,0 +1,195 @@
+"""The ``Index`` protocol and the plumbing every backend shares: validation, ids, padding, persistence."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .._artifact import read_artifact, save_artifact
+from .._check import check_array, check_ids, check_metric, check_positive_int, normalize_rows
+from ..neighbors import Neighbors
+
+__all__ = ["Index", "BaseIndex"]
+
+
+@runtime_checkable
+class Index(Protocol):
+    """What every nnlift index offers; methods work on any of them."""
+
+    metric: str
+
+    def add(self, vectors: Any, ids: Any = None) -> Index: ...
+
+    def search(self, queries: Any, k: int) -> Neighbors: ...
+
+    def get(self, ids: Any) -> np.ndarray: ...
+
+    def __len__(self) -> int: ...
+
+    def save(self, path: str | os.PathLike) -> Path: ...
+
+
+class BaseIndex(ABC):
+    """Shared implementation; a backend implements ``_add``, ``_search``, ``_get`` and its state.
+
+    Vectors are validated and (for ``metric="cosine"``) normalised here, so a
+    backend only ever sees float32 unit rows (or raw rows for ``"ip"``) and
+    scores them by inner product. External ids are kept here too: ints are
+    returned as ``Neighbors.ids``; strings are returned as ``Neighbors.keys``
+    with ``Neighbors.ids`` holding internal positions.
+    """
+
+    def __init__(self, metric: str = "cosine") -> None:
+        self.metric = check_metric(metric)
+        self.dim: int | None = None
+        self._external: np.ndarray | None = None  # None: ids are positions 0..n-1
+        self._lookup: dict | None = None
+
+    # -- backend hooks ---------------------------------------------------
+    @abstractmethod
+    def _add(self, vectors: np.ndarray) -> None:
+        """Backend hook."""
+
+    @abstractmethod
+    def _search(self, queries: np.ndarray, k: int) -> Neighbors:
+        """Backend hook."""
+
+    @abstractmethod
+    def _get(self, positions: np.ndarray) -> np.ndarray:
+        """Backend hook."""
+
+    @abstractmethod
+    def _count(self) -> int:
+        """Backend hook."""
+
+    @abstractmethod
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Backend hook."""
+
+    @abstractmethod
+    def _restore(self, extra: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Backend hook."""
+
+    # -- public API ------------------------------------------------------
+    def __len__(self) -> int:
+        return self._count()
+
+    @property
+    def ids(self) -> np.ndarray:
+        """External ids in insertion order (positions when none were given)."""
+        if self._external is None:
+            return np.arange(len(self), dtype=np.int64)
+        return self._external
+
+    def _prepare(self, vectors: Any, name: str) -> np.ndarray:
+        array = check_array(vectors, name, width=self.dim)
+        return normalize_rows(array, name) if self.metric == "cosine" else array
+
+    def add(self, vectors: Any, ids: Any = None) -> BaseIndex:
+        """Add vectors, optionally with unique int or string ids; returns ``self``."""
+        array = self._prepare(vectors, "vectors")
+        n_old = len(self)
+        if ids is None:
+            if self._external is not None:
+                raise ValueError("this index has explicit ids; pass ids= for the new vectors too")
+            new_ids = None
+        else:
+            new_ids = check_ids(ids, array.shape[0])
+            if n_old and self._external is None:
+                raise ValueError("this index was built without ids; new vectors cannot bring ids")
+            if self._external is not None:
+                if (self._external.dtype.kind == "U") != (new_ids.dtype.kind == "U"):
+                    raise TypeError("ids must be all ints or all strings across additions")
+                clash = [i for i in new_ids.tolist() if i in self._id_lookup()]
+                if clash:
+                    raise ValueError(f"ids already in the index: {clash[:3]}")
+        if self.dim is None:
+            self.dim = array.shape[1]
+        self._add(array)
+        if new_ids is not None:
+            self._external = new_ids if self._external is None else np.concatenate([self._external, new_ids])
+            self._lookup = None
+        return self
+
+    def _id_lookup(self) -> dict:
+        if self._lookup is None:
+            self._lookup = {key: pos for pos, key in enumerate(self.ids.tolist())}
+        return self._lookup
+
+    def positions(self, ids: Any) -> np.ndarray:
+        """Internal positions of external ids; unknown ids raise ``KeyError`` naming them."""
+        if isinstance(ids, (str, int, np.integer)):
+            ids = [ids]
+        values = np.asarray(ids).tolist()
+        lookup = self._id_lookup()
+        missing = [v for v in values if v not in lookup]
+        if missing:
+            raise KeyError(f"unknown id(s): {missing[:5]} (the index has {len(self)} items)")
+        return np.array([lookup[v] for v in values], dtype=np.int64)
+
+    def get(self, ids: Any) -> np.ndarray:
+        """The stored vectors (normalised for cosine) for the given external ids."""
+        return self._get(self.positions(ids))
+
+    def _check_search(self, queries: Any, k: Any) -> tuple[np.ndarray, int, int]:
+        if len(self) == 0:
+            raise ValueError("the index is empty; add vectors before searching")
+        k = check_positive_int(k, "k")
+        return self._prepare(queries, "queries"), k, min(k, len(self))
+
+    def search(self, queries: Any, k: int) -> Neighbors:
+        """Top-k by inner product of (normalised) vectors; rows pad with -1/-inf past the index size."""
+        array, k, k_eff = self._check_search(queries, k)
+        return self._finish(self._search(array, k_eff), k)
+
+    def _finish(self, found: Neighbors, k: int) -> Neighbors:
+        ids, scores = found.ids, found.scores
+        if ids.shape[1] < k:
+            pad = k - ids.shape[1]
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+        if self._external is None:
+            return Neighbors(ids, scores)
+        valid = ids >= 0
+        if self._external.dtype.kind == "U":
+            keys = np.full(ids.shape, None, dtype=object)
+            keys[valid] = self._external[ids[valid]]
+            return Neighbors(ids, scores, keys)
+        mapped = np.full(ids.shape, -1, dtype=np.int64)
+        mapped[valid] = self._external[ids[valid]]
+        return Neighbors(mapped, scores)
+
+    # -- persistence -----------------------------------------------------
+    def _params(self) -> dict[str, Any]:
+        return {"metric": self.metric}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the index as an nnlift artifact directory (reopen with ``nnlift.load``)."""
+        extra, arrays = self._state()
+        extra = {**extra, "dim": self.dim}
+        if self._external is not None:
+            arrays = {**arrays, "external_ids": self._external}
+        return save_artifact(path, self, self._params(), arrays, extra)
+
+    @classmethod
+    def _from_artifact(cls, manifest: dict, arrays: dict[str, np.ndarray]) -> BaseIndex:
+        index = cls(**manifest["params"])
+        extra = manifest.get("extra", {})
+        index.dim = extra.get("dim")
+        index._external = arrays.pop("external_ids", None)
+        index._restore(extra, arrays)
+        return index
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> BaseIndex:
+        """Load an index saved by :meth:`save`."""
+        manifest, arrays = read_artifact(path, expected_class=cls)
+        return cls._from_artifact(manifest, arrays)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        return f"{type(self).__name__}({params}, n={len(self)}, dim={self.dim})"

@@ -1,0 +1,398 @@
+"""The blocked kernel: row blocks of ``A`` times ``Bᵀ``, minus a per-column bias, reduced per row.
+
+Every method in nnlift reduces to this primitive (ARCHITECTURE.md §1). The full
+score matrix never exists: tiles are sized from ``working_memory`` and reduced
+as they are produced, by worker threads that each run single-threaded BLAS.
+
+Top-k selection is the cost to engineer, not the multiply. A tile of shape
+(b, n) is viewed as (b, g, G): column ``j`` of group ``c`` is ``c + j*G``. The
+maximum over ``g`` is a fully vectorised pass, and the k-th largest group
+maximum is a lower bound for the row's k-th largest score, so only the few
+groups whose maximum reaches it can hold a winner. The candidates are packed
+into uint64 keys (descending score in the high word, id in the low word), so
+one ``np.partition`` gives the exact top-k with ties broken by the lower id.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ._check import check_array, check_finite_scalar, check_k, check_pair
+from ._progress import progress_bar
+from ._threads import default_workers, single_threaded_blas
+from .neighbors import Neighbors
+
+__all__ = ["topk", "topk_mean", "logsumexp", "DEFAULT_WORKING_MEMORY"]
+
+DEFAULT_WORKING_MEMORY = 256 * 2**20
+_KEY_PAD = np.uint64(np.iinfo(np.uint64).max)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_SIGN = np.uint32(0x80000000)
+# Bytes of working memory one score takes: the float32 tile plus a same-sized temporary.
+_BYTES_PER_SCORE = 8
+_MIN_ROWS = 32
+_GEMM_FLOPS_PER_WORKER = 40e9  # conservative, only used to decide whether to show a bar
+
+
+# --------------------------------------------------------------------------- keys
+def _encode(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Pack (score, id) so that ascending keys are descending scores, then ascending ids."""
+    bits = np.ascontiguousarray(values + np.float32(0.0), dtype=np.float32).view(np.uint32)  # -0.0 -> 0.0
+    ordered = np.where(bits & _SIGN, ~bits, bits | _SIGN)
+    return ((~ordered).astype(np.uint64) << np.uint64(32)) | ids.astype(np.uint64)
+
+
+def _decode(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ids = (keys & _LOW32).astype(np.int64)
+    ordered = ~((keys >> np.uint64(32)).astype(np.uint32))
+    bits = np.where(ordered & _SIGN, ordered & ~_SIGN, ~ordered)
+    return bits.view(np.float32), ids
+
+
+def _smallest(keys: np.ndarray, k: int) -> np.ndarray:
+    if keys.shape[1] > k:
+        keys = np.partition(keys, k - 1, axis=1)[:, :k]
+    return np.sort(keys, axis=1)
+
+
+def _group_size(n: int, k: int) -> int:
+    # Enough groups that k of them are a small fraction, few enough that the
+    # partition over group maxima stays cheap.
+    return max(1, min(32, n // (16 * k)))
+
+
+def _tile_topk_keys(scores: np.ndarray, k: int, column_offset: int) -> np.ndarray:
+    """Exact top-k keys (b, min(k, n)) of one score tile, sorted ascending."""
+    b, n = scores.shape
+    k = min(k, n)
+    g = _group_size(n, k)
+    n_groups = n // g
+    main = n_groups * g
+    grouped = scores[:, :main].reshape(b, g, n_groups)
+    group_max = grouped.max(axis=1) if g > 1 else grouped[:, 0, :]
+    kk = min(k, n_groups)
+    bound = np.partition(group_max, n_groups - kk, axis=1)[:, n_groups - kk]
+    rows, groups = np.nonzero(group_max >= bound[:, None])
+    values = grouped[rows, :, groups]  # (pairs, g)
+    ids = groups[:, None] + np.arange(g, dtype=np.int64) * n_groups + column_offset
+    counts = np.bincount(rows, minlength=b)
+    width = int(counts.max())
+    slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    dense = np.full((b, width, g), _KEY_PAD, dtype=np.uint64)
+    dense[rows, slot] = _encode(values, ids)
+    dense = dense.reshape(b, width * g)
+    if main < n:
+        tail_ids = np.arange(main, n, dtype=np.int64) + column_offset
+        tail = _encode(scores[:, main:], np.broadcast_to(tail_ids, (b, n - main)))
+        dense = np.concatenate([dense, tail], axis=1)
+    return _smallest(dense, k)
+
+
+# --------------------------------------------------------------------------- reductions
+class _TopKReduction:
+    """Running exact top-k of each row, merged tile by tile."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def start(self, n_rows: int) -> Any:
+        return np.empty((n_rows, 0), dtype=np.uint64)
+
+    def update(self, state: np.ndarray, scores: np.ndarray, column_offset: int) -> np.ndarray:
+        tile = _tile_topk_keys(scores, self.k, column_offset)
+        if state.shape[1] == 0:
+            return tile
+        return _smallest(np.concatenate([state, tile], axis=1), self.k)
+
+    def finish(self, state: np.ndarray) -> np.ndarray:
+        return state
+
+
+class _LogSumExpReduction:
+    """Running ``max`` and ``Σ exp(β(s − max))`` per row, in float64."""
+
+    def __init__(self, beta: float) -> None:
+        self.beta = beta
+
+    def start(self, n_rows: int) -> Any:
+        return (np.full(n_rows, -np.inf), np.zeros(n_rows))
+
+    def update(self, state, scores: np.ndarray, column_offset: int):
+        running_max, running_sum = state
+        tile_max = scores.max(axis=1).astype(np.float64)
+        new_max = np.maximum(running_max, tile_max)
+        scores -= new_max.astype(np.float32)[:, None]
+        scores *= np.float32(self.beta)
+        np.exp(scores, out=scores)
+        with np.errstate(invalid="ignore"):
+            rescale = np.exp(self.beta * (running_max - new_max))
+        rescale[~np.isfinite(running_max)] = 0.0
+        return new_max, running_sum * rescale + scores.sum(axis=1, dtype=np.float64)
+
+    def finish(self, state) -> np.ndarray:
+        running_max, running_sum = state
+        return running_max + np.log(running_sum) / self.beta
+
+
+# --------------------------------------------------------------------------- driver
+def _plan(n_rows: int, n_cols: int, workers: int, working_memory: int) -> tuple[int, int]:
+    """Tile shape (rows, columns) so that ``workers`` tiles fit in ``working_memory``."""
+    per_worker = max(working_memory // workers, _BYTES_PER_SCORE * _MIN_ROWS)
+    if n_cols * _BYTES_PER_SCORE * _MIN_ROWS <= per_worker:
+        cols = n_cols
+    else:
+        cols = max(1, per_worker // (_BYTES_PER_SCORE * _MIN_ROWS))
+    rows = max(1, per_worker // (cols * _BYTES_PER_SCORE))
+    # Enough row blocks to keep every worker busy until the end.
+    rows = min(rows, max(_MIN_ROWS, math.ceil(n_rows / (4 * workers))), n_rows)
+    return rows, cols
+
+
+def _blocked(
+    queries: np.ndarray,
+    database: np.ndarray,
+    make_reduction: Callable[[], Any],
+    *,
+    bias: np.ndarray | None = None,
+    exclude_self: bool = False,
+    working_memory: int | None = None,
+    progress: bool = True,
+    description: str = "scoring",
+) -> list[Any]:
+    """Run a reduction over every tile of ``queries · databaseᵀ − bias``; one result per row block."""
+    n_rows, n_cols = queries.shape[0], database.shape[0]
+    working_memory = DEFAULT_WORKING_MEMORY if working_memory is None else working_memory
+    workers = default_workers()
+    row_block, col_block = _plan(n_rows, n_cols, workers, working_memory)
+    starts = list(range(0, n_rows, row_block))
+    parallel = workers > 1 and len(starts) > 1
+    reduction = make_reduction()
+    flops = 2.0 * n_rows * n_cols * queries.shape[1]
+
+    def run_block(r0: int) -> Any:
+        r1 = min(r0 + row_block, n_rows)
+        block = queries[r0:r1]
+        state = reduction.start(r1 - r0)
+        for c0 in range(0, n_cols, col_block):
+            c1 = min(c0 + col_block, n_cols)
+            scores = block @ database[c0:c1].T
+            if bias is not None:
+                scores -= bias[c0:c1]
+            if exclude_self:
+                lo, hi = max(r0, c0), min(r1, c1)
+                if lo < hi:
+                    diagonal = np.arange(lo, hi)
+                    scores[diagonal - r0, diagonal - c0] = -np.inf
+            state = reduction.update(state, scores, c0)
+        bar.advance(r1 - r0)
+        return reduction.finish(state)
+
+    expected = flops / (_GEMM_FLOPS_PER_WORKER * (workers if parallel else 1))
+    with progress_bar(description, n_rows, enabled=progress, expected_seconds=expected) as bar:
+        if not parallel:
+            return [run_block(r0) for r0 in starts]
+        with single_threaded_blas(), ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(run_block, starts))
+
+
+def _check_working_memory(working_memory: Any) -> int | None:
+    if working_memory is None:
+        return None
+    if isinstance(working_memory, bool) or not isinstance(working_memory, (int, np.integer)):
+        raise TypeError(f"working_memory must be a number of bytes (int); got {working_memory!r}")
+    if working_memory < 1024:
+        raise ValueError(f"working_memory must be at least 1024 bytes; got {working_memory}")
+    return int(working_memory)
+
+
+def _topk_arrays(
+    queries: np.ndarray,
+    database: np.ndarray,
+    k: int,
+    *,
+    bias: np.ndarray | None = None,
+    exclude_self: bool = False,
+    threshold: float | None = None,
+    working_memory: int | None = None,
+    progress: bool = True,
+) -> Neighbors:
+    """:func:`topk` on validated float32 arrays (internal callers trust their inputs)."""
+    blocks = _blocked(
+        queries,
+        database,
+        lambda: _TopKReduction(k),
+        bias=bias,
+        exclude_self=exclude_self,
+        working_memory=working_memory,
+        progress=progress,
+        description=f"top-{k} search",
+    )
+    keys = np.concatenate(blocks, axis=0) if blocks else np.empty((0, k), np.uint64)
+    scores, ids = _decode(keys)
+    scores = np.array(scores, dtype=np.float32)
+    pad = ~np.isfinite(scores)
+    if threshold is not None:
+        pad |= scores <= threshold
+    scores[pad] = -np.inf
+    ids[pad] = -1
+    return Neighbors(ids, scores)
+
+
+def _logsumexp_arrays(
+    queries: np.ndarray,
+    database: np.ndarray,
+    beta: float,
+    *,
+    working_memory: int | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    blocks = _blocked(
+        queries,
+        database,
+        lambda: _LogSumExpReduction(beta),
+        working_memory=working_memory,
+        progress=progress,
+        description="log-sum-exp",
+    )
+    return np.concatenate(blocks).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- public API
+def topk(
+    queries: Any,
+    database: Any,
+    k: int,
+    *,
+    bias: Any = None,
+    exclude_self: bool = False,
+    threshold: float | None = None,
+    metric: str = "cosine",
+    working_memory: int | None = None,
+    progress: bool = True,
+) -> Neighbors:
+    """Exact top-k of ``s(q, x) − bias(x)`` for every query, block by block.
+
+    Parameters
+    ----------
+    queries : array-like of shape (n_queries, d)
+    database : array-like of shape (n_database, d)
+    k : int
+        Neighbours per query; at most ``n_database`` (``n_database − 1`` with
+        ``exclude_self``).
+    bias : array-like of shape (n_database,), optional
+        Subtracted from every score of the matching database row.
+    exclude_self : bool
+        Skip database row ``i`` for query row ``i`` (self-joins).
+    threshold : float, optional
+        Keep only scores strictly greater than it; other slots are padded with
+        id ``-1`` and score ``-inf``.
+    metric : {"cosine", "ip"}
+        ``"cosine"`` scores unit-norm copies; ``"ip"`` is the raw inner product.
+    working_memory : int, optional
+        Bytes of score tiles held at once (default 256 MiB).
+    progress : bool
+        Show a progress bar for long searches.
+
+    Returns
+    -------
+    Neighbors
+        Sorted by descending score, ties broken by the lower database id.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> database = np.eye(3, dtype=np.float32)
+    >>> topk([[1.0, 0.5, 0.0]], database, k=2).ids.tolist()
+    [[0, 1]]
+    """
+    queries_array, database_array = check_pair(queries, database, metric)
+    if not isinstance(exclude_self, (bool, np.bool_)):
+        raise TypeError(f"exclude_self must be True or False; got {exclude_self!r}")
+    limit = database_array.shape[0] - (1 if exclude_self else 0)
+    if limit < 1:
+        raise ValueError("exclude_self=True needs a database of at least 2 rows")
+    k = check_k(k, limit, what="database rows" + (" besides the query itself" if exclude_self else ""))
+    bias_array = None
+    if bias is not None:
+        bias_array = check_array(bias, "bias", ndim=1)
+        if bias_array.shape[0] != database_array.shape[0]:
+            raise ValueError(
+                f"bias must have one value per database row ({database_array.shape[0]}); got {bias_array.shape[0]}"
+            )
+    if threshold is not None:
+        threshold = check_finite_scalar(threshold, "threshold")
+    return _topk_arrays(
+        queries_array,
+        database_array,
+        k,
+        bias=bias_array,
+        exclude_self=bool(exclude_self),
+        threshold=threshold,
+        working_memory=_check_working_memory(working_memory),
+        progress=progress,
+    )
+
+
+def topk_mean(
+    queries: Any,
+    database: Any,
+    k: int,
+    *,
+    metric: str = "cosine",
+    exclude_self: bool = False,
+    working_memory: int | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Mean of the k largest scores of each query row (NNN's bias, CSLS's neighbourhood term).
+
+    Examples
+    --------
+    >>> topk_mean([[1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]], k=2).tolist()
+    [0.5]
+    """
+    neighbors = topk(
+        queries,
+        database,
+        k,
+        exclude_self=exclude_self,
+        metric=metric,
+        working_memory=working_memory,
+        progress=progress,
+    )
+    return neighbors.scores.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+def logsumexp(
+    queries: Any,
+    database: Any,
+    beta: float,
+    *,
+    metric: str = "cosine",
+    working_memory: int | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """``(1/β)·log Σ_j exp(β·s(q, x_j))`` for every query row, stably and without the full matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> value = logsumexp([[1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]], beta=1.0)
+    >>> bool(np.isclose(value[0], np.log(np.e + 1.0)))
+    True
+    """
+    queries_array, database_array = check_pair(queries, database, metric)
+    beta = check_finite_scalar(beta, "beta")
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0; got {beta}")
+    return _logsumexp_arrays(
+        queries_array,
+        database_array,
+        beta,
+        working_memory=_check_working_memory(working_memory),
+        progress=progress,
+    )
