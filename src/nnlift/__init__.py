@@ -10,6 +10,18 @@ import logging
 
 from ._artifact import ArtifactError, load
 from ._base import NotFittedError
+from .correct import (
+    CSLS,
+    NNN,
+    Baseline,
+    DBNorm,
+    DistributionNormalization,
+    InvertedSoftmax,
+    LocalScaling,
+    MutualProximity,
+    QBNorm,
+    WithDN,
+)
 from .index import ExactIndex, Index
 from .kernel import logsumexp, topk, topk_mean
 from .neighbors import Neighbors
@@ -30,6 +42,16 @@ __all__ = [
     "load",
     "ArtifactError",
     "NotFittedError",
+    "Baseline",
+    "NNN",
+    "DistributionNormalization",
+    "WithDN",
+    "CSLS",
+    "InvertedSoftmax",
+    "QBNorm",
+    "DBNorm",
+    "LocalScaling",
+    "MutualProximity",
 ]
 
 

@@ -132,3 +132,10 @@ def check_is_fitted(estimator: Estimator, attribute: str | None = None) -> None:
         fitted = all(getattr(estimator, n, None) is not None for n in names)
     if not fitted:
         raise NotFittedError(f"this {type(estimator).__name__} is not fitted yet; call fit(...) first")
+
+
+def clone(estimator: Estimator, **overrides: Any) -> Estimator:
+    """A new, unfitted estimator with the same hyper-parameters (and ``overrides``)."""
+    params = estimator.get_params(deep=False)
+    params.update(overrides)
+    return type(estimator)(**params)

@@ -95,15 +95,15 @@ def check_array(
         raise ValueError(f"{name} has zero columns (shape {array.shape})")
     if width is not None and ndim == 2 and array.shape[1] != width:
         raise ValueError(f"{name} must have {width} columns to match the other inputs; got shape {array.shape}")
-    if array.dtype == np.float64 and array.size:
-        # Values beyond float32's range would become inf silently.
-        peak = float(np.max(np.abs(array))) if np.isfinite(array).all() else math.inf
-        if peak > np.finfo(np.float32).max:
-            raise ValueError(f"{name} has values outside float32's range (largest |value| {peak:g})")
+    if array.size:
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad_rows = np.flatnonzero(~finite.all(axis=-1)) if ndim == 2 else np.flatnonzero(~finite)
+            raise ValueError(f"{name} has NaN or inf values in {len(bad_rows)} row(s), first at row {int(bad_rows[0])}")
+        if array.dtype.itemsize > 4 and float(np.max(np.abs(array))) > np.finfo(np.float32).max:
+            # Values beyond float32's range would become inf silently.
+            raise ValueError(f"{name} has values outside float32's range (largest |value| {float(np.max(np.abs(array))):g})")
     array = np.ascontiguousarray(array, dtype=np.float32)
-    if array.size and not np.isfinite(array).all():
-        bad = np.flatnonzero(~np.isfinite(array).all(axis=-1) if ndim == 2 else ~np.isfinite(array))
-        raise ValueError(f"{name} has NaN or inf values in {len(bad)} row(s), first at row {int(bad[0])}")
     return array
 
 

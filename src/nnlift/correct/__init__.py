@@ -1,0 +1,22 @@
+"""Score corrections from a bank of reference queries, and bank-free hubness re-rankers."""
+
+from .base import Baseline, Correction
+from .csls import CSLS
+from .dn import DistributionNormalization, WithDN
+from .nnn import NNN
+from .rerank import LocalScaling, MutualProximity
+from .softmax import DBNorm, InvertedSoftmax, QBNorm
+
+__all__ = [
+    "Correction",
+    "Baseline",
+    "NNN",
+    "DistributionNormalization",
+    "WithDN",
+    "CSLS",
+    "InvertedSoftmax",
+    "QBNorm",
+    "DBNorm",
+    "LocalScaling",
+    "MutualProximity",
+]

@@ -1,0 +1,162 @@
+"""The interface every score correction shares: ``fit``, ``search``, ``score``, ``save``.
+
+Most corrections are affine in the raw score::
+
+    corrected(q, x) = scale · (s(q, x) − bias(x)) − query_term(q)
+
+so one implementation serves search and scoring: the kernel finds the top-k of
+``s − bias`` block by block, and the per-query term (which never changes a
+query's ranking) is applied to the k winners only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._base import Estimator, check_is_fitted
+from .._check import check_array, check_k, check_metric, check_positive_int, normalize_rows
+from ..kernel import _topk_arrays
+from ..neighbors import Neighbors
+
+__all__ = ["Correction", "Baseline"]
+
+
+class Correction(Estimator):
+    """Base class: a fitted database plus a per-item bias and an optional per-query term.
+
+    Subclasses implement ``_fit(database, bank, **kwargs)`` (setting ``bias_``
+    and any other learned state) and may override ``_search_bias``,
+    ``_query_term`` and ``scale``.
+    """
+
+    _artifact_arrays = ("database_", "bias_")
+    scale = 1.0
+
+    # -- hooks -------------------------------------------------------------
+    def _fit(self, database: np.ndarray, bank: np.ndarray | None, **kwargs: Any) -> None:
+        self.bias_ = np.zeros(database.shape[0], dtype=np.float32)
+
+    def _search_bias(self) -> np.ndarray | None:
+        """The per-item value subtracted from raw scores before ranking."""
+        return self.bias_
+
+    def _query_term(self, queries: np.ndarray) -> np.ndarray | None:
+        """Per-query offset that makes scores comparable across queries (None: none)."""
+        return None
+
+    needs_bank = True
+
+    # -- validation --------------------------------------------------------
+    def _prepare(self, array: Any, name: str, width: int | None = None) -> np.ndarray:
+        metric = check_metric(getattr(self, "metric", "cosine"))
+        out = check_array(array, name, width=width)
+        return normalize_rows(out, name) if metric == "cosine" else out
+
+    def _prepare_queries(self, queries: Any) -> np.ndarray:
+        check_is_fitted(self)
+        return self._prepare(queries, "queries", width=self.database_.shape[1])
+
+    # -- public API --------------------------------------------------------
+    def fit(self, database: Any, bank: Any = None, **kwargs: Any) -> Correction:
+        """Learn the correction for ``database`` from a ``bank`` of reference queries."""
+        database_array = self._prepare(database, "database")
+        bank_array = None
+        if bank is not None:
+            bank_array = self._prepare(bank, "bank", width=database_array.shape[1])
+        elif self.needs_bank:
+            raise ValueError(f"{type(self).__name__} needs a bank of reference queries: fit(database, bank)")
+        self.database_ = database_array
+        self._fit(database_array, bank_array, **kwargs)
+        return self
+
+    def search(self, queries: Any, k: int = 10, *, progress: bool = True) -> Neighbors:
+        """Top-k database rows by corrected score for each query (ids are database row numbers)."""
+        queries_array = self._prepare_queries(queries)
+        k = check_k(k, self.database_.shape[0])
+        return self._search_arrays(queries_array, k, progress=progress)
+
+    def _search_arrays(self, queries: np.ndarray, k: int, *, progress: bool = True) -> Neighbors:
+        found = _topk_arrays(
+            queries,
+            self.database_,
+            k,
+            bias=self._search_bias(),
+            working_memory=getattr(self, "working_memory", None),
+            progress=progress,
+        )
+        return self._finish_scores(queries, found)
+
+    def _finish_scores(self, queries: np.ndarray, found: Neighbors) -> Neighbors:
+        scores = found.scores
+        if self.scale != 1.0:
+            scores = scores * np.float32(self.scale)
+        term = self._query_term(queries)
+        if term is not None:
+            scores = scores - term[:, None]
+        scores = np.where(found.ids >= 0, scores, -np.inf)
+        return Neighbors(found.ids, scores)
+
+    def score(self, queries: Any, database_ids: Any) -> np.ndarray:
+        """Corrected scores of given pairs.
+
+        Parameters
+        ----------
+        queries : array-like of shape (n_queries, d)
+        database_ids : array-like of int, shape (n_queries, m) or (m,)
+            Database rows to score for each query (a 1-D list is used for every query).
+
+        Returns
+        -------
+        numpy.ndarray of shape (n_queries, m), float32
+        """
+        queries_array = self._prepare_queries(queries)
+        ids = np.asarray(database_ids)
+        if ids.ndim == 1:
+            ids = np.broadcast_to(ids, (queries_array.shape[0], ids.shape[0]))
+        if ids.ndim != 2 or ids.shape[0] != queries_array.shape[0]:
+            raise ValueError(
+                f"database_ids must have shape (n_queries={queries_array.shape[0]}, m) or (m,); got {ids.shape}"
+            )
+        if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= len(self.database_)):
+            raise ValueError(f"database_ids must be integer row numbers in [0, {len(self.database_)})")
+        raw = np.einsum("qd,qmd->qm", queries_array, self.database_[ids]).astype(np.float32)
+        return self._score_arrays(queries_array, ids, raw)
+
+    def _score_arrays(self, queries: np.ndarray, ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        bias = self._search_bias()
+        corrected = raw if bias is None else raw - bias[ids]
+        return self._finish_scores(queries, Neighbors(ids, corrected)).scores
+
+    @property
+    def n_database(self) -> int:
+        check_is_fitted(self)
+        return self.database_.shape[0]
+
+
+class Baseline(Correction):
+    """No correction: raw cosine (or inner-product) scores. The reference point for every gain.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Baseline().fit(np.eye(3)).search([[1.0, 0.2, 0.0]], k=2).ids.tolist()
+    [[0, 1]]
+    """
+
+    needs_bank = False
+
+    def __init__(self, metric: str = "cosine", working_memory: int | None = None) -> None:
+        self.metric = metric
+        self.working_memory = working_memory
+
+    def _search_bias(self) -> None:
+        return None
+
+
+def _check_k_param(k: Any, bank: np.ndarray | None, owner: str) -> int:
+    k = check_positive_int(k, f"{owner}.k")
+    if bank is not None:
+        check_k(k, bank.shape[0], name=f"{owner}.k", what="bank rows")
+    return k

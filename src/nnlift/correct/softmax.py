@@ -1,0 +1,154 @@
+"""Inverted softmax and its relatives: QB-Norm's dynamic inverted softmax and DBNorm.
+
+All are computed in log space with the kernel's streaming log-sum-exp, so no
+bank × database matrix is ever built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._base import check_is_fitted
+from .._check import check_finite_scalar, check_positive_int
+from ..kernel import _logsumexp_arrays, _topk_arrays
+from ..neighbors import Neighbors
+from .base import Correction
+
+__all__ = ["InvertedSoftmax", "QBNorm", "DBNorm"]
+
+
+def _check_beta(beta: Any) -> float:
+    beta = check_finite_scalar(beta, "beta")
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0; got {beta}")
+    return beta
+
+
+def inverted_softmax_bias(database: np.ndarray, bank: np.ndarray, beta: float, **kwargs: Any) -> np.ndarray:
+    """``(1/β)·log Σ_{r∈bank} exp(β·s(r, x))`` for every database row."""
+    return _logsumexp_arrays(database, bank, beta, **kwargs)
+
+
+class InvertedSoftmax(Correction):
+    """Inverted softmax: ``s(q, x) − (1/β)·log Σ_{r∈R} exp(β·s(r, x))``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> model = InvertedSoftmax(beta=20).fit(rng.normal(size=(30, 4)), rng.normal(size=(20, 4)))
+    >>> bool(np.isfinite(model.bias_).all())
+    True
+    """
+
+    def __init__(self, beta: float = 20.0, metric: str = "cosine", working_memory=None) -> None:
+        self.beta = beta
+        self.metric = metric
+        self.working_memory = working_memory
+
+    def _fit(self, database, bank, progress: bool = True) -> None:
+        beta = _check_beta(self.beta)
+        self.bias_ = inverted_softmax_bias(database, bank, beta, working_memory=self.working_memory, progress=progress)
+
+
+class QBNorm(Correction):
+    """QB-Norm with the dynamic inverted softmax (DIS).
+
+    The activation set is every database item that is among the top-``k`` of
+    some bank query. A query whose raw top-1 item is in the set gets inverted
+    softmax scores; any other query keeps its raw scores. This keeps the
+    correction from hurting when the bank is out of domain.
+
+    Attributes
+    ----------
+    activated_ : numpy.ndarray of bool, shape (n_database,)
+        The activation set.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> model = QBNorm().fit(rng.normal(size=(30, 4)), rng.normal(size=(20, 4)))
+    >>> int(model.activated_.sum()) <= 20
+    True
+    """
+
+    _artifact_arrays = ("database_", "bias_", "activated_")
+
+    def __init__(self, beta: float = 20.0, k: int = 1, metric: str = "cosine", working_memory=None) -> None:
+        self.beta = beta
+        self.k = k
+        self.metric = metric
+        self.working_memory = working_memory
+
+    def _fit(self, database, bank, progress: bool = True) -> None:
+        beta = _check_beta(self.beta)
+        k = check_positive_int(self.k, "QBNorm.k")
+        k = min(k, database.shape[0])
+        self.bias_ = inverted_softmax_bias(database, bank, beta, working_memory=self.working_memory, progress=progress)
+        top = _topk_arrays(bank, database, k, working_memory=self.working_memory, progress=False)
+        self.activated_ = np.zeros(database.shape[0], dtype=bool)
+        self.activated_[top.ids[top.ids >= 0]] = True
+
+    def is_activated(self, queries: Any) -> np.ndarray:
+        """Whether each query's raw top-1 item is in the activation set (so IS applies)."""
+        return self._activated(self._prepare_queries(queries))
+
+    def _activated(self, queries: np.ndarray) -> np.ndarray:
+        top1 = _topk_arrays(queries, self.database_, 1, working_memory=self.working_memory, progress=False)
+        return self.activated_[top1.ids[:, 0]]
+
+    def _search_arrays(self, queries: np.ndarray, k: int, *, progress: bool = True) -> Neighbors:
+        active = self._activated(queries)
+        ids = np.empty((len(queries), k), dtype=np.int64)
+        scores = np.empty((len(queries), k), dtype=np.float32)
+        for mask, bias in ((active, self.bias_), (~active, None)):
+            if mask.any():
+                part = _topk_arrays(
+                    queries[mask], self.database_, k, bias=bias, working_memory=self.working_memory, progress=progress
+                )
+                ids[mask], scores[mask] = part.ids, part.scores
+        return Neighbors(ids, scores)
+
+    def _score_arrays(self, queries, ids, raw):
+        active = self._activated(queries)
+        return np.where(active[:, None], raw - self.bias_[ids], raw).astype(np.float32)
+
+
+class DBNorm(Correction):
+    """Dual-bank normalisation: inverted softmax over a query bank and over a gallery bank.
+
+    ``s(q, x) − (1/β)·log(Σ_{r∈R_query} exp(β·s(r, x)) + Σ_{g∈R_gallery} exp(β·s(g, x)))``.
+    The gallery bank is a sample of database-like items; pass one that does
+    not contain the database itself (if omitted, the database is used and each
+    item's own term ``exp(β·s(x, x))`` is part of its normaliser).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> database, bank = rng.normal(size=(30, 4)), rng.normal(size=(20, 4))
+    >>> model = DBNorm().fit(database, bank, gallery_bank=rng.normal(size=(25, 4)))
+    >>> model.search(bank[:1], k=2).ids.shape
+    (1, 2)
+    """
+
+    def __init__(self, beta: float = 20.0, gallery_beta: float | None = None, metric: str = "cosine",
+                 working_memory=None) -> None:
+        self.beta = beta
+        self.gallery_beta = gallery_beta
+        self.metric = metric
+        self.working_memory = working_memory
+
+    def _fit(self, database, bank, gallery_bank: Any = None, progress: bool = True) -> None:
+        beta = _check_beta(self.beta)
+        gallery_beta = beta if self.gallery_beta is None else _check_beta(self.gallery_beta)
+        gallery = database if gallery_bank is None else self._prepare(gallery_bank, "gallery_bank", database.shape[1])
+        query_side = beta * inverted_softmax_bias(database, bank, beta, working_memory=self.working_memory,
+                                                  progress=progress).astype(np.float64)
+        gallery_side = gallery_beta * inverted_softmax_bias(
+            database, gallery, gallery_beta, working_memory=self.working_memory, progress=progress
+        ).astype(np.float64)
+        self.bias_ = (np.logaddexp(query_side, gallery_side) / beta).astype(np.float32)

@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nnlift
+from nnlift.kernel import _decode, _encode
+
+from .conftest import assert_same_neighbors, reference_topk, unit
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    m=st.integers(1, 300),
+    d=st.integers(1, 12),
+    k_frac=st.floats(0.0, 1.0),
+    wm=st.sampled_from([None, 1024, 5000, 60000]),
+    dtype=st.sampled_from([np.float32, np.float64, np.int32]),
+    seed=st.integers(0, 2**16),
+)
+def test_topk_equals_full_sort_with_tie_rule(n, m, d, k_frac, wm, dtype, seed):
+    rng = np.random.default_rng(seed)
+    # small integers give many exact ties, which exercise the lower-id rule
+    queries = rng.integers(-3, 4, size=(n, d)).astype(dtype)
+    database = rng.integers(-3, 4, size=(m, d)).astype(dtype)
+    k = max(1, int(round(k_frac * m)))
+    found = nnlift.topk(queries, database, k, metric="ip", working_memory=wm)
+    ref_ids, ref_scores = reference_topk(queries.astype(np.float64) @ database.T.astype(np.float64), k)
+    np.testing.assert_array_equal(found.ids, ref_ids)
+    np.testing.assert_allclose(found.scores, ref_scores, atol=1e-4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), wm=st.sampled_from([1024, 4096, 30000, None]))
+def test_result_does_not_depend_on_working_memory(seed, wm):
+    rng = np.random.default_rng(seed)
+    queries, database = unit(rng, 37, 16), unit(rng, 500, 16)
+    base = nnlift.topk(queries, database, 7)
+    other = nnlift.topk(queries, database, 7, working_memory=wm)
+    assert_same_neighbors(other.ids, other.scores, base.ids, base.scores, tol=1e-6)
+
+
+def test_large_tile_grouped_path_matches_sort(rng):
+    # wide enough that the grouped selection (g > 1) and a column tail are used
+    queries, database = unit(rng, 64, 24), unit(rng, 20011, 24)
+    database[100] = database[7]  # an exact tie
+    found = nnlift.topk(queries, database, 12, metric="ip")
+    ref_ids, ref_scores = reference_topk(queries @ database.T, 12)
+    assert_same_neighbors(found.ids, found.scores, ref_ids, ref_scores, tol=1e-5)
+
+
+def test_bias_exclude_self_threshold(rng):
+    database = unit(rng, 200, 8)
+    bias = rng.uniform(-0.2, 0.2, 200).astype(np.float32)
+    found = nnlift.topk(database, database, 5, bias=bias, exclude_self=True, metric="ip")
+    scores = database @ database.T - bias
+    np.fill_diagonal(scores, -np.inf)
+    ref_ids, ref_scores = reference_topk(scores, 5)
+    assert_same_neighbors(found.ids, found.scores, ref_ids, ref_scores)
+    assert not (found.ids == np.arange(200)[:, None]).any()
+
+    thresholded = nnlift.topk(database, database, 10, threshold=0.5)
+    raw = nnlift.topk(database, database, 10)
+    keep = raw.scores > 0.5
+    np.testing.assert_array_equal(thresholded.ids[keep], raw.ids[keep])
+    assert (thresholded.ids[~keep] == -1).all() and np.isneginf(thresholded.scores[~keep]).all()
+    # self is the first hit of a self-join without exclude_self
+    assert (raw.ids[:, 0] == np.arange(200)).all()
+
+
+def test_known_small_answer():
+    database = np.array([[1, 0], [0, 1], [1, 1]], dtype=np.float64)
+    found = nnlift.topk([[2.0, 1.0]], database, 3, metric="ip")
+    assert found.ids.tolist() == [[2, 0, 1]]
+    assert found.scores.tolist() == [[3.0, 2.0, 1.0]]
+    cosine = nnlift.topk([[2.0, 1.0]], database, 1)
+    assert cosine.ids.tolist() == [[2]]
+    assert cosine.scores[0, 0] == pytest.approx(3 / np.sqrt(5) / np.sqrt(2), abs=1e-6)
+
+
+def test_inputs_never_mutated(rng):
+    queries, database = rng.standard_normal((5, 4)), rng.standard_normal((50, 4))
+    queries.flags.writeable = False
+    database.flags.writeable = False
+    copy_q, copy_d = queries.copy(), database.copy()
+    nnlift.topk(queries, database, 3)
+    nnlift.logsumexp(queries, database, 5.0)
+    np.testing.assert_array_equal(queries, copy_q)
+    np.testing.assert_array_equal(database, copy_d)
+
+
+def test_non_contiguous_and_torch_inputs(rng):
+    torch = pytest.importorskip("torch")
+    database = rng.standard_normal((60, 8))
+    queries = rng.standard_normal((8, 5)).T  # Fortran-ordered view
+    a = nnlift.topk(queries, database, 4)
+    b = nnlift.topk(torch.from_numpy(np.ascontiguousarray(queries)), torch.from_numpy(database), 4)
+    np.testing.assert_array_equal(a.ids, b.ids)
+
+
+def test_topk_mean_and_logsumexp(rng):
+    queries, database = unit(rng, 30, 6), unit(rng, 400, 6)
+    scores = queries @ database.T
+    expected_mean = np.sort(scores, axis=1)[:, -9:].mean(axis=1)
+    np.testing.assert_allclose(nnlift.topk_mean(queries, database, 9), expected_mean, atol=1e-5)
+    beta = 20.0
+    expected = np.log(np.exp(beta * scores.astype(np.float64)).sum(axis=1)) / beta
+    for wm in (None, 2048):
+        np.testing.assert_allclose(nnlift.logsumexp(queries, database, beta, working_memory=wm), expected, atol=1e-5)
+    # stable for large beta, where exp overflows float32
+    big = nnlift.logsumexp(queries, database, 5000.0)
+    np.testing.assert_allclose(big, scores.max(axis=1), atol=1e-3)
+    assert np.isfinite(big).all()
+
+
+def test_keys_roundtrip_order():
+    values = np.array([-np.inf, -3.5, -0.0, 0.0, 1e-30, 2.5, np.inf], dtype=np.float32)
+    ids = np.arange(7)
+    decoded, back = _decode(_encode(values, ids))
+    np.testing.assert_array_equal(back, ids)
+    np.testing.assert_array_equal(decoded, values + 0.0)
+    keys = _encode(values, ids)
+    assert (np.diff(keys.astype(np.float64)) < 0).sum() >= 5  # larger score -> smaller key
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda q, x: nnlift.topk(q, x, 0), "k must be >= 1"),
+        (lambda q, x: nnlift.topk(q, x, 11), "larger than possible"),
+        (lambda q, x: nnlift.topk(q, x, 10, exclude_self=True), "larger than possible"),
+        (lambda q, x: nnlift.topk(q, x, 2.5), "k must be an integer"),
+        (lambda q, x: nnlift.topk(q[:, :3], x, 2), "queries must have 4 columns"),
+        (lambda q, x: nnlift.topk(q[0], x, 2), "queries must be 2-D"),
+        (lambda q, x: nnlift.topk(q[:0], x, 2), "queries is empty"),
+        (lambda q, x: nnlift.topk(q, np.where(np.arange(4) == 1, np.nan, x), 2), "database has NaN"),
+        (lambda q, x: nnlift.topk(q, x, 2, bias=np.ones(3)), "bias must have one value per database row"),
+        (lambda q, x: nnlift.topk(q, x, 2, threshold=np.inf), "threshold must be finite"),
+        (lambda q, x: nnlift.topk(q, x, 2, metric="l2"), "metric must be one of"),
+        (lambda q, x: nnlift.topk(q, np.zeros_like(x), 2), "all-zero row"),
+        (lambda q, x: nnlift.topk([["a", "b", "c", "d"]], x, 2), "must hold real numbers"),
+        (lambda q, x: nnlift.topk(q, x, 2, working_memory=10), "working_memory"),
+        (lambda q, x: nnlift.logsumexp(q, x, beta=float("nan")), "beta must be finite"),
+    ],
+)
+def test_bad_input_errors(rng, call, match):
+    queries, database = rng.standard_normal((3, 4)), rng.standard_normal((10, 4))
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(queries, database)
