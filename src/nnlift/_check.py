@@ -108,7 +108,7 @@ def check_array(
 
 
 def normalize_rows(array: np.ndarray, name: str) -> np.ndarray:
-    """Return a unit-norm copy of a float32 2-D array; zero rows are an error."""
+    """Return unit-norm rows of a float32 2-D array (a copy unless already unit); zero rows are an error."""
     norms = np.linalg.norm(array, axis=1)
     zero = np.flatnonzero(norms == 0)
     if len(zero):
@@ -116,6 +116,9 @@ def normalize_rows(array: np.ndarray, name: str) -> np.ndarray:
             f"{name} has {len(zero)} all-zero row(s), first at row {int(zero[0])}; "
             "cosine similarity is undefined for them (use metric='ip' or drop them)"
         )
+    if np.abs(norms - 1.0).max() <= 1e-6:
+        # Already unit rows: reuse them (callers never write into validated arrays).
+        return array
     out = array / norms[:, None]
     return np.ascontiguousarray(out, dtype=np.float32)
 

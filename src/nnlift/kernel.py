@@ -16,6 +16,7 @@ one ``np.partition`` gives the exact top-k with ties broken by the lower id.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -36,6 +37,8 @@ _SIGN = np.uint32(0x80000000)
 # Bytes of working memory one score takes: the float32 tile plus a same-sized temporary.
 _BYTES_PER_SCORE = 8
 _MIN_ROWS = 32
+_TARGET_ROWS = 512
+_MIN_COLUMNS = 1024
 _GEMM_FLOPS_PER_WORKER = 40e9  # conservative, only used to decide whether to show a bar
 
 
@@ -78,14 +81,13 @@ def _tile_topk_keys(scores: np.ndarray, k: int, column_offset: int) -> np.ndarra
     kk = min(k, n_groups)
     bound = np.partition(group_max, n_groups - kk, axis=1)[:, n_groups - kk]
     rows, groups = np.nonzero(group_max >= bound[:, None])
-    values = grouped[rows, :, groups]  # (pairs, g)
-    ids = groups[:, None] + np.arange(g, dtype=np.int64) * n_groups + column_offset
+    ids = groups[:, None] + np.arange(g, dtype=np.int64) * n_groups
+    keys = _encode(grouped[rows, :, groups], ids + column_offset)  # (pairs, g)
     counts = np.bincount(rows, minlength=b)
-    width = int(counts.max())
     slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-    dense = np.full((b, width, g), _KEY_PAD, dtype=np.uint64)
-    dense[rows, slot] = _encode(values, ids)
-    dense = dense.reshape(b, width * g)
+    dense = np.full((b, int(counts.max()), g), _KEY_PAD, dtype=np.uint64)
+    dense[rows, slot] = keys
+    dense = dense.reshape(b, -1)
     if main < n:
         tail_ids = np.arange(main, n, dtype=np.int64) + column_offset
         tail = _encode(scores[:, main:], np.broadcast_to(tail_ids, (b, n - main)))
@@ -104,10 +106,10 @@ class _TopKReduction:
         return np.empty((n_rows, 0), dtype=np.uint64)
 
     def update(self, state: np.ndarray, scores: np.ndarray, column_offset: int) -> np.ndarray:
-        tile = _tile_topk_keys(scores, self.k, column_offset)
+        keys = _tile_topk_keys(scores, self.k, column_offset)
         if state.shape[1] == 0:
-            return tile
-        return _smallest(np.concatenate([state, tile], axis=1), self.k)
+            return keys
+        return _smallest(np.concatenate([state, keys], axis=1), self.k)
 
     def finish(self, state: np.ndarray) -> np.ndarray:
         return state
@@ -141,15 +143,17 @@ class _LogSumExpReduction:
 
 # --------------------------------------------------------------------------- driver
 def _plan(n_rows: int, n_cols: int, workers: int, working_memory: int) -> tuple[int, int]:
-    """Tile shape (rows, columns) so that ``workers`` tiles fit in ``working_memory``."""
-    per_worker = max(working_memory // workers, _BYTES_PER_SCORE * _MIN_ROWS)
-    if n_cols * _BYTES_PER_SCORE * _MIN_ROWS <= per_worker:
-        cols = n_cols
-    else:
-        cols = max(1, per_worker // (_BYTES_PER_SCORE * _MIN_ROWS))
-    rows = max(1, per_worker // (cols * _BYTES_PER_SCORE))
-    # Enough row blocks to keep every worker busy until the end.
-    rows = min(rows, max(_MIN_ROWS, math.ceil(n_rows / (4 * workers))), n_rows)
+    """Tile shape (rows, columns) so that ``workers`` tiles fit in ``working_memory``.
+
+    Tiles are tall rather than wide: every GEMM call packs its slice of the
+    database, so a few hundred query rows per call amortise that packing
+    (measured: 167-row full-width tiles ran at 0.85× of the GEMM floor, 512-row
+    tiles at 1.0×).
+    """
+    per_worker = max(working_memory // workers, _BYTES_PER_SCORE * _MIN_COLUMNS)
+    rows = min(n_rows, _TARGET_ROWS, max(_MIN_ROWS, math.ceil(n_rows / (2 * workers))))
+    rows = max(1, min(rows, per_worker // (_BYTES_PER_SCORE * min(n_cols, _MIN_COLUMNS))))
+    cols = min(n_cols, max(1, per_worker // (_BYTES_PER_SCORE * rows)))
     return rows, cols
 
 
@@ -174,13 +178,20 @@ def _blocked(
     reduction = make_reduction()
     flops = 2.0 * n_rows * n_cols * queries.shape[1]
 
+    local = threading.local()
+
     def run_block(r0: int) -> Any:
         r1 = min(r0 + row_block, n_rows)
         block = queries[r0:r1]
+        # One reusable tile buffer per worker: fresh tiles would page-fault on every touch.
+        buffer = getattr(local, "buffer", None)
+        if buffer is None:
+            buffer = local.buffer = np.empty((row_block, min(col_block, n_cols)), dtype=np.float32)
         state = reduction.start(r1 - r0)
         for c0 in range(0, n_cols, col_block):
             c1 = min(c0 + col_block, n_cols)
-            scores = block @ database[c0:c1].T
+            scores = buffer[: r1 - r0, : c1 - c0]
+            np.matmul(block, database[c0:c1].T, out=scores)
             if bias is not None:
                 scores -= bias[c0:c1]
             if exclude_self:

@@ -1,0 +1,71 @@
+"""Shared helpers for the benchmarks: seeded data, timing, and the RESULTS.md writer."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def unit_vectors(n: int, d: int, seed: int, clusters: int | None = None, spread: float = 0.35) -> np.ndarray:
+    """Seeded unit vectors; with ``clusters``, a mixture around random centres (like real embeddings)."""
+    rng = np.random.default_rng(seed)
+    if clusters is None:
+        x = rng.standard_normal((n, d), dtype=np.float32)
+    else:
+        centres = rng.standard_normal((clusters, d), dtype=np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        x = centres[rng.integers(0, clusters, n)] + spread * rng.standard_normal((n, d), dtype=np.float32) / np.sqrt(d)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def best_time(fn, repeats: int = 3):
+    """Best wall time of ``repeats`` runs (the machines are shared; the minimum is the least noisy)."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def current_rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}"
+
+
+def write_section(name: str, command: str, body: str) -> None:
+    """Replace (or append) the section ``name`` of benchmarks/RESULTS.md."""
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    section = (
+        f"<!-- {name}:start -->\n## {name}\n\nCommand: `{command}`  \nRun: {stamp} on {machine()}\n\n{body.strip()}\n"
+        f"<!-- {name}:end -->"
+    )
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nEach section is the latest output of its benchmark, written by the benchmark itself.\n"
+    pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
+    RESULTS.write_text(text)
+    print(f"updated {RESULTS} [{name}]", file=sys.stderr)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
