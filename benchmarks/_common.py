@@ -15,15 +15,24 @@ import numpy as np
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
-def unit_vectors(n: int, d: int, seed: int, clusters: int | None = None, spread: float = 0.35) -> np.ndarray:
-    """Seeded unit vectors; with ``clusters``, a mixture around random centres (like real embeddings)."""
+def unit_vectors(
+    n: int, d: int, seed: int, clusters: int | None = None, spread: float = 1.0, centre_seed: int = 12345
+) -> np.ndarray:
+    """Seeded unit vectors.
+
+    With ``clusters``, a mixture around random unit centres shared by every call
+    with the same ``centre_seed`` (so a database, a bank and queries live in one
+    space, as real embeddings do); ``spread`` is the noise norm relative to the
+    centre's (1.0: neighbours at cosine ≈ 0.5, clusters overlap).
+    """
     rng = np.random.default_rng(seed)
     if clusters is None:
         x = rng.standard_normal((n, d), dtype=np.float32)
     else:
-        centres = rng.standard_normal((clusters, d), dtype=np.float32)
+        centres = np.random.default_rng(centre_seed).standard_normal((clusters, d), dtype=np.float32)
         centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-        x = centres[rng.integers(0, clusters, n)] + spread * rng.standard_normal((n, d), dtype=np.float32) / np.sqrt(d)
+        noise = rng.standard_normal((n, d), dtype=np.float32) / np.sqrt(d)
+        x = centres[rng.integers(0, clusters, n)] + spread * noise
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return np.ascontiguousarray(x, dtype=np.float32)
 

@@ -22,7 +22,7 @@ from .correct import (
     QBNorm,
     WithDN,
 )
-from .index import ExactIndex, Index
+from .index import ExactIndex, Index, IVFIndex, recall_at_k
 from .kernel import logsumexp, topk, topk_mean
 from .neighbors import Neighbors
 
@@ -37,6 +37,8 @@ __all__ = [
     "Neighbors",
     "Index",
     "ExactIndex",
+    "IVFIndex",
+    "recall_at_k",
     "FaissIndex",
     "HnswIndex",
     "load",

@@ -167,11 +167,12 @@ def _blocked(
     working_memory: int | None = None,
     progress: bool = True,
     description: str = "scoring",
+    workers: int | None = None,
 ) -> list[Any]:
     """Run a reduction over every tile of ``queries · databaseᵀ − bias``; one result per row block."""
     n_rows, n_cols = queries.shape[0], database.shape[0]
     working_memory = DEFAULT_WORKING_MEMORY if working_memory is None else working_memory
-    workers = default_workers()
+    workers = default_workers() if workers is None else workers
     row_block, col_block = _plan(n_rows, n_cols, workers, working_memory)
     starts = list(range(0, n_rows, row_block))
     parallel = workers > 1 and len(starts) > 1
@@ -231,8 +232,13 @@ def _topk_arrays(
     threshold: float | None = None,
     working_memory: int | None = None,
     progress: bool = True,
+    workers: int | None = None,
 ) -> Neighbors:
-    """:func:`topk` on validated float32 arrays (internal callers trust their inputs)."""
+    """:func:`topk` on validated float32 arrays (internal callers trust their inputs).
+
+    ``workers=1`` runs serially with the caller's BLAS threads (for callers that
+    parallelise around the kernel themselves).
+    """
     blocks = _blocked(
         queries,
         database,
@@ -242,6 +248,7 @@ def _topk_arrays(
         working_memory=working_memory,
         progress=progress,
         description=f"top-{k} search",
+        workers=workers,
     )
     keys = np.concatenate(blocks, axis=0) if blocks else np.empty((0, k), np.uint64)
     scores, ids = _decode(keys)

@@ -36,11 +36,14 @@ class NNN(Correction):
     metric : {"cosine", "ip"}
         ``"cosine"`` normalises copies of every input; ``"ip"`` scores raw vectors.
     approximate : bool
-        Compute the bias and the search through an approximate index (see
-        ``index``) and measure agreement with exact search on a sample.
+        Compute the bias and the search through an approximate index and
+        measure agreement with exact search on a sample.
     index : str, optional
-        With ``approximate``: a faiss factory string for both passes (default
-        ``"HNSW32"``).
+        With ``approximate``: ``None`` (default) uses nnlift's IVF-blocked GEMM
+        (:class:`~nnlift.IVFIndex`, numpy only); a faiss factory string such as
+        ``"HNSW32"`` or ``"IVF1024,Flat"`` uses faiss for both passes.
+    n_lists, n_probe : int, optional
+        IVF lists and lists probed per query group (built-in IVF only).
     min_agreement : float
         Warn when the approximate search's top-1 agreement with exact search,
         measured on ``check_sample`` queries, falls below this.
@@ -73,6 +76,8 @@ class NNN(Correction):
         metric: str = "cosine",
         approximate: bool = False,
         index: str | None = None,
+        n_lists: int | None = None,
+        n_probe: int = 8,
         min_agreement: float = 0.95,
         check_sample: int = 256,
         working_memory: int | None = None,
@@ -82,6 +87,8 @@ class NNN(Correction):
         self.metric = metric
         self.approximate = approximate
         self.index = index
+        self.n_lists = n_lists
+        self.n_probe = n_probe
         self.min_agreement = min_agreement
         self.check_sample = check_sample
         self.working_memory = working_memory
@@ -102,19 +109,37 @@ class NNN(Correction):
     def _search_arrays(self, queries: np.ndarray, k: int, *, progress: bool = True) -> Neighbors:
         if not self.approximate:
             return super()._search_arrays(queries, k, progress=progress)
-        index = self._folded()
-        found = index.search(self.fold_queries(queries, _prepared=True), k)
-        sample = queries[: min(len(queries), self.check_sample)]
-        exact = super()._search_arrays(sample, 1, progress=False)
-        agreement = float(np.mean(found.ids[: len(sample), 0] == exact.ids[:, 0]))
+        index = self._approximate_index()
+        if self.index is None:
+            found = index.search_arrays(queries, k, bias=self._search_bias())
+        else:
+            found = index.search(self.fold_queries(queries, _prepared=True), k)
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(len(queries), size=min(len(queries), self.check_sample), replace=False))
+        exact = super()._search_arrays(queries[sample], 1, progress=False)
+        agreement = float(np.mean(found.ids[sample, 0] == exact.ids[:, 0]))
         self.agreement_ = {**getattr(self, "agreement_", {}), "top1_agreement": agreement}
+        logger.info("approximate NNN search: top-1 agreement %.4f on %d sampled queries", agreement, len(sample))
         if agreement < self.min_agreement:
             warnings.warn(
                 f"approximate NNN search agrees with exact search on only {agreement:.3f} of top-1 results "
-                f"(sample of {len(sample)}); raise the index's search effort or use approximate=False",
+                f"(sample of {len(sample)}); raise n_probe or use approximate=False",
                 stacklevel=3,
             )
         return found
+
+    def _approximate_index(self):
+        if getattr(self, "_folded_index", None) is None:
+            if self.index is None:
+                from ..index.ivf import IVFIndex
+
+                self._folded_index = IVFIndex("ip", n_lists=self.n_lists, n_probe=self.n_probe, progress=False)
+                self._folded_index.add(self.database_)
+            else:
+                from ..index.faiss import FaissIndex
+
+                self._folded_index = FaissIndex(self.index, metric="ip", ef_search=128).add(self.folded_database())
+        return self._folded_index
 
     # -- folding -----------------------------------------------------------
     def folded_database(self) -> np.ndarray:
@@ -127,15 +152,6 @@ class NNN(Correction):
         array = queries if _prepared else self._prepare_queries(queries)
         alpha = check_finite_scalar(self.alpha, "alpha")
         return np.hstack([array, np.full((array.shape[0], 1), -alpha, dtype=np.float32)]).astype(np.float32)
-
-    def _folded(self):
-        if getattr(self, "_folded_index", None) is None:
-            from ..index.faiss import FaissIndex
-
-            self._folded_index = FaissIndex(self.index or "HNSW32", metric="ip", ef_search=128).add(
-                self.folded_database()
-            )
-        return self._folded_index
 
     # -- growth --------------------------------------------------------------
     def add(self, vectors: Any, bank: Any = None) -> NNN:
@@ -157,12 +173,18 @@ class NNN(Correction):
 
 
 def _approximate_bias(model: NNN, database, bank, k, progress) -> tuple[np.ndarray, dict[str, Any]]:
-    from ..index.faiss import FaissIndex
+    if model.index is None:
+        from ..index.ivf import IVFIndex
 
-    index = FaissIndex(model.index or "HNSW32", metric="ip", ef_search=max(2 * k, 64)).add(bank)
-    bias = index.search(database, k).scores.mean(axis=1, dtype=np.float64).astype(np.float32)
+        index = IVFIndex("ip", n_lists=model.n_lists, n_probe=model.n_probe, progress=progress).add(bank)
+        found = index.search_arrays(database, k)
+    else:
+        from ..index.faiss import FaissIndex
+
+        found = FaissIndex(model.index, metric="ip", ef_search=max(2 * k, 64)).add(bank).search(database, k)
+    bias = found.scores.mean(axis=1, dtype=np.float64).astype(np.float32)
     rng = np.random.default_rng(0)
-    sample = rng.choice(len(database), size=min(len(database), model.check_sample), replace=False)
+    sample = np.sort(rng.choice(len(database), size=min(len(database), model.check_sample), replace=False))
     exact = nnn_bias(database[sample], bank, k, progress=False)
     mae = float(np.abs(exact - bias[sample]).mean())
     logger.info("approximate NNN bias: mean absolute error %.2e on %d sampled items", mae, len(sample))

@@ -2,8 +2,9 @@
 
 from .base import BaseIndex, Index
 from .exact import ExactIndex
+from .ivf import IVFIndex, recall_at_k
 
-__all__ = ["Index", "BaseIndex", "ExactIndex", "FaissIndex", "HnswIndex"]
+__all__ = ["Index", "BaseIndex", "ExactIndex", "IVFIndex", "FaissIndex", "HnswIndex", "recall_at_k"]
 
 
 def __getattr__(name: str):
