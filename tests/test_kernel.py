@@ -148,3 +148,15 @@ def test_bad_input_errors(rng, call, match):
     queries, database = rng.standard_normal((3, 4)), rng.standard_normal((10, 4))
     with pytest.raises((ValueError, TypeError), match=match):
         call(queries, database)
+
+
+@pytest.mark.parametrize("wm", [None, 4096, 50_000])
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_symmetric_self_join_matches_plain(rng, wm, exclude_self):
+    data = unit(rng, 333, 12)
+    data[10] = data[200]  # exact duplicate: a tie the rule must break by id
+    sym = nnlift.topk(data, data, 7, exclude_self=exclude_self, working_memory=wm, threshold=0.1)
+    plain = nnlift.topk(data, data.copy(), 7, exclude_self=exclude_self, working_memory=wm, threshold=0.1)
+    assert_same_neighbors(sym.ids, sym.scores, plain.ids, plain.scores, tol=1e-6)
+    if not exclude_self:
+        assert set(sym.ids[10, :2]) == {10, 200}

@@ -251,6 +251,65 @@ def _topk_arrays(
         workers=workers,
     )
     keys = np.concatenate(blocks, axis=0) if blocks else np.empty((0, k), np.uint64)
+    return _keys_to_neighbors(keys, threshold)
+
+
+def _self_topk_arrays(
+    database: np.ndarray,
+    k: int,
+    *,
+    exclude_self: bool = False,
+    threshold: float | None = None,
+    working_memory: int | None = None,
+    progress: bool = True,
+) -> Neighbors:
+    """Top-k of every row of ``database`` against itself, multiplying each symmetric tile pair once.
+
+    ``X·Xᵀ`` is symmetric: the tile for row block I and column block J ≥ I
+    serves the rows of I, and its transpose serves the rows of J, so about
+    half of the GEMM flops of a plain self-join are skipped.
+    """
+    n = database.shape[0]
+    working_memory = DEFAULT_WORKING_MEMORY if working_memory is None else working_memory
+    workers = default_workers()
+    # square tiles; the transposed copy of a tile needs as much memory again
+    side = max(_MIN_ROWS, int(math.sqrt(working_memory / (workers * 2 * _BYTES_PER_SCORE))))
+    side = min(n, side)
+    starts = list(range(0, n, side))
+    pairs = [(i, j) for i in range(len(starts)) for j in range(i, len(starts))]
+    states: list[np.ndarray | None] = [None] * len(starts)
+
+    def block(index: int) -> tuple[int, int]:
+        return starts[index], min(starts[index] + side, n)
+
+    def run(pair: tuple[int, int]):
+        i, j = pair
+        (r0, r1), (c0, c1) = block(i), block(j)
+        scores = database[r0:r1] @ database[c0:c1].T
+        if exclude_self and i == j:
+            np.fill_diagonal(scores, -np.inf)
+        rows_keys = _tile_topk_keys(scores, k, c0)
+        cols_keys = None if i == j else _tile_topk_keys(np.ascontiguousarray(scores.T), k, r0)
+        return pair, rows_keys, cols_keys
+
+    def merge(index: int, keys: np.ndarray) -> None:
+        current = states[index]
+        states[index] = keys if current is None else _smallest(np.concatenate([current, keys], axis=1), k)
+
+    flops = float(n) * n * database.shape[1]
+    expected = flops / (_GEMM_FLOPS_PER_WORKER * workers)
+    with progress_bar(f"top-{k} self-join", len(pairs), enabled=progress, expected_seconds=expected) as bar:
+        with single_threaded_blas(workers > 1), ThreadPoolExecutor(max_workers=workers) as pool:
+            for (i, j), rows_keys, cols_keys in pool.map(run, pairs):
+                merge(i, rows_keys)
+                if cols_keys is not None:
+                    merge(j, cols_keys)
+                bar.advance(1)
+    keys = np.concatenate(states, axis=0)
+    return _keys_to_neighbors(keys, threshold)
+
+
+def _keys_to_neighbors(keys: np.ndarray, threshold: float | None) -> Neighbors:
     scores, ids = _decode(keys)
     scores = np.array(scores, dtype=np.float32)
     pad = ~np.isfinite(scores)
@@ -305,7 +364,9 @@ def topk(
     bias : array-like of shape (n_database,), optional
         Subtracted from every score of the matching database row.
     exclude_self : bool
-        Skip database row ``i`` for query row ``i`` (self-joins).
+        Skip database row ``i`` for query row ``i`` (self-joins). Passing the
+        same array as ``queries`` and ``database`` (without ``bias``) runs the
+        symmetric self-join, which multiplies each pair of row blocks once.
     threshold : float, optional
         Keep only scores strictly greater than it; other slots are padded with
         id ``-1`` and score ``-inf``.
@@ -328,7 +389,10 @@ def topk(
     >>> topk([[1.0, 0.5, 0.0]], database, k=2).ids.tolist()
     [[0, 1]]
     """
+    symmetric = queries is database and bias is None
     queries_array, database_array = check_pair(queries, database, metric)
+    if symmetric:
+        queries_array = database_array
     if not isinstance(exclude_self, (bool, np.bool_)):
         raise TypeError(f"exclude_self must be True or False; got {exclude_self!r}")
     limit = database_array.shape[0] - (1 if exclude_self else 0)
@@ -344,6 +408,15 @@ def topk(
             )
     if threshold is not None:
         threshold = check_finite_scalar(threshold, "threshold")
+    if symmetric:
+        return _self_topk_arrays(
+            database_array,
+            k,
+            exclude_self=bool(exclude_self),
+            threshold=threshold,
+            working_memory=_check_working_memory(working_memory),
+            progress=progress,
+        )
     return _topk_arrays(
         queries_array,
         database_array,

@@ -36,6 +36,27 @@ def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray, block: int = 81
     return out
 
 
+def _seed_centroids(train: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding (D² sampling on 1 − cosine) on a pool of ≤ 20 rows per cluster.
+
+    Random seeding can put two seeds in one cluster and leave another cluster
+    without; ++ seeding avoids that. Each step is one pass over the pool, so
+    it is used for up to 256 clusters; beyond that random rows are used.
+    """
+    if n_clusters > 256:
+        return train[rng.choice(train.shape[0], size=n_clusters, replace=False)].copy()
+    pool = train[rng.choice(train.shape[0], size=min(train.shape[0], 20 * n_clusters), replace=False)]
+    chosen = [int(rng.integers(pool.shape[0]))]
+    distance = 1.0 - pool @ pool[chosen[0]]
+    for _ in range(1, n_clusters):
+        weights = np.maximum(distance, 0.0).astype(np.float64) ** 2
+        total = weights.sum()
+        pick = int(rng.choice(pool.shape[0], p=weights / total)) if total > 0 else int(rng.integers(pool.shape[0]))
+        chosen.append(pick)
+        np.minimum(distance, 1.0 - pool @ pool[pick], out=distance)
+    return pool[chosen].copy()
+
+
 def kmeans(vectors: np.ndarray, n_clusters: int, *, n_iter: int = 6, sample: int | None = None, seed: int = 0) -> np.ndarray:
     """Spherical k-means on (a sample of) unit rows; returns unit centroids (n_clusters, d)."""
     rng = np.random.default_rng(seed)
@@ -43,7 +64,7 @@ def kmeans(vectors: np.ndarray, n_clusters: int, *, n_iter: int = 6, sample: int
     n_clusters = min(n_clusters, n)
     size = min(n, sample if sample is not None else max(64 * n_clusters, 20_000))
     train = vectors[np.sort(rng.choice(n, size=size, replace=False))] if size < n else vectors
-    centroids = train[rng.choice(train.shape[0], size=n_clusters, replace=False)].copy()
+    centroids = _seed_centroids(train, n_clusters, rng)
     for _ in range(n_iter):
         assign = nearest_centroid(train, centroids)
         members = sp.csr_matrix(

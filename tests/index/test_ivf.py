@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+
+import nnlift
+from nnlift.index.ivf import kmeans, nearest_centroid
+
+from ..conftest import unit
+
+
+def mixture(rng, n, d=24, clusters=12, spread=0.8, centres=None):
+    if centres is None:
+        centres = unit(np.random.default_rng(99), clusters, d)
+    x = centres[rng.integers(0, len(centres), n)] + spread * rng.standard_normal((n, d)).astype(np.float32) / np.sqrt(d)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_ivf_recall_and_round_trip(tmp_path, rng):
+    database, queries = mixture(rng, 4000), mixture(rng, 200)
+    exact = nnlift.ExactIndex().add(database).search(queries, 10)
+    index = nnlift.IVFIndex(n_probe=8).add(database)
+    found = index.search(queries, 10)
+    assert nnlift.recall_at_k(found, exact) >= 0.95
+    again = nnlift.load(index.save(tmp_path / "ivf"))
+    np.testing.assert_array_equal(again.search(queries, 10).ids, found.ids)
+
+
+def test_ivf_probing_everything_is_exact(rng):
+    database, queries = mixture(rng, 1000), mixture(rng, 50)
+    exact = nnlift.ExactIndex().add(database).search(queries, 5)
+    index = nnlift.IVFIndex(n_lists=10, n_probe=10).add(database)
+    found = index.search(queries, 5)
+    np.testing.assert_array_equal(found.ids, exact.ids)
+
+
+def test_ivf_self_join_excludes_self_and_bias(rng):
+    database = mixture(rng, 1500)
+    bias = rng.uniform(0, 0.1, 1500).astype(np.float32)
+    index = nnlift.IVFIndex(n_lists=8, n_probe=8).add(database)
+    found = index.search_arrays(database, 5, bias=bias, exclude_self=True)
+    exact = nnlift.topk(database, database, 5, bias=bias, exclude_self=True)
+    np.testing.assert_array_equal(found.ids, exact.ids)
+    assert not (found.ids == np.arange(1500)[:, None]).any()
+
+
+def test_tiny_lists_widen_the_probe(rng):
+    database = unit(rng, 40, 8)
+    index = nnlift.IVFIndex(n_lists=20, n_probe=1).add(database)
+    found = index.search(database[:3], 10)
+    assert (found.ids >= 0).all()  # k=10 even though one list holds ~2 vectors
+
+
+def test_kmeans_gives_unit_centroids_that_separate_clusters(rng):
+    centres = unit(np.random.default_rng(5), 4, 16)
+    data = mixture(rng, 800, d=16, spread=0.2, centres=centres)
+    found = kmeans(data, 4, n_iter=10, seed=0)
+    np.testing.assert_allclose(np.linalg.norm(found, axis=1), 1.0, atol=1e-5)
+    # every true centre has a learned centroid very close to it
+    assert (found @ centres.T).max(axis=0).min() > 0.95
+    assign = nearest_centroid(data, found)
+    assert len(np.unique(assign)) == 4
+
+
+def test_nnn_approximate_matches_exact_on_clustered_data(rng):
+    centres = unit(np.random.default_rng(3), 10, 32)
+    database, bank, queries = (mixture(rng, n, d=32, centres=centres) for n in (3000, 1500, 200))
+    exact = nnlift.NNN(k=16, alpha=0.75).fit(database, bank)
+    approx = nnlift.NNN(k=16, alpha=0.75, approximate=True, n_probe=12).fit(database, bank)
+    assert approx.agreement_["bias_mae"] < 1e-3
+    error = np.abs(approx.bias_ - exact.bias_)
+    assert error.mean() <= 1e-3 and np.quantile(error, 0.99) <= 5e-3
+    found, reference = approx.search(queries, 10), exact.search(queries, 10)
+    assert np.mean(found.ids[:, 0] == reference.ids[:, 0]) >= 0.99
+    assert approx.agreement_["top1_agreement"] >= 0.99
+
+
+def test_nnn_approximate_warns_when_agreement_is_low(rng):
+    database, bank, queries = unit(rng, 3000, 64), unit(rng, 500, 64), unit(rng, 100, 64)
+    model = nnlift.NNN(k=8, approximate=True, n_lists=60, n_probe=1, min_agreement=0.99).fit(database, bank)
+    with pytest.warns(UserWarning, match="agrees with exact search on only"):
+        model.search(queries, 5)
+    assert model.agreement_["top1_agreement"] < 0.99
+
+
+def test_nnn_approximate_through_faiss(rng):
+    pytest.importorskip("faiss")
+    centres = unit(np.random.default_rng(3), 10, 32)
+    database, bank, queries = (mixture(rng, n, d=32, centres=centres) for n in (2000, 1000, 100))
+    exact = nnlift.NNN(k=8).fit(database, bank)
+    approx = nnlift.NNN(k=8, approximate=True, index="HNSW32").fit(database, bank)
+    assert approx.agreement_["bias_mae"] < 1e-2
+    found = approx.search(queries, 5)
+    assert np.mean(found.ids[:, 0] == exact.search(queries, 5).ids[:, 0]) >= 0.95
