@@ -160,3 +160,15 @@ def test_symmetric_self_join_matches_plain(rng, wm, exclude_self):
     assert_same_neighbors(sym.ids, sym.scores, plain.ids, plain.scores, tol=1e-6)
     if not exclude_self:
         assert set(sym.ids[10, :2]) == {10, 200}
+
+
+@settings(max_examples=30, deadline=None)
+@given(r=st.integers(1, 300), c=st.integers(1, 40), k=st.integers(1, 30), seed=st.integers(0, 9999))
+def test_column_selection_equals_row_selection_of_transpose(r, c, k, seed):
+    from nnlift.kernel import _tile_topk_keys, _tile_topk_keys_columns
+
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(-4, 5, size=(r, c)).astype(np.float32)  # many ties
+    np.testing.assert_array_equal(
+        _tile_topk_keys_columns(scores, k, 7), _tile_topk_keys(np.ascontiguousarray(scores.T), k, 7)
+    )

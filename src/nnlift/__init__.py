@@ -10,6 +10,14 @@ import logging
 
 from ._artifact import ArtifactError, load
 from ._base import NotFittedError
+from .blend import (
+    DatabaseAugmentation,
+    NeighborhoodBlender,
+    alpha_query_expansion,
+    blend_neighborhood,
+    iterative_neighborhood_blending,
+    neighborhood_search,
+)
 from .correct import (
     CSLS,
     NNN,
@@ -54,6 +62,12 @@ __all__ = [
     "DBNorm",
     "LocalScaling",
     "MutualProximity",
+    "neighborhood_search",
+    "blend_neighborhood",
+    "iterative_neighborhood_blending",
+    "NeighborhoodBlender",
+    "DatabaseAugmentation",
+    "alpha_query_expansion",
 ]
 
 

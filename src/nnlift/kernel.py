@@ -95,6 +95,39 @@ def _tile_topk_keys(scores: np.ndarray, k: int, column_offset: int) -> np.ndarra
     return _smallest(dense, k)
 
 
+def _tile_topk_keys_columns(scores: np.ndarray, k: int, row_offset: int) -> np.ndarray:
+    """Exact top-k keys (c, min(k, r)) of every *column* of a (r, c) tile, without transposing it.
+
+    Rows are grouped as (g, G, c): row ``j·G + i`` is member j of group i, and the
+    maximum over the first axis is an elementwise max of contiguous slices.
+    """
+    r, c = scores.shape
+    k = min(k, r)
+    g = _group_size(r, k)
+    n_groups = r // g
+    main = n_groups * g
+    grouped = scores[:main].reshape(g, n_groups, c)
+    group_max = grouped.max(axis=0) if g > 1 else grouped[0]
+    kk = min(k, n_groups)
+    # Only the small group-max matrix is transposed, so the partition runs along rows
+    # and nonzero returns the pairs already ordered by column.
+    group_max = np.ascontiguousarray(group_max.T)
+    bound = np.partition(group_max, n_groups - kk, axis=1)[:, n_groups - kk]
+    columns, groups = np.nonzero(group_max >= bound[:, None])
+    ids = groups[:, None] + np.arange(g, dtype=np.int64) * n_groups + row_offset
+    keys = _encode(grouped[:, groups, columns].T, ids)  # (pairs, g)
+    counts = np.bincount(columns, minlength=c)
+    slot = np.arange(len(columns)) - np.repeat(np.cumsum(counts) - counts, counts)
+    dense = np.full((c, int(counts.max()), g), _KEY_PAD, dtype=np.uint64)
+    dense[columns, slot] = keys
+    dense = dense.reshape(c, -1)
+    if main < r:
+        tail_ids = np.arange(main, r, dtype=np.int64) + row_offset
+        tail = _encode(np.ascontiguousarray(scores[main:].T), np.broadcast_to(tail_ids, (c, r - main)))
+        dense = np.concatenate([dense, tail], axis=1)
+    return _smallest(dense, k)
+
+
 # --------------------------------------------------------------------------- reductions
 class _TopKReduction:
     """Running exact top-k of each row, merged tile by tile."""
@@ -263,50 +296,100 @@ def _self_topk_arrays(
     working_memory: int | None = None,
     progress: bool = True,
 ) -> Neighbors:
-    """Top-k of every row of ``database`` against itself, multiplying each symmetric tile pair once.
+    """Top-k of every row of ``database`` against itself, computing each symmetric pair once.
 
-    ``X·Xᵀ`` is symmetric: the tile for row block I and column block J ≥ I
-    serves the rows of I, and its transpose serves the rows of J, so about
-    half of the GEMM flops of a plain self-join are skipped.
+    ``X·Xᵀ`` is symmetric. Row block I is multiplied only with the columns from
+    I onwards: each tile gives the rows of I their candidates (row-wise
+    selection) and gives every later column its candidates among the rows of I
+    (column-wise selection, no transpose). Each worker accumulates the column
+    candidates in its own buffer, merged with the row results at the end, so
+    about half the GEMM flops of a plain self-join are skipped.
     """
     n = database.shape[0]
     working_memory = DEFAULT_WORKING_MEMORY if working_memory is None else working_memory
     workers = default_workers()
-    # square tiles; the transposed copy of a tile needs as much memory again
-    side = max(_MIN_ROWS, int(math.sqrt(working_memory / (workers * 2 * _BYTES_PER_SCORE))))
-    side = min(n, side)
-    starts = list(range(0, n, side))
-    pairs = [(i, j) for i in range(len(starts)) for j in range(i, len(starts))]
-    states: list[np.ndarray | None] = [None] * len(starts)
+    rows, cols = _plan(n, n, workers, working_memory)
+    starts = list(range(0, n, rows))
+    row_keys: list[np.ndarray | None] = [None] * len(starts)
+    local = threading.local()
+    accumulators: list[np.ndarray] = []
+    lock = threading.Lock()
 
-    def block(index: int) -> tuple[int, int]:
-        return starts[index], min(starts[index] + side, n)
+    def accumulator() -> np.ndarray:
+        acc = getattr(local, "acc", None)
+        if acc is None:
+            acc = local.acc = np.full((n, k), _KEY_PAD, dtype=np.uint64)
+            with lock:
+                accumulators.append(acc)
+        return acc
 
-    def run(pair: tuple[int, int]):
-        i, j = pair
-        (r0, r1), (c0, c1) = block(i), block(j)
-        scores = database[r0:r1] @ database[c0:c1].T
-        if exclude_self and i == j:
-            np.fill_diagonal(scores, -np.inf)
-        rows_keys = _tile_topk_keys(scores, k, c0)
-        cols_keys = None if i == j else _tile_topk_keys(np.ascontiguousarray(scores.T), k, r0)
-        return pair, rows_keys, cols_keys
-
-    def merge(index: int, keys: np.ndarray) -> None:
-        current = states[index]
-        states[index] = keys if current is None else _smallest(np.concatenate([current, keys], axis=1), k)
+    def run(index: int) -> int:
+        r0 = starts[index]
+        r1 = min(r0 + rows, n)
+        acc = accumulator()
+        block = database[r0:r1]
+        state = None
+        for c0 in range(r0, n, cols):
+            c1 = min(c0 + cols, n)
+            scores = block @ database[c0:c1].T
+            if exclude_self:
+                lo, hi = max(r0, c0), min(r1, c1)
+                if lo < hi:
+                    diagonal = np.arange(lo, hi)
+                    scores[diagonal - r0, diagonal - c0] = -np.inf
+            keys = _tile_topk_keys(scores, k, c0)
+            state = keys if state is None else _smallest(np.concatenate([state, keys], axis=1), k)
+            # Columns past this row block get their candidates among its rows.
+            first = max(c0, r1)
+            if first < c1:
+                acc[first:c1] = _merge_column_candidates(acc[first:c1], scores[:, first - c0 :], k, r0)
+        if state.shape[1] < k:  # the last columns may number fewer than k
+            state = np.pad(state, ((0, 0), (0, k - state.shape[1])), constant_values=_KEY_PAD)
+        row_keys[index] = state
+        return r1 - r0
 
     flops = float(n) * n * database.shape[1]
     expected = flops / (_GEMM_FLOPS_PER_WORKER * workers)
-    with progress_bar(f"top-{k} self-join", len(pairs), enabled=progress, expected_seconds=expected) as bar:
+    with progress_bar(f"top-{k} self-join", n, enabled=progress, expected_seconds=expected) as bar:
         with single_threaded_blas(workers > 1), ThreadPoolExecutor(max_workers=workers) as pool:
-            for (i, j), rows_keys, cols_keys in pool.map(run, pairs):
-                merge(i, rows_keys)
-                if cols_keys is not None:
-                    merge(j, cols_keys)
-                bar.advance(1)
-    keys = np.concatenate(states, axis=0)
+            for done in pool.map(run, range(len(starts))):
+                bar.advance(done)
+    keys = np.concatenate(row_keys, axis=0)
+    for acc in accumulators:
+        keys = _smallest(np.concatenate([keys, acc], axis=1), k)
     return _keys_to_neighbors(keys, threshold)
+
+
+def _merge_column_candidates(current: np.ndarray, scores: np.ndarray, k: int, row_offset: int) -> np.ndarray:
+    """Merge a tile's column-wise candidates into sorted per-column keys ``current`` (c, k).
+
+    A column's current k-th best score is a lower bound on its final k-th best,
+    so once a column has k candidates only entries at or above that bound can
+    matter: one comparison pass finds them. Columns without k candidates yet
+    use the grouped selection.
+    """
+    kth, _ = _decode(current[:, k - 1])
+    fresh = current[:, k - 1] == _KEY_PAD
+    merged = current.copy()
+    if fresh.any():
+        columns = np.flatnonzero(fresh)
+        block = scores if fresh.all() else np.ascontiguousarray(scores[:, columns])
+        picked = _tile_topk_keys_columns(block, k, row_offset)
+        merged[columns] = _smallest(np.concatenate([current[columns], picked], axis=1), k)
+        if fresh.all():
+            return merged
+    bound = np.where(fresh, np.float32(np.inf), kth)  # fresh columns were handled above
+    rows, columns = np.nonzero(scores >= bound[None, :])
+    if len(rows):
+        order = np.argsort(columns, kind="stable")
+        rows, columns = rows[order], columns[order]
+        keys = _encode(scores[rows, columns], rows.astype(np.int64) + row_offset)
+        touched, first, counts = np.unique(columns, return_index=True, return_counts=True)
+        slot = np.arange(len(rows)) - np.repeat(first, counts)
+        dense = np.full((len(touched), int(counts.max())), _KEY_PAD, dtype=np.uint64)
+        dense[np.repeat(np.arange(len(touched)), counts), slot] = keys
+        merged[touched] = _smallest(np.concatenate([merged[touched], dense], axis=1), k)
+    return merged
 
 
 def _keys_to_neighbors(keys: np.ndarray, threshold: float | None) -> Neighbors:

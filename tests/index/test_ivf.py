@@ -75,7 +75,7 @@ def test_nnn_approximate_matches_exact_on_clustered_data(rng):
 
 def test_nnn_approximate_warns_when_agreement_is_low(rng):
     database, bank, queries = unit(rng, 3000, 64), unit(rng, 500, 64), unit(rng, 100, 64)
-    model = nnlift.NNN(k=8, approximate=True, n_lists=60, n_probe=1, min_agreement=0.99).fit(database, bank)
+    model = nnlift.NNN(k=8, approximate=True, n_lists=200, n_probe=1, min_agreement=0.99).fit(database, bank)
     with pytest.warns(UserWarning, match="agrees with exact search on only"):
         model.search(queries, 5)
     assert model.agreement_["top1_agreement"] < 0.99
@@ -90,3 +90,19 @@ def test_nnn_approximate_through_faiss(rng):
     assert approx.agreement_["bias_mae"] < 1e-2
     found = approx.search(queries, 5)
     assert np.mean(found.ids[:, 0] == exact.search(queries, 5).ids[:, 0]) >= 0.95
+
+
+def test_every_query_gets_k_candidates_even_from_tiny_lists(rng):
+    database = unit(rng, 500, 16)
+    index = nnlift.IVFIndex(n_lists=60, n_probe=1).add(database)
+    found = index.search_arrays(database, 8, exclude_self=True)
+    assert (found.ids >= 0).all() and np.isfinite(found.scores).all()
+    model = nnlift.NNN(k=8, approximate=True, n_lists=60, n_probe=1).fit(unit(rng, 300, 16), database)
+    assert np.isfinite(model.bias_).all()
+
+
+def test_nnn_approximate_warns_when_bias_is_poor(rng):
+    database, bank = unit(rng, 2000, 64), unit(rng, 1500, 64)
+    with pytest.warns(UserWarning, match="bias has mean absolute error"):
+        model = nnlift.NNN(k=8, approximate=True, n_lists=100, n_probe=1).fit(database, bank)
+    assert model.agreement_["bias_mae"] > 1e-3

@@ -44,6 +44,9 @@ class NNN(Correction):
         ``"HNSW32"`` or ``"IVF1024,Flat"`` uses faiss for both passes.
     n_lists, n_probe : int, optional
         IVF lists and lists probed per query group (built-in IVF only).
+    max_bias_error : float
+        Warn when the approximate bias's mean absolute error, measured on
+        ``check_sample`` items, exceeds this.
     min_agreement : float
         Warn when the approximate search's top-1 agreement with exact search,
         measured on ``check_sample`` queries, falls below this.
@@ -79,6 +82,7 @@ class NNN(Correction):
         n_lists: int | None = None,
         n_probe: int = 8,
         min_agreement: float = 0.95,
+        max_bias_error: float = 1e-3,
         check_sample: int = 256,
         working_memory: int | None = None,
     ) -> None:
@@ -90,6 +94,7 @@ class NNN(Correction):
         self.n_lists = n_lists
         self.n_probe = n_probe
         self.min_agreement = min_agreement
+        self.max_bias_error = max_bias_error
         self.check_sample = check_sample
         self.working_memory = working_memory
 
@@ -188,4 +193,10 @@ def _approximate_bias(model: NNN, database, bank, k, progress) -> tuple[np.ndarr
     exact = nnn_bias(database[sample], bank, k, progress=False)
     mae = float(np.abs(exact - bias[sample]).mean())
     logger.info("approximate NNN bias: mean absolute error %.2e on %d sampled items", mae, len(sample))
+    if mae > model.max_bias_error:
+        warnings.warn(
+            f"approximate NNN bias has mean absolute error {mae:.2e} > {model.max_bias_error:g} on {len(sample)} "
+            "sampled items; raise n_probe or use approximate=False",
+            stacklevel=4,
+        )
     return bias, {"bias_mae": mae}

@@ -1,10 +1,10 @@
 """IVF-blocked GEMM: approximate top-k that keeps every flop in BLAS.
 
-Spherical k-means splits the database into lists. Queries are grouped by their
-nearest centroid, and each group is searched exactly (nnlift's kernel) against
-the union of the lists of that centroid's ``n_probe`` nearest centroids. One
-GEMM per group replaces the per-query scans of a classic IVF, so the approximate
-search runs at matrix-multiply speed; recall is measured, never assumed.
+Spherical k-means splits the database into lists, stored contiguously. Each
+query probes its ``n_probe`` nearest lists, as in a classic IVF, but the work
+is done list by list: one GEMM between a list and all the queries that probe
+it, instead of one scan per query, so the approximate search runs at
+matrix-multiply speed. Recall is measured by the callers, never assumed.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ import scipy.sparse as sp
 from .._check import check_positive_int
 from .._progress import progress_bar
 from .._threads import default_workers, single_threaded_blas
-from ..kernel import _topk_arrays
+from ..kernel import _KEY_PAD, _LOW32, _decode, _smallest, _tile_topk_keys, _topk_arrays
 from ..neighbors import Neighbors
 from .base import BaseIndex
 
 __all__ = ["kmeans", "IVFIndex", "recall_at_k"]
 logger = logging.getLogger("nnlift")
+# Bytes of per-query candidate keys held at once while merging lists.
+_MERGE_BUFFER_BYTES = 64 * 2**20
 
 
 def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray, block: int = 8192) -> np.ndarray:
@@ -147,13 +149,11 @@ class IVFIndex(BaseIndex):
             unit = unit / np.where(norms == 0, 1, norms)
         self._centroids = kmeans(unit, n_lists, n_iter=self.n_iter, seed=self.seed)
         assign = nearest_centroid(unit, self._centroids)
+        # Stored in list order (ids ascending within a list), so a list is a contiguous slice.
         self._order = np.argsort(assign, kind="stable")
         self._offsets = np.searchsorted(assign[self._order], np.arange(n_lists + 1))
+        self._sorted = np.ascontiguousarray(self._vectors[self._order])
         logger.info("IVF: %d lists, largest %d, over %d vectors", n_lists, int(np.diff(self._offsets).max()), n)
-
-    def _members(self, lists: np.ndarray) -> np.ndarray:
-        parts = [self._order[self._offsets[c] : self._offsets[c + 1]] for c in lists]
-        return np.sort(np.concatenate(parts))
 
     # -- search --------------------------------------------------------------
     def _search(self, queries: np.ndarray, k: int) -> Neighbors:
@@ -169,72 +169,78 @@ class IVFIndex(BaseIndex):
     ) -> Neighbors:
         """Approximate top-k of ``s(q, x) − bias(x)`` on validated arrays.
 
-        With ``exclude_self``, query row i is database row i (a self-join) and is
-        left out of its own results.
+        Each query probes its own ``n_probe`` nearest lists. Work is done list
+        by list: one GEMM between a list and every query that probes it, whose
+        top-k candidates go to a per-query buffer merged at the end (in query
+        chunks, so the buffer stays small). With ``exclude_self``, query row i
+        is database row i (a self-join) and is left out of its own results.
         """
         if self._centroids is None:
             self._build()
         n_lists = len(self._centroids)
         n_probe = min(check_positive_int(self.n_probe, "n_probe"), n_lists)
+        # Every query must see at least k candidates (k + 1 with itself excluded):
+        # probe enough lists that even the smallest ones hold that many.
+        need = k + (1 if exclude_self else 0)
+        smallest_total = np.cumsum(np.sort(np.diff(self._offsets)))
+        n_probe = min(max(n_probe, int(np.searchsorted(smallest_total, need)) + 1), n_lists)
         unit = queries
         if self.metric == "ip":
             norms = np.linalg.norm(queries, axis=1, keepdims=True)
             unit = queries / np.where(norms == 0, 1, norms)
-        # Queries are grouped by their nearest centroid; a group searches the lists
-        # of that centroid's n_probe nearest centroids (measured on overlapping
-        # clusters: the union of each query's own probes cost 10-20x the flops
-        # for no gain in recall).
-        query_lists = nearest_centroid(unit, self._centroids)
-        probes = _topk_arrays(self._centroids, self._centroids, n_probe, progress=False).ids
-        groups = np.argsort(query_lists, kind="stable")
-        bounds = np.searchsorted(query_lists[groups], np.arange(n_lists + 1))
-        want = k + (1 if exclude_self else 0)
-        ids = np.full((len(queries), k), -1, dtype=np.int64)
-        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-
-        def run(centroid: int) -> int:
-            rows = groups[bounds[centroid] : bounds[centroid + 1]]
-            if len(rows) == 0:
-                return 0
-            lists = probes[centroid]
-            members = self._members(lists)
-            if len(members) < want:  # tiny lists: widen the probe around this centroid
-                nearest = _topk_arrays(self._centroids[[centroid]], self._centroids, n_lists, progress=False).ids[0]
-                for grow in range(n_probe, n_lists + 1):
-                    members = self._members(np.union1d(lists, nearest[:grow]))
-                    if len(members) >= want:
-                        break
-            found = _topk_arrays(
-                queries[rows],
-                self._vectors[members],
-                min(want, len(members)),
-                bias=None if bias is None else bias[members],
-                progress=False,
-                workers=1,
-            )
-            local = found.ids
-            global_ids = np.where(local >= 0, members[np.maximum(local, 0)], -1)
-            row_scores = found.scores
-            if exclude_self:
-                is_self = global_ids == rows[:, None]
-                keep_order = np.argsort(is_self, axis=1, kind="stable")  # self moves to the end
-                global_ids = np.take_along_axis(global_ids, keep_order, axis=1)
-                row_scores = np.take_along_axis(row_scores, keep_order, axis=1)
-            width = min(k, global_ids.shape[1])
-            ids[rows, :width] = global_ids[:, :width]
-            scores[rows, :width] = row_scores[:, :width]
-            return len(rows)
-
+        probes = _topk_arrays(unit, self._centroids, n_probe, progress=False).ids
+        sorted_bias = None if bias is None else bias[self._order]
+        n_queries = len(queries)
+        chunk = max(1, int(_MERGE_BUFFER_BYTES // (8 * n_probe * k)))
+        ids = np.empty((n_queries, k), dtype=np.int64)
+        scores = np.empty((n_queries, k), dtype=np.float32)
         workers = default_workers()
-        work = [c for c in np.argsort(-np.diff(bounds)) if bounds[c + 1] > bounds[c]]  # big groups first
-        flops = 2.0 * len(queries) * len(self._vectors) * queries.shape[1] * n_probe / n_lists
-        with progress_bar("IVF search", len(queries), enabled=self.progress, expected_seconds=flops / 80e9) as bar:
+        flops = 2.0 * n_queries * len(self._vectors) * queries.shape[1] * n_probe / n_lists
+        with progress_bar("IVF search", n_queries, enabled=self.progress, expected_seconds=flops / 80e9) as bar:
             with single_threaded_blas(workers > 1), ThreadPoolExecutor(workers) as pool:
-                for done in pool.map(run, work):
-                    bar.advance(done)
-        invalid = ~np.isfinite(scores)
-        ids[invalid] = -1
+                for start in range(0, n_queries, chunk):
+                    stop = min(start + chunk, n_queries)
+                    keys = self._search_chunk(queries, probes, start, stop, k, sorted_bias, exclude_self, pool)
+                    chunk_scores, chunk_ids = _decode(keys)
+                    ids[start:stop], scores[start:stop] = chunk_ids, chunk_scores
+                    bar.advance(stop - start)
+        pad = ~np.isfinite(scores)
+        ids[pad] = -1
+        scores[pad] = -np.inf
         return Neighbors(ids, scores)
+
+    def _search_chunk(self, queries, probes, start, stop, k, sorted_bias, exclude_self, pool) -> np.ndarray:
+        chunk_probes = probes[start:stop]
+        n_rows, n_probe = chunk_probes.shape
+        candidates = np.full((n_rows, n_probe, k), _KEY_PAD, dtype=np.uint64)
+        flat = chunk_probes.ravel()
+        by_list = np.argsort(flat, kind="stable")
+        bounds = np.searchsorted(flat[by_list], np.arange(len(self._centroids) + 1))
+
+        def run(lst: int) -> None:
+            entries = by_list[bounds[lst] : bounds[lst + 1]]
+            lo, hi = self._offsets[lst], self._offsets[lst + 1]
+            if len(entries) == 0 or hi == lo:
+                return
+            rows, slots = entries // n_probe, entries % n_probe
+            block = self._sorted[lo:hi]
+            tile = queries[start + rows] @ block.T
+            if sorted_bias is not None:
+                tile -= sorted_bias[lo:hi]
+            members = self._order[lo:hi]
+            if exclude_self:
+                position = np.searchsorted(members, start + rows)
+                inside = position < len(members)
+                hit = inside & (members[np.minimum(position, len(members) - 1)] == start + rows)
+                tile[np.flatnonzero(hit), position[hit]] = -np.inf
+            keys = _tile_topk_keys(tile, k, 0)
+            local = (keys & _LOW32).astype(np.int64)
+            keys = (keys & ~_LOW32) | members[local].astype(np.uint64)
+            candidates[rows, slots, : keys.shape[1]] = keys
+
+        for _ in pool.map(run, np.flatnonzero(np.diff(bounds))):
+            pass
+        return _smallest(candidates.reshape(n_rows, n_probe * k), k)
 
     # -- persistence ---------------------------------------------------------
     def _params(self) -> dict[str, Any]:

@@ -1,0 +1,424 @@
+"""Neighbourhood blending, database-side augmentation (DBA) and alpha query expansion (αQE).
+
+The three functions of PyPI ``neighborblend`` keep their names and meaning
+(``neighborhood_search``, ``blend_neighborhood``,
+``iterative_neighborhood_blending``) without its defects: they never change
+the caller's array, accept any real dtype and layout, refuse thresholds that
+would zero every row, never use padding as an index and break ties at the k
+cut by the lower id. :class:`NeighborhoodBlender` does the same work on a
+sparse graph, ``X' = normalize(W·X)``, with an exact symmetric self-join or an
+approximate IVF path whose recall is measured.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._base import Estimator, check_is_fitted
+from ._check import check_array, check_finite_scalar, check_k, check_positive_int, normalize_rows
+from .kernel import _self_topk_arrays, _topk_arrays
+from .neighbors import Neighbors
+
+__all__ = [
+    "neighborhood_search",
+    "blend_neighborhood",
+    "iterative_neighborhood_blending",
+    "NeighborhoodBlender",
+    "DatabaseAugmentation",
+    "alpha_query_expansion",
+    "neighbor_graph",
+]
+logger = logging.getLogger("nnlift")
+
+
+# --------------------------------------------------------------------------- validation
+def _check_threshold(thresh: Any, name: str = "thresh") -> float:
+    value = check_finite_scalar(thresh, name)
+    if value >= 1.0:
+        raise ValueError(
+            f"{name}={value} must be < 1: cosine similarity never exceeds 1, so no neighbour (not even the point "
+            "itself) would be kept and every row would become zeros"
+        )
+    return value
+
+
+def _check_thresholds(threshes: Any) -> list[float]:
+    if isinstance(threshes, (str, bytes)) or not isinstance(threshes, (Sequence, np.ndarray)):
+        raise TypeError(f"thresholds must be a sequence of numbers such as (0.9, 0.8); got {threshes!r}")
+    values = [_check_threshold(t, f"thresholds[{i}]") for i, t in enumerate(threshes)]
+    if not values:
+        raise ValueError("thresholds is empty; give at least one threshold, for example (0.9, 0.8)")
+    return values
+
+
+def _unit(emb: Any, name: str = "emb") -> np.ndarray:
+    return normalize_rows(check_array(emb, name), name)
+
+
+# --------------------------------------------------------------------------- the graph
+def neighbor_graph(
+    unit: np.ndarray,
+    k: int,
+    threshold: float | None,
+    *,
+    approximate: bool = False,
+    index_params: dict | None = None,
+    working_memory: int | None = None,
+    progress: bool = True,
+) -> tuple[Neighbors, float | None]:
+    """Each row's self plus its top-(k−1) other rows with similarity > threshold (validated unit rows).
+
+    Self is always kept, first unless an exact duplicate with a lower id ties
+    it. Returns the neighbours (padded with -1) and, for the approximate
+    path, the recall of the graph's edges measured on a sample: the share of
+    the exact above-threshold neighbours that the approximate lists contain.
+    """
+    n = unit.shape[0]
+    others = k - 1
+    recall = None
+    if others == 0:
+        found = Neighbors(np.empty((n, 0), np.int64), np.empty((n, 0), np.float32))
+    elif approximate:
+        from .index.ivf import IVFIndex, recall_at_k
+
+        params = {"n_probe": 8, **(index_params or {})}
+        index = IVFIndex("ip", progress=progress, **params).add(unit)
+        found = index.search_arrays(unit, others, exclude_self=True)
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(n, size=min(n, 1000), replace=False))
+        exact = _exact_others(unit, sample, others, working_memory)
+        if threshold is not None:  # only edges above the threshold enter the graph
+            kept = exact.scores > threshold
+            exact = Neighbors(np.where(kept, exact.ids, -1), np.where(kept, exact.scores, -np.inf))
+        recall = recall_at_k(found[sample], exact)
+        logger.info("approximate neighbour graph: recall@%d %.4f on %d sampled rows", others, recall, len(sample))
+    else:
+        found = _self_topk_arrays(unit, others, exclude_self=True, working_memory=working_memory, progress=progress)
+    ids, scores = found.ids, found.scores
+    if threshold is not None:
+        drop = scores <= threshold
+        ids, scores = np.where(drop, -1, ids), np.where(drop, -np.inf, scores)
+    self_scores = np.einsum("ij,ij->i", unit, unit).astype(np.float32)
+    ids = np.concatenate([np.arange(n, dtype=np.int64)[:, None], ids], axis=1)
+    scores = np.concatenate([self_scores[:, None], scores], axis=1)
+    from .neighbors import sort_neighbors
+
+    return sort_neighbors(ids, scores), recall
+
+
+def _exact_others(unit: np.ndarray, rows: np.ndarray, others: int, working_memory) -> Neighbors:
+    """Exact top-`others` of the sampled rows against all rows, the row itself left out."""
+    found = _topk_arrays(unit[rows], unit, others + 1, working_memory=working_memory, progress=False)
+    is_self = found.ids == rows[:, None]
+    order = np.argsort(is_self, axis=1, kind="stable")
+    ids = np.take_along_axis(found.ids, order, axis=1)[:, :others]
+    scores = np.take_along_axis(found.scores, order, axis=1)[:, :others]
+    return Neighbors(ids, scores)
+
+
+def _blend(unit: np.ndarray, graph: sp.csr_matrix) -> np.ndarray:
+    """``normalize(W·X)``; a row whose weights cancel to zero keeps its input vector."""
+    mixed = np.asarray(graph @ unit, dtype=np.float32)
+    norms = np.linalg.norm(mixed, axis=1)
+    zero = norms <= 1e-12
+    if zero.any():
+        logger.warning("%d row(s) blended to zero (negative weights cancelled); they keep their input", zero.sum())
+        mixed[zero] = unit[zero]
+        norms[zero] = 1.0
+    return np.ascontiguousarray(mixed / norms[:, None], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- seed API
+def neighborhood_search(emb: Any, thresh: float, k_neighbors: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Exact top-``k_neighbors`` (the point itself included) keeping similarities > ``thresh``.
+
+    Parameters
+    ----------
+    emb : array-like of shape (n, d)
+        Embeddings; a normalised copy is searched (``emb`` is never changed).
+    thresh : float
+        Keep neighbours with cosine similarity strictly greater (must be < 1).
+    k_neighbors : int
+        Neighbours per row, the row itself included.
+
+    Returns
+    -------
+    match_index_lst, similarities_lst : list of numpy.ndarray
+        Per row, the kept ids and similarities in descending order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> emb = np.array([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0]])
+    >>> ids, sims = neighborhood_search(emb, 0.5, 2)
+    >>> [i.tolist() for i in ids]
+    [[0, 1], [1, 0], [2]]
+    """
+    unit = _unit(emb)
+    threshold = _check_threshold(thresh)
+    k = check_k(k_neighbors, unit.shape[0], name="k_neighbors", what="rows")
+    found, _ = neighbor_graph(unit, k, threshold, progress=False)
+    return found.to_lists()
+
+
+def blend_neighborhood(emb: Any, match_index_lst: Sequence, similarities_lst: Sequence) -> np.ndarray:
+    """``e'_i = normalize(Σ_j s_ij · e_j)`` over each row's neighbour list (on a normalised copy of ``emb``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> out = blend_neighborhood(np.eye(2), [np.array([0, 1]), np.array([1])], [np.array([1.0, 1.0]), np.array([1.0])])
+    >>> out.astype(float).round(3).tolist()
+    [[0.707, 0.707], [0.0, 1.0]]
+    """
+    unit = _unit(emb)
+    n = unit.shape[0]
+    if len(match_index_lst) != n or len(similarities_lst) != n:
+        raise ValueError(
+            f"match_index_lst and similarities_lst need one entry per row of emb ({n}); "
+            f"got {len(match_index_lst)} and {len(similarities_lst)}"
+        )
+    lengths = np.array([len(ids) for ids in match_index_lst])
+    if any(len(s) != length for s, length in zip(similarities_lst, lengths)):
+        raise ValueError("each similarities_lst entry must have the length of its match_index_lst entry")
+    if lengths.sum() == 0:
+        raise ValueError("every neighbour list is empty; nothing to blend")
+    columns = np.concatenate([np.asarray(ids, dtype=np.int64) for ids in match_index_lst])
+    weights = np.concatenate([np.asarray(s, dtype=np.float64) for s in similarities_lst])
+    if columns.size and (columns.min() < 0 or columns.max() >= n):
+        raise ValueError(f"match_index_lst holds ids outside [0, {n}) (padding such as -1 is not an index)")
+    if not np.isfinite(weights).all():
+        raise ValueError("similarities_lst holds NaN or inf")
+    if (lengths == 0).any():
+        raise ValueError(f"{int((lengths == 0).sum())} row(s) have no neighbours; include each row itself")
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    graph = sp.csr_matrix((weights.astype(np.float32), columns, indptr), shape=(n, n))
+    return _blend(unit, graph)
+
+
+def iterative_neighborhood_blending(
+    emb: Any, threshes: Sequence[float], k_neighbors: int
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """One neighbourhood search and blend per threshold; returns the final embeddings and the last lists.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> emb = np.array([[1.0, 0.0], [0.95, 0.3], [0.0, 1.0]])
+    >>> out, ids, sims = iterative_neighborhood_blending(emb, [0.9, 0.8], 2)
+    >>> out.shape, [i.tolist() for i in ids]
+    ((3, 2), [[0, 1], [1, 0], [2]])
+    """
+    thresholds = _check_thresholds(threshes)
+    blender = NeighborhoodBlender(thresholds=tuple(thresholds), k=k_neighbors, progress=False)
+    out = blender.fit_transform(emb)
+    ids, sims = blender.neighbors_.to_lists()
+    return out, ids, sims
+
+
+# --------------------------------------------------------------------------- estimators
+class NeighborhoodBlender(Estimator):
+    """Iterative neighbourhood blending on a sparse graph: per threshold, ``X ← normalize(W·X)``.
+
+    ``W`` holds, for each row, itself and its top-(k−1) other rows whose
+    cosine similarity exceeds the threshold, weighted by that similarity.
+
+    Parameters
+    ----------
+    thresholds : sequence of float
+        One blending pass per threshold, each < 1.
+    k : int
+        Neighbours per row, the row itself included.
+    approximate : bool
+        Build each graph with the IVF-blocked GEMM index instead of the exact
+        symmetric self-join; the recall of each pass is measured on a sample
+        and kept in ``recall_``.
+    n_probe : int
+        Lists probed by the approximate path.
+    min_recall : float
+        Warn when an approximate pass's measured recall is below this.
+
+    Attributes
+    ----------
+    graph_ : scipy.sparse.csr_matrix
+        The last pass's weighted neighbour graph.
+    neighbors_ : Neighbors
+        The last pass's neighbour lists (self included).
+    recall_ : list of float
+        Approximate path: measured neighbour recall of each pass.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> emb = rng.normal(size=(100, 8))
+    >>> out = NeighborhoodBlender(thresholds=(0.5,), k=5).fit_transform(emb)
+    >>> out.shape, bool(np.allclose(np.linalg.norm(out, axis=1), 1))
+    ((100, 8), True)
+    """
+
+    _artifact_arrays = ("stages_",)
+
+    def __init__(
+        self,
+        thresholds: Sequence[float] = (0.9, 0.8),
+        k: int = 10,
+        approximate: bool = False,
+        n_probe: int = 8,
+        min_recall: float = 0.95,
+        working_memory: int | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.thresholds = thresholds
+        self.k = k
+        self.approximate = approximate
+        self.n_probe = n_probe
+        self.min_recall = min_recall
+        self.working_memory = working_memory
+        self.progress = progress
+
+    def fit(self, emb: Any, y: Any = None) -> NeighborhoodBlender:
+        self.fit_transform(emb)
+        return self
+
+    def fit_transform(self, emb: Any, y: Any = None) -> np.ndarray:
+        """Blend ``emb`` (a normalised copy) and return the blended unit rows."""
+        thresholds = _check_thresholds(self.thresholds)
+        current = _unit(emb)
+        k = check_k(self.k, current.shape[0], name="k", what="rows")
+        stages = []
+        self.recall_ = []
+        for threshold in thresholds:
+            stages.append(current)
+            found, recall = neighbor_graph(
+                current, k, threshold, approximate=self.approximate, index_params={"n_probe": self.n_probe},
+                working_memory=self.working_memory, progress=self.progress,
+            )
+            if recall is not None:
+                self.recall_.append(recall)
+                if recall < self.min_recall:
+                    import warnings
+
+                    warnings.warn(f"approximate neighbour graph recall {recall:.3f} < {self.min_recall}; "
+                                  "raise n_probe or use approximate=False", stacklevel=2)
+            graph = found.to_csr(n_columns=current.shape[0])
+            current = _blend(current, graph)
+        self.stages_ = np.stack(stages)
+        self.neighbors_, self.graph_ = found, graph
+        return current
+
+    def transform(self, emb: Any) -> np.ndarray:
+        """Blend new rows: each pass mixes a row with itself and its neighbours among the fitted rows at that pass."""
+        check_is_fitted(self, "stages_")
+        thresholds = _check_thresholds(self.thresholds)
+        current = normalize_rows(check_array(emb, "emb", width=self.stages_.shape[2]), "emb")
+        k = check_positive_int(self.k, "k")
+        for stage, threshold in zip(self.stages_, thresholds):
+            others = min(k - 1, stage.shape[0])
+            mixed = current.copy()
+            if others > 0:
+                found = _topk_arrays(current, stage, others, threshold=threshold,
+                                     working_memory=self.working_memory, progress=False)
+                valid = found.ids >= 0
+                weights = np.where(valid, found.scores, 0.0).astype(np.float32)
+                mixed = current * np.einsum("ij,ij->i", current, current)[:, None]
+                mixed = mixed + np.einsum("qk,qkd->qd", weights, stage[np.where(valid, found.ids, 0)])
+            norms = np.linalg.norm(mixed, axis=1, keepdims=True)
+            current = np.ascontiguousarray(mixed / np.where(norms > 1e-12, norms, 1.0), dtype=np.float32)
+        return current
+
+    def _restore_extra(self, extra, arrays) -> None:
+        self.recall_ = extra.get("recall", [])
+
+    def _artifact_extra(self) -> dict:
+        return {"recall": list(getattr(self, "recall_", []))}
+
+
+class DatabaseAugmentation(Estimator):
+    """DBA: ``x'_i = normalize(Σ_{j ∈ top-n(i) ∪ {i}} max(s_ij, 0)^alpha · x_j)``.
+
+    Negative similarities get weight 0 (an odd power would otherwise push a
+    row away from its dissimilar neighbours).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> out = DatabaseAugmentation(n=3, alpha=3).fit_transform(rng.normal(size=(20, 4)))
+    >>> out.shape
+    (20, 4)
+    """
+
+    _artifact_arrays = ("augmented_",)
+
+    def __init__(self, n: int = 10, alpha: float = 3.0, approximate: bool = False, working_memory=None,
+                 progress: bool = True) -> None:
+        self.n = n
+        self.alpha = alpha
+        self.approximate = approximate
+        self.working_memory = working_memory
+        self.progress = progress
+
+    def fit(self, database: Any, y: Any = None) -> DatabaseAugmentation:
+        self.fit_transform(database)
+        return self
+
+    def fit_transform(self, database: Any, y: Any = None) -> np.ndarray:
+        unit = _unit(database, "database")
+        n = check_k(self.n, unit.shape[0] - 1, name="n", what="other database rows") if unit.shape[0] > 1 else 0
+        alpha = check_finite_scalar(self.alpha, "alpha", low=0.0)
+        found, _ = neighbor_graph(unit, n + 1, None, approximate=self.approximate,
+                                  working_memory=self.working_memory, progress=self.progress)
+        weights = np.where(found.ids >= 0, np.maximum(found.scores, 0.0) ** alpha, 0.0)
+        graph = Neighbors(found.ids, weights).to_csr(n_columns=unit.shape[0])
+        self.graph_ = graph
+        self.augmented_ = _blend(unit, graph)
+        return self.augmented_
+
+
+def alpha_query_expansion(queries: Any, index: Any, n: int = 10, alpha: float = 3.0) -> np.ndarray:
+    """αQE: ``q' = normalize(q + Σ_{j ∈ top-n(q)} max(s_qj, 0)^alpha · x_j)`` over any nnlift index.
+
+    Parameters
+    ----------
+    queries : array-like of shape (n_queries, d)
+    index : Index
+        An nnlift index (or a fitted ``DatabaseAugmentation``'s vectors in an
+        ``ExactIndex``); its stored vectors are the ``x_j``.
+    n : int
+        Neighbours mixed into each query.
+    alpha : float
+        Power of the similarity weights.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nnlift import ExactIndex
+    >>> index = ExactIndex().add(np.eye(3))
+    >>> alpha_query_expansion([[1.0, 0.1, 0.0]], index, n=1).astype(float).round(3).tolist()
+    [[0.999, 0.05, 0.0]]
+    """
+    from .index.base import BaseIndex
+
+    if not isinstance(index, BaseIndex):
+        raise TypeError(f"index must be an nnlift index (ExactIndex, FaissIndex, ...); got {type(index).__name__}")
+    unit = normalize_rows(check_array(queries, "queries", width=index.dim), "queries")
+    n = check_positive_int(n, "n")
+    alpha = check_finite_scalar(alpha, "alpha", low=0.0)
+    found = index.search(unit, n)
+    positions = found.ids if found.keys is None and index._external is None else None
+    if positions is None:  # map external ids back to stored rows
+        flat = found.keys if found.keys is not None else found.ids
+        valid = found.ids >= 0
+        positions = np.full(found.ids.shape, -1, dtype=np.int64)
+        positions[valid] = index.positions(np.asarray(flat)[valid].tolist())
+    valid = positions >= 0
+    weights = np.where(valid, np.maximum(found.scores, 0.0) ** alpha, 0.0).astype(np.float32)
+    vectors = index._get(np.where(valid, positions, 0).ravel()).reshape(*positions.shape, -1)
+    expanded = unit + np.einsum("qk,qkd->qd", weights, vectors)
+    return normalize_rows(np.ascontiguousarray(expanded, dtype=np.float32), "expanded queries")

@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nnlift
+from nnlift import NeighborhoodBlender, blend_neighborhood, iterative_neighborhood_blending, neighborhood_search
+
+from .conftest import unit
+
+
+def clustered(seed, n_clusters=200, per_cluster=10, d=32, spread=0.25):
+    rng = np.random.default_rng(seed)
+    centres = unit(rng, n_clusters, d)
+    x = np.repeat(centres, per_cluster, axis=0) + spread * rng.standard_normal((n_clusters * per_cluster, d)) / np.sqrt(d)
+    return x.astype(np.float32)
+
+
+def tie_rows(emb, k, tol=1e-6):
+    """Rows whose k-th and (k+1)-th similarities tie within tol: the reference cuts them arbitrarily."""
+    unit_emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    sims = np.sort(unit_emb @ unit_emb.T, axis=1)[:, ::-1]
+    return np.flatnonzero(np.abs(sims[:, k - 1] - sims[:, k]) <= tol)
+
+
+def test_parity_with_neighborblend():
+    reference = pytest.importorskip("NeighborBlend")
+    emb = clustered(0)
+    assert len(tie_rows(emb, 10)) == 0  # no tie at the k cut in this seeded set, so every row must match
+    ref_out, ref_ids, ref_sims = reference.iterative_neighborhood_blending(emb.copy(), [0.9, 0.8], 10)
+    out, ids, sims = iterative_neighborhood_blending(emb, [0.9, 0.8], 10)
+    kept = np.array([len(i) for i in ids])
+    assert kept.mean() > 3  # the thresholds keep real neighbours
+    np.testing.assert_allclose(out, ref_out, atol=1e-5)
+    for a, b, sa, sb in zip(ids, ref_ids, sims, ref_sims):
+        assert set(a.tolist()) == set(b.tolist())
+        np.testing.assert_allclose(np.sort(sa), np.sort(sb), atol=1e-5)
+
+
+def test_reference_defects_are_not_copied():
+    reference = pytest.importorskip("NeighborBlend")
+    emb = clustered(1, n_clusters=20)
+    mine = emb.copy()
+    reference.neighborhood_search(mine, 0.9, 5)
+    assert not np.allclose(mine, emb)  # the reference normalises the caller's array in place
+    before = emb.copy()
+    neighborhood_search(emb, 0.9, 5)
+    np.testing.assert_array_equal(emb, before)
+    with pytest.raises(Exception):  # the reference cannot take float64
+        reference.neighborhood_search(emb.astype(np.float64), 0.9, 5)
+    ids, _ = neighborhood_search(emb.astype(np.float64)[:, ::-1], 0.9, 5)  # float64, non-contiguous: fine
+    assert len(ids) == len(emb)
+
+
+def test_duplicates_tie_rule_and_padding_never_used():
+    emb = np.tile(np.array([[1.0, 0.0, 0.0]]), (6, 1))
+    emb = np.vstack([emb, [[0.0, 1.0, 0.0]]])
+    ids, sims = neighborhood_search(emb, 0.5, 3)
+    # six identical rows: row 5 keeps itself plus the two lowest-id duplicates (ties go to the lower id)
+    assert set(ids[5].tolist()) == {0, 1, 5}
+    assert set(ids[0].tolist()) == {0, 1, 2}
+    assert ids[6].tolist() == [6]  # the lone row keeps only itself, never a -1 pad
+    assert all((i >= 0).all() for i in ids)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), thresh=st.floats(-0.5, 0.99), k=st.integers(1, 12))
+def test_properties_self_kept_unit_rows_inputs_unchanged(seed, thresh, k):
+    rng = np.random.default_rng(seed)
+    emb = rng.standard_normal((40, 6))
+    emb.flags.writeable = False
+    ids, sims = neighborhood_search(emb, thresh, k)
+    assert all(i in row.tolist() for i, row in enumerate(ids))
+    assert all((np.diff(s) <= 1e-6).all() and (s[1:] > thresh).all() for s in sims)
+    out = blend_neighborhood(emb, ids, sims)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("wm", [None, 8192, 100_000])
+def test_exact_symmetric_equals_plain_search_and_working_memory(wm):
+    emb = clustered(2, n_clusters=50)
+    unit_emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    blender = NeighborhoodBlender(thresholds=(0.85,), k=6, working_memory=wm).fit(emb)
+    plain = nnlift.topk(unit_emb, unit_emb.copy(), 6, threshold=0.85)
+    for row in range(len(emb)):
+        mine = set(blender.neighbors_.ids[row][blender.neighbors_.ids[row] >= 0].tolist())
+        assert mine == set(plain.ids[row][plain.ids[row] >= 0].tolist())
+
+
+def test_approximate_path_recall_and_close_output():
+    emb = clustered(3, n_clusters=100, per_cluster=20)
+    exact = NeighborhoodBlender(thresholds=(0.9, 0.8), k=10).fit_transform(emb)
+    blender = NeighborhoodBlender(thresholds=(0.9, 0.8), k=10, approximate=True, n_probe=8)
+    approx = blender.fit_transform(emb)
+    assert len(blender.recall_) == 2 and min(blender.recall_) >= 0.99
+    assert np.mean(np.abs(approx - exact).max(axis=1) < 1e-4) >= 0.99
+
+
+def test_graph_and_transform_of_new_rows():
+    emb = clustered(4, n_clusters=30)
+    blender = NeighborhoodBlender(thresholds=(0.9, 0.8), k=5)
+    out = blender.fit_transform(emb)
+    assert blender.graph_.shape == (len(emb), len(emb))
+    # a fitted row passed again to transform gets (almost) its own blended vector:
+    # its neighbours among the fitted rows include itself (weight ~1 twice), so compare direction only
+    again = blender.transform(emb[:20])
+    assert (np.einsum("ij,ij->i", again, out[:20]) > 0.99).all()
+
+
+def test_database_augmentation_and_alpha_qe_by_hand():
+    database = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    dba = nnlift.DatabaseAugmentation(n=1, alpha=1.0).fit_transform(database)
+    # row 0: itself (1) + row 1 (0.8): [1 + 0.64, 0.48] normalised
+    expected0 = np.array([1.64, 0.48]) / np.linalg.norm([1.64, 0.48])
+    np.testing.assert_allclose(dba[0], expected0, atol=1e-6)
+    index = nnlift.ExactIndex().add(database, ids=["a", "b", "c"])
+    expanded = nnlift.alpha_query_expansion([[0.0, 1.0]], index, n=1, alpha=3.0)
+    np.testing.assert_allclose(expanded[0], [0.0, 1.0], atol=1e-6)  # q + 1^3 · c, renormalised
+    negative = nnlift.alpha_query_expansion([[-1.0, 0.0]], nnlift.ExactIndex().add(database), n=1)
+    np.testing.assert_allclose(negative[0], [-1.0, 0.0], atol=1e-6)  # negative similarity gets weight 0
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda e: neighborhood_search(e, 1.0, 3), ValueError, "must be < 1"),
+        (lambda e: neighborhood_search(e, float("nan"), 3), ValueError, "finite"),
+        (lambda e: neighborhood_search(e, 0.5, 0), ValueError, "k_neighbors must be >= 1"),
+        (lambda e: neighborhood_search(e, 0.5, 99), ValueError, "larger than possible"),
+        (lambda e: iterative_neighborhood_blending(e, [], 3), ValueError, "thresholds is empty"),
+        (lambda e: iterative_neighborhood_blending(e, [0.9, 1.2], 3), ValueError, r"thresholds\[1\]=1.2 must be < 1"),
+        (lambda e: iterative_neighborhood_blending(e, 0.9, 3), TypeError, "sequence"),
+        (lambda e: neighborhood_search(np.where(np.arange(4) == 2, np.nan, e), 0.5, 3), ValueError, "NaN"),
+        (lambda e: blend_neighborhood(e, [np.array([-1])] * 10, [np.array([1.0])] * 10), ValueError, "padding"),
+        (lambda e: blend_neighborhood(e, [np.array([0])] * 3, [np.array([1.0])] * 3), ValueError, "one entry per row"),
+        (lambda e: NeighborhoodBlender(k=0).fit(e), ValueError, "k must be >= 1"),
+        (lambda e: NeighborhoodBlender().transform(e), nnlift.NotFittedError, "not fitted"),
+    ],
+)
+def test_bad_input(call, error, match):
+    emb = np.random.default_rng(0).standard_normal((10, 4))
+    with pytest.raises(error, match=match):
+        call(emb)
+
+
+def test_save_load_round_trip(tmp_path):
+    emb = clustered(5, n_clusters=20)
+    blender = NeighborhoodBlender(thresholds=(0.9,), k=4).fit(emb)
+    again = nnlift.load(blender.save(tmp_path / "b"))
+    np.testing.assert_array_equal(again.transform(emb[:5]), blender.transform(emb[:5]))
