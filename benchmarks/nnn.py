@@ -83,7 +83,7 @@ def main() -> None:
         bias_diff = float(np.abs(exact.bias_ - r_bias).max())
         score_diff = float(np.abs(e_found.scores - r_scores).max())
         agreement = float(np.mean(a_found.ids[:, 0] == e_found.ids[:, 0]))
-        recall10 = nnlift.recall_at_k(a_found, e_found)
+        recall10 = nnlift.neighbor_recall(a_found, e_found)
         rows.append(["nnn-retrieval NNNRanker (torch)", f"{r_fit:.2f}", f"{r_search:.2f}", f"{r_total:.2f}", "1.00", "reference"])
         rows.append(["nnlift NNN exact", f"{e_fit:.2f}", f"{e_search:.2f}", f"{e_fit + e_search:.2f}",
                      f"{r_total / (e_fit + e_search):.2f}",

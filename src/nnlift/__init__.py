@@ -30,7 +30,9 @@ from .correct import (
     QBNorm,
     WithDN,
 )
-from .index import ExactIndex, Index, IVFIndex, recall_at_k
+from . import evaluate
+from .evaluate import tune
+from .index import ExactIndex, Index, IVFIndex, neighbor_recall
 from .kernel import logsumexp, topk, topk_mean
 from .neighbors import Neighbors
 
@@ -46,10 +48,12 @@ __all__ = [
     "Index",
     "ExactIndex",
     "IVFIndex",
-    "recall_at_k",
+    "neighbor_recall",
     "FaissIndex",
     "HnswIndex",
     "load",
+    "evaluate",
+    "tune",
     "ArtifactError",
     "NotFittedError",
     "Baseline",

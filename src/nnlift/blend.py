@@ -84,7 +84,7 @@ def neighbor_graph(
     if others == 0:
         found = Neighbors(np.empty((n, 0), np.int64), np.empty((n, 0), np.float32))
     elif approximate:
-        from .index.ivf import IVFIndex, recall_at_k
+        from .index.ivf import IVFIndex, neighbor_recall
 
         params = {"n_probe": 8, **(index_params or {})}
         index = IVFIndex("ip", progress=progress, **params).add(unit)
@@ -95,7 +95,7 @@ def neighbor_graph(
         if threshold is not None:  # only edges above the threshold enter the graph
             kept = exact.scores > threshold
             exact = Neighbors(np.where(kept, exact.ids, -1), np.where(kept, exact.scores, -np.inf))
-        recall = recall_at_k(found[sample], exact)
+        recall = neighbor_recall(found[sample], exact)
         logger.info("approximate neighbour graph: recall@%d %.4f on %d sampled rows", others, recall, len(sample))
     else:
         found = _self_topk_arrays(unit, others, exclude_self=True, working_memory=working_memory, progress=progress)

@@ -19,7 +19,7 @@ def test_ivf_recall_and_round_trip(tmp_path, rng):
     exact = nnlift.ExactIndex().add(database).search(queries, 10)
     index = nnlift.IVFIndex(n_probe=8).add(database)
     found = index.search(queries, 10)
-    assert nnlift.recall_at_k(found, exact) >= 0.95
+    assert nnlift.neighbor_recall(found, exact) >= 0.95
     again = nnlift.load(index.save(tmp_path / "ivf"))
     np.testing.assert_array_equal(again.search(queries, 10).ids, found.ids)
 

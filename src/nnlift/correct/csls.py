@@ -29,6 +29,7 @@ class CSLS(Correction):
     """
 
     scale = 2.0
+    search_params = ("query_term",)
 
     def __init__(self, k: int = 10, query_term: bool = True, metric: str = "cosine", working_memory=None) -> None:
         self.k = k

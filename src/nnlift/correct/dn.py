@@ -75,6 +75,11 @@ class WithDN(Correction):
 
     _artifact_arrays = ()
 
+    @property
+    def search_params(self) -> tuple[str, ...]:
+        inner = NNN() if self.correction is None else self.correction
+        return tuple(f"correction__{name}" for name in getattr(inner, "search_params", ()))
+
     def __init__(self, correction: Correction | None = None, lambda_: float = 0.5, metric: str = "cosine") -> None:
         self.correction = correction
         self.lambda_ = lambda_
@@ -100,6 +105,17 @@ class WithDN(Correction):
         shifted_bank = None if bank is None else self.dn_.transform_queries(bank)
         self.correction_ = inner.fit(self.dn_.transform_database(database), shifted_bank, **kwargs)
         self.database_ = self.correction_.database_
+        return self
+
+    def set_params(self, **params: Any) -> WithDN:
+        """Set parameters; ``correction__*`` also reaches the fitted inner correction (for search-time ones)."""
+        if self.correction is None and any(key.startswith("correction__") for key in params):
+            self.correction = NNN()
+        super().set_params(**params)
+        inner = {key.split("__", 1)[1]: v for key, v in params.items() if key.startswith("correction__")}
+        inner.pop("metric", None)  # the fitted inner correction always scores shifted vectors by inner product
+        if inner and hasattr(self, "correction_"):
+            self.correction_.set_params(**inner)
         return self
 
     def _prepare_queries(self, queries: Any) -> np.ndarray:

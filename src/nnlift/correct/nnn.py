@@ -72,6 +72,8 @@ class NNN(Correction):
     (2, 3)
     """
 
+    search_params = ("alpha",)  # applied at search time: tuning alpha needs no refit
+
     def __init__(
         self,
         k: int = 16,

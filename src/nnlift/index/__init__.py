@@ -2,9 +2,9 @@
 
 from .base import BaseIndex, Index
 from .exact import ExactIndex
-from .ivf import IVFIndex, recall_at_k
+from .ivf import IVFIndex, neighbor_recall
 
-__all__ = ["Index", "BaseIndex", "ExactIndex", "IVFIndex", "FaissIndex", "HnswIndex", "recall_at_k"]
+__all__ = ["Index", "BaseIndex", "ExactIndex", "IVFIndex", "FaissIndex", "HnswIndex", "neighbor_recall"]
 
 
 def __getattr__(name: str):

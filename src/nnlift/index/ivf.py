@@ -24,7 +24,7 @@ from ..kernel import _KEY_PAD, _LOW32, _decode, _smallest, _tile_topk_keys, _top
 from ..neighbors import Neighbors
 from .base import BaseIndex
 
-__all__ = ["kmeans", "IVFIndex", "recall_at_k"]
+__all__ = ["kmeans", "IVFIndex", "neighbor_recall"]
 logger = logging.getLogger("nnlift")
 # Bytes of per-query candidate keys held at once while merging lists.
 _MERGE_BUFFER_BYTES = 64 * 2**20
@@ -83,7 +83,7 @@ def kmeans(vectors: np.ndarray, n_clusters: int, *, n_iter: int = 6, sample: int
     return centroids
 
 
-def recall_at_k(found: Neighbors, exact: Neighbors) -> float:
+def neighbor_recall(found: Neighbors, exact: Neighbors) -> float:
     """Share of the exact top-k ids that the approximate result also returned (padding ignored)."""
     hits = total = 0
     for approx_row, exact_row in zip(found.ids, exact.ids):
