@@ -19,6 +19,7 @@ from .blend import (
     neighborhood_search,
 )
 from .correct import (
+    AugmentedDatabase,
     CSLS,
     NNN,
     Baseline,
@@ -66,6 +67,7 @@ __all__ = [
     "DBNorm",
     "LocalScaling",
     "MutualProximity",
+    "AugmentedDatabase",
     "neighborhood_search",
     "blend_neighborhood",
     "iterative_neighborhood_blending",

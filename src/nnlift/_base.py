@@ -54,7 +54,10 @@ class Estimator:
             if name not in valid:
                 raise ValueError(f"{type(self).__name__} has no parameter {name!r}; valid: {valid}")
             if sub:
-                getattr(self, name).set_params(**{sub: value})
+                nested = getattr(self, name)
+                if nested is None:
+                    raise ValueError(f"{type(self).__name__}.{name} is None; set it before setting {key!r}")
+                nested.set_params(**{sub: value})
             else:
                 setattr(self, name, value)
         return self

@@ -27,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 class UserError(Exception):
@@ -105,17 +105,227 @@ def knn(
     start = time.perf_counter()
     found = topk(queries_array, database_array, k, metric=metric)
     seconds = time.perf_counter() - start
-    table = Table(title=f"top-{k} {metric} neighbours ({len(found)} queries, {len(database_array)} items)")
+    _show_neighbors(found, f"top-{k} {metric} neighbours ({len(found)} queries, {len(database_array)} items)", show)
+    console.print(f"{len(found) / seconds:,.0f} queries/s ({seconds:.2f}s)")
+    if output is not None:
+        np.savez(output, ids=found.ids, scores=found.scores)
+        console.print(f"wrote {output}")
+
+
+def _print_results(results, title: str) -> None:
+    from rich import box
+
+    from .plot import results_table
+
+    rows = results_table(results)
+    short = {"hit@1": "@1", "hit@5": "@5", "hit@10": "@10", "N10 skew": "skew", "Δhit@1 [95% CI]": "Δ@1 [95% CI]"}
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), title_justify="left",
+                  caption="hit rate@k and MRR in %; skew: N10 skewness; Δ@1: hit@1 gain over cosine",
+                  caption_justify="left")
+    columns = [c for c in rows[0] if c != "setting (chosen on val)"]
+    for column in columns:
+        table.add_column(short.get(column, column), justify="left" if column == "method" else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(row[c] for c in columns))
+    console.print(table)
+    console.print("settings chosen on the validation split:")
+    for row in rows[1:]:
+        console.print(f"  {row['method']}: {row['setting (chosen on val)']}")
+
+
+def _parse_methods(methods: str) -> list[str]:
+    from .evaluate.compare import METHODS
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise UserError(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
+    return names
+
+
+DEMO_METHODS = "cosine,nnn,dn_nnn,csls,is,qbnorm,dba,dba_nnn"
+
+
+@app.command()
+def demo(
+    model: Annotated[str, typer.Option(help="Text embedder: wordllama (fast, default) or minilm (needs torch).")] = "wordllama",
+    n_bank: Annotated[int, typer.Option(min=1, help="Bank queries (ref side).")] = 10_000,
+    n_val: Annotated[int, typer.Option(min=1, help="Validation queries, for choosing settings.")] = 2_000,
+    n_test: Annotated[int, typer.Option(min=1, help="Test queries, for the reported numbers.")] = 3_000,
+    methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = DEMO_METHODS,
+    wordnet: Annotated[Optional[Path], typer.Option(help="Folder with WordNet's data.* files.")] = None,
+    report: Annotated[Path, typer.Option(help="Folder for report.md, figures and results.json.")] = Path("nnlift-report"),
+    seed: int = 0,
+) -> None:
+    """The WordNet reverse dictionary: find a synset's words from its definition, with and without corrections."""
+    from .datasets import WordNetNotFound, load_wordnet
+    from .embed import MODELS, embed_texts
+    from .evaluate.compare import compare_methods
+    from .plot import write_report
+
+    if model not in MODELS:
+        raise UserError(f"--model must be one of {', '.join(MODELS)}; got {model!r}")
+    names = _parse_methods(methods)
+    start = time.perf_counter()
+    try:
+        with console.status("building the WordNet reverse dictionary"):
+            data = load_wordnet(wordnet, seed=seed, n_bank=n_bank, n_val=n_val, n_test=n_test)
+    except WordNetNotFound as exc:
+        raise UserError(str(exc)) from None
+    sizes = data.summary()
+    console.print(f"WordNet reverse dictionary: gallery {sizes['gallery']:,} documents; bank {sizes['bank']:,}, "
+                  f"val {sizes['val']:,}, test {sizes['test']:,} queries")
+    gallery = embed_texts(data.gallery, model, description="gallery")
+    bank = embed_texts(data.bank, model, description="bank")
+    val = embed_texts(data.val_queries, model, description="val queries")
+    test = embed_texts(data.test_queries, model, description="test queries")
+    embedded = time.perf_counter()
+    with console.status("tuning on val, evaluating on test") as status:
+        results = compare_methods(names, gallery, bank, val, data.val_targets, test, data.test_targets,
+                                  on_method=lambda label: status.update(f"tuning and evaluating {label}"))
+    seconds = time.perf_counter() - start
+    _print_results(results, f"WordNet reverse dictionary, {model}, test split ({sizes['test']:,} queries)")
+    meta = {"title": f"WordNet reverse dictionary ({model})", "model": model, "seed": seed,
+            "gallery": sizes["gallery"], "bank": sizes["bank"], "val": sizes["val"], "test": sizes["test"],
+            "embedding seconds": round(embedded - start, 1), "wall seconds": round(seconds, 1)}
+    path = write_report(results, data.test_targets, len(gallery), report, meta)
+    console.print(f"report: {path} (wall time {seconds:.0f}s)")
+
+
+@app.command("eval")
+def eval_command(
+    database: Annotated[Path, typer.Option(help="Database embeddings (.npy/.npz/.parquet).")],
+    queries: Annotated[Path, typer.Option(help="Query embeddings.")],
+    targets: Annotated[Path, typer.Option(help="Relevant database row per query (.npy ints; 2-D padded with -1 for several).")],
+    bank: Annotated[Optional[Path], typer.Option(help="Reference queries for bank-based corrections.")] = None,
+    methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = "cosine,nnn,csls,is,qbnorm",
+    val_fraction: Annotated[float, typer.Option(min=0.05, max=0.9, help="Queries held out to choose settings.")] = 0.25,
+    report: Annotated[Optional[Path], typer.Option(help="Write a report folder.")] = None,
+    seed: int = 0,
+) -> None:
+    """Compare corrections on your own embeddings; settings are chosen on a held-out share of the queries."""
+    from .datasets import load_embeddings, load_targets
+    from .evaluate.compare import compare_methods
+
+    names = _parse_methods(methods)
+    database_array, _ = _load(database, "--database", load_embeddings)
+    queries_array, _ = _load(queries, "--queries", load_embeddings)
+    if queries_array.shape[1] != database_array.shape[1]:
+        raise UserError(f"--queries has {queries_array.shape[1]} dimensions but --database has {database_array.shape[1]}")
+    try:
+        target_array = load_targets(targets, len(queries_array))
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(f"--targets: {exc}") from None
+    if target_array.max() >= len(database_array):
+        raise UserError(f"--targets: row {int(target_array.max())} is outside the database ({len(database_array)} rows)")
+    bank_array = None
+    if bank is not None:
+        bank_array, _ = _load(bank, "--bank", load_embeddings)
+        if bank_array.shape[1] != database_array.shape[1]:
+            raise UserError(f"--bank has {bank_array.shape[1]} dimensions but --database has {database_array.shape[1]}")
+    rng = np.random.default_rng(seed)
+    is_val = np.zeros(len(queries_array), dtype=bool)
+    is_val[rng.choice(len(queries_array), size=max(1, int(val_fraction * len(queries_array))), replace=False)] = True
+    results = compare_methods(names, database_array, bank_array, queries_array[is_val], target_array[is_val],
+                              queries_array[~is_val], target_array[~is_val])
+    _print_results(results, f"test split ({int((~is_val).sum()):,} queries; settings chosen on {int(is_val.sum()):,})")
+    if report is not None:
+        from .plot import write_report
+
+        path = write_report(results, target_array[~is_val], len(database_array), report,
+                            {"title": str(database), "queries": str(queries), "bank": str(bank)})
+        console.print(f"report: {path}")
+
+
+def _load(path: Path, name: str, loader):
+    try:
+        return loader(path)
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        raise UserError(f"{name}: {exc}") from None
+
+
+nnn_app = typer.Typer(help="Nearest Neighbor Normalization: fit a bias from a bank, then search.", no_args_is_help=True)
+app.add_typer(nnn_app, name="nnn")
+
+
+@nnn_app.command("fit")
+def nnn_fit(
+    database: Annotated[Path, typer.Option(help="Database embeddings.")],
+    bank: Annotated[Path, typer.Option(help="Bank of reference queries.")],
+    output: Annotated[Path, typer.Option(help="Folder for the fitted model (an nnlift artifact).")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1)] = 16,
+    alpha: float = 0.75,
+    approximate: bool = False,
+) -> None:
+    """Learn each database item's bias (mean of its k most similar bank queries) and save the model."""
+    from .correct import NNN
+
+    model = NNN(k=k, alpha=alpha, approximate=approximate)
+    model.fit(load_matrix(database, "--database"), load_matrix(bank, "--bank"))
+    model.save(output)
+    console.print(f"fitted NNN on {model.n_database:,} items (bias mean {model.bias_.mean():.4f}); saved to {output}")
+
+
+@nnn_app.command("search")
+def nnn_search(
+    model: Annotated[Path, typer.Option(help="Folder written by `nnlift nnn fit`.")],
+    queries: Annotated[Path, typer.Option(help="Query embeddings.")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1)] = 10,
+    alpha: Annotated[Optional[float], typer.Option(help="Override the fitted alpha.")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Write ids and corrected scores to this .npz.")] = None,
+    show: int = 5,
+) -> None:
+    """Top-k by NNN-corrected score with a saved model."""
+    from ._artifact import ArtifactError
+    from .correct import NNN
+
+    try:
+        fitted = NNN.load(model)
+    except ArtifactError as exc:
+        raise UserError(f"--model: {exc}") from None
+    if alpha is not None:
+        fitted.set_params(alpha=alpha)
+    found = fitted.search(load_matrix(queries, "--queries"), k)
+    _show_neighbors(found, f"NNN top-{k} (corrected scores)", show)
+    if output is not None:
+        np.savez(output, ids=found.ids, scores=found.scores)
+        console.print(f"wrote {output}")
+
+
+@app.command()
+def blend(
+    input: Annotated[Path, typer.Option("--input", help="Embeddings to blend.")],
+    output: Annotated[Path, typer.Option(help="Where to write the blended embeddings (.npy).")],
+    thresholds: Annotated[str, typer.Option(help="Comma-separated thresholds, one pass each.")] = "0.9,0.8",
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per row, itself included.")] = 10,
+    approximate: Annotated[bool, typer.Option(help="IVF neighbour graph (large inputs); recall is reported.")] = False,
+) -> None:
+    """Iterative neighbourhood blending: each row becomes the similarity-weighted mean of its neighbours."""
+    from .blend import NeighborhoodBlender
+
+    try:
+        values = tuple(float(t) for t in thresholds.split(","))
+    except ValueError:
+        raise UserError(f"--thresholds must be numbers separated by commas; got {thresholds!r}") from None
+    blender = NeighborhoodBlender(thresholds=values, k=k, approximate=approximate)
+    out = blender.fit_transform(load_matrix(input, "--input"))
+    np.save(output, out)
+    kept = (blender.neighbors_.ids >= 0).sum(axis=1)
+    console.print(f"blended {len(out):,} rows in {len(values)} pass(es); last pass kept {kept.mean():.1f} neighbours "
+                  f"per row on average (min {kept.min()}, max {kept.max()})")
+    if blender.recall_:
+        console.print("neighbour recall per pass (sampled): " + ", ".join(f"{r:.4f}" for r in blender.recall_))
+    console.print(f"wrote {output}")
+
+
+def _show_neighbors(found, title: str, show: int) -> None:
+    table = Table(title=title)
     table.add_column("query", justify="right")
     table.add_column("ids")
     table.add_column("scores")
     for row in range(min(show, len(found))):
         table.add_row(str(row), " ".join(map(str, found.ids[row])), " ".join(f"{s:.3f}" for s in found.scores[row]))
     console.print(table)
-    console.print(f"{len(found) / seconds:,.0f} queries/s ({seconds:.2f}s)")
-    if output is not None:
-        np.savez(output, ids=found.ids, scores=found.scores)
-        console.print(f"wrote {output}")
 
 
 def main() -> None:
@@ -128,6 +338,9 @@ def main() -> None:
     except (ValueError, TypeError, KeyError) as exc:
         errors.print(f"[red]error:[/red] {exc}")
         sys.exit(2)
+    except ImportError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        sys.exit(3)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -1,5 +1,6 @@
 """Score corrections from a bank of reference queries, and bank-free hubness re-rankers."""
 
+from .augment import AugmentedDatabase
 from .base import Baseline, Correction
 from .csls import CSLS
 from .dn import DistributionNormalization, WithDN
@@ -19,4 +20,5 @@ __all__ = [
     "DBNorm",
     "LocalScaling",
     "MutualProximity",
+    "AugmentedDatabase",
 ]

@@ -1,5 +1,6 @@
 """Measuring the gain: retrieval metrics, hubness, paired bootstrap CIs and tuning on held-out data."""
 
+from .compare import METHODS, MethodResult, MethodSpec, compare_methods
 from .bootstrap import PairedDifference, paired_bootstrap
 from .hubness import hubness, k_occurrence
 from .metrics import (
@@ -31,4 +32,8 @@ __all__ = [
     "TuneResult",
     "expand_grid",
     "metric_per_query",
+    "compare_methods",
+    "METHODS",
+    "MethodSpec",
+    "MethodResult",
 ]

@@ -65,6 +65,8 @@ class TuneResult:
         The fitted choice (the baseline when no setting beat it on validation).
     params : dict or None
         The chosen setting; ``None`` when the baseline was kept.
+    best_params : dict
+        The best setting on validation, whether or not it was chosen.
     kept_baseline : bool
         True when no setting beat the baseline by more than its CI noise.
     scores : list of (dict, float)
@@ -77,6 +79,7 @@ class TuneResult:
 
     estimator: Correction
     params: dict[str, Any] | None
+    best_params: dict[str, Any]
     kept_baseline: bool
     scores: list[tuple[dict[str, Any], float]]
     baseline_score: float
@@ -182,8 +185,8 @@ def tune(
         chosen.fit(database, bank, **fit_kwargs) if chosen.needs_bank else chosen.fit(database, **fit_kwargs)
         message = (f"chose {best[1]}: {metric} {best[0]:.4f} vs baseline {float(base_values.mean()):.4f} "
                    f"on validation (gain {gain})")
-        return TuneResult(chosen, best[1], False, scores, float(base_values.mean()), gain, metric, message)
+        return TuneResult(chosen, best[1], best[1], False, scores, float(base_values.mean()), gain, metric, message)
     message = (f"kept the baseline: the best setting {best[1]} scored {best[0]:.4f} vs {float(base_values.mean()):.4f}, "
                f"a gain of {gain} that is within noise")
     logger.info(message)
-    return TuneResult(base_fitted, None, True, scores, float(base_values.mean()), gain, metric, message)
+    return TuneResult(base_fitted, None, best[1], True, scores, float(base_values.mean()), gain, metric, message)

@@ -1,0 +1,82 @@
+"""Database-side augmentation as a correction: DBA or neighbourhood blending, alone or before another correction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._base import check_is_fitted, clone
+from ..neighbors import Neighbors
+from .base import Baseline, Correction
+
+__all__ = ["AugmentedDatabase"]
+
+
+class AugmentedDatabase(Correction):
+    """Replace the database by its augmented vectors, then apply ``correction`` (raw cosine by default).
+
+    Parameters
+    ----------
+    augmentation : estimator with ``fit_transform``
+        ``DatabaseAugmentation`` (default) or ``NeighborhoodBlender``.
+    correction : Correction, optional
+        Applied to the augmented database (for example ``NNN()`` for DBA+NNN).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nnlift import NNN
+    >>> rng = np.random.default_rng(0)
+    >>> model = AugmentedDatabase(correction=NNN(k=4)).fit(rng.normal(size=(50, 8)), rng.normal(size=(30, 8)))
+    >>> model.search(rng.normal(size=(2, 8)), k=3).ids.shape
+    (2, 3)
+    """
+
+    _artifact_arrays = ()
+
+    def __init__(self, augmentation: Any = None, correction: Correction | None = None) -> None:
+        self.augmentation = augmentation
+        self.correction = correction
+
+    @property
+    def needs_bank(self) -> bool:  # type: ignore[override]
+        return self.correction is not None and self.correction.needs_bank
+
+    @property
+    def search_params(self) -> tuple[str, ...]:
+        inner = self.correction
+        return tuple(f"correction__{p}" for p in getattr(inner, "search_params", ())) if inner is not None else ()
+
+    def fit(self, database: Any, bank: Any = None, **kwargs: Any) -> AugmentedDatabase:
+        from ..blend import DatabaseAugmentation
+
+        augmentation = clone(self.augmentation) if self.augmentation is not None else DatabaseAugmentation()
+        if hasattr(augmentation, "progress"):
+            augmentation.set_params(progress=False)
+        augmented = augmentation.fit_transform(database)
+        inner = clone(self.correction) if self.correction is not None else Baseline()
+        self.correction_ = inner.fit(augmented, bank, **kwargs) if inner.needs_bank else inner.fit(augmented)
+        self.augmentation_ = augmentation
+        self.database_ = self.correction_.database_
+        return self
+
+    def set_params(self, **params: Any) -> AugmentedDatabase:
+        super().set_params(**params)
+        inner = {key.split("__", 1)[1]: v for key, v in params.items() if key.startswith("correction__")}
+        if inner and hasattr(self, "correction_"):
+            self.correction_.set_params(**inner)
+        return self
+
+    def _prepare_queries(self, queries: Any) -> np.ndarray:
+        check_is_fitted(self, "correction_")
+        return self.correction_._prepare_queries(queries)
+
+    def _search_arrays(self, queries: np.ndarray, k: int, *, progress: bool = True) -> Neighbors:
+        return self.correction_._search_arrays(queries, k, progress=progress)
+
+    def _score_arrays(self, queries, ids, raw):
+        return self.correction_._score_arrays(queries, ids, raw)
+
+    def save(self, path):
+        raise TypeError("save the fitted parts instead: .augmentation_.save(...) and .correction_.save(...)")

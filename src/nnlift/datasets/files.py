@@ -1,0 +1,75 @@
+"""Loading users' own embeddings, ids and targets from .npy, .npz or parquet files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._optional import require
+
+__all__ = ["load_embeddings", "load_targets"]
+
+
+def load_embeddings(path: str | os.PathLike, *, key: str | None = None,
+                    ids_key: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Embeddings (2-D) and optional ids from a file.
+
+    - ``.npy``: the array itself (no ids).
+    - ``.npz``: the array named ``key`` (default ``"embeddings"``, else the
+      only/first 2-D array) and ids from ``ids_key`` (default ``"ids"`` if present).
+    - ``.parquet``: a list-valued column ``key`` (default ``"embedding"``) and an
+      id column ``ids_key`` (default ``"id"`` if present); needs pyarrow.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _as_matrix(np.load(path, allow_pickle=False), path), None
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            names = data.files
+            name = key or ("embeddings" if "embeddings" in names else next((n for n in names if data[n].ndim == 2), None))
+            if name is None or name not in names:
+                raise ValueError(f"{path}: no 2-D array {'named ' + repr(key) if key else ''} (arrays: {names})")
+            ids_name = ids_key or ("ids" if "ids" in names else None)
+            ids = data[ids_name] if ids_name is not None else None
+            return _as_matrix(data[name], path), ids
+    if suffix == ".parquet":
+        parquet = require("pyarrow.parquet", "reading parquet embeddings")
+        table = parquet.read_table(path)
+        column = key or "embedding"
+        if column not in table.column_names:
+            raise ValueError(f"{path}: no column {column!r} (columns: {table.column_names})")
+        matrix = np.asarray(table.column(column).to_pylist(), dtype=np.float32)
+        ids_name = ids_key or ("id" if "id" in table.column_names else None)
+        ids = np.asarray(table.column(ids_name).to_pylist()) if ids_name else None
+        return _as_matrix(matrix, path), ids
+    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .npy, .npz or .parquet")
+
+
+def _as_matrix(array: Any, path: Path) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D (rows, dimensions) array; got shape {array.shape}")
+    return array
+
+
+def load_targets(path: str | os.PathLike, n_queries: int | None = None) -> np.ndarray:
+    """Integer targets (relevant database rows) per query from .npy/.npz (1-D, or 2-D padded with -1)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            targets = data["targets"] if "targets" in data.files else data[data.files[0]]
+    else:
+        targets = np.load(path, allow_pickle=False)
+    if targets.ndim not in (1, 2) or not np.issubdtype(targets.dtype, np.integer):
+        raise ValueError(f"{path}: targets must be 1-D or 2-D integers; got shape {targets.shape}, dtype {targets.dtype}")
+    if n_queries is not None and len(targets) != n_queries:
+        raise ValueError(f"{path}: {len(targets)} targets for {n_queries} queries")
+    return targets.astype(np.int64)

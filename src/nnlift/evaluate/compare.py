@@ -1,0 +1,127 @@
+"""Comparing corrections on the same data: tune each on validation, evaluate on test, pair against cosine."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..correct import CSLS, NNN, AugmentedDatabase, Baseline, Correction, InvertedSoftmax, QBNorm, WithDN
+from ..correct.rerank import LocalScaling, MutualProximity
+from ..neighbors import Neighbors
+from .bootstrap import PairedDifference, paired_bootstrap
+from .hubness import hubness
+from .metrics import hit_rate_at_k, retrieval_metrics
+from .tune import tune
+
+__all__ = ["METHODS", "MethodSpec", "MethodResult", "compare_methods"]
+logger = logging.getLogger("nnlift")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method for comparisons: how to build it, the validation grid, and whether it needs a bank."""
+
+    label: str
+    make: Callable[[], Correction]
+    grid: dict[str, list]
+    needs_bank: bool = True
+
+
+def _dba():
+    from ..blend import DatabaseAugmentation
+
+    return DatabaseAugmentation(n=3, alpha=3.0)
+
+
+METHODS: dict[str, MethodSpec] = {
+    "cosine": MethodSpec("cosine", Baseline, {}, needs_bank=False),
+    "nnn": MethodSpec("NNN", NNN, {"k": [8, 16, 32], "alpha": [0.5, 0.75, 1.0]}),
+    "dn_nnn": MethodSpec("DN+NNN", lambda: WithDN(NNN()), {"correction__k": [8, 16], "correction__alpha": [0.75, 1.0]}),
+    "csls": MethodSpec("CSLS", CSLS, {"k": [5, 10, 20]}),
+    "is": MethodSpec("inverted softmax", InvertedSoftmax, {"beta": [10.0, 20.0, 40.0]}),
+    "qbnorm": MethodSpec("QB-Norm (DIS)", QBNorm, {"beta": [10.0, 20.0, 40.0]}),
+    "dba": MethodSpec("DBA", lambda: AugmentedDatabase(_dba()), {"augmentation__n": [2, 5]}, needs_bank=False),
+    "dba_nnn": MethodSpec("DBA+NNN", lambda: AugmentedDatabase(_dba(), NNN(k=16)),
+                          {"correction__alpha": [0.75, 1.0]}),
+    "local_scaling": MethodSpec("local scaling", LocalScaling, {"k": [5, 10]}, needs_bank=False),
+    "mutual_proximity": MethodSpec("mutual proximity", MutualProximity, {"k": [5, 10]}, needs_bank=False),
+}
+
+
+@dataclass
+class MethodResult:
+    """One method's outcome on the test split."""
+
+    name: str
+    label: str
+    params: dict[str, Any] | None
+    kept_baseline: bool
+    best_params: dict[str, Any] | None
+    metrics: dict[str, float]
+    hubness: dict[str, float]
+    gain: PairedDifference | None
+    neighbors: Neighbors = field(repr=False)
+    per_query_hit1: np.ndarray = field(repr=False)
+    seconds: float = 0.0
+    note: str = ""
+
+
+def compare_methods(
+    methods: Sequence[str],
+    database: np.ndarray,
+    bank: np.ndarray | None,
+    val_queries: np.ndarray,
+    val_targets: Any,
+    test_queries: np.ndarray,
+    test_targets: Any,
+    *,
+    k: int = 10,
+    metric: str = "hit_rate@1",
+    tune_methods: bool = True,
+    on_method: Callable[[str], None] | None = None,
+) -> list[MethodResult]:
+    """Tune every method on validation (do-no-harm against cosine), then evaluate on test.
+
+    The first result is always raw cosine, the reference for every paired gain.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+    order = ["cosine"] + [m for m in methods if m != "cosine"]
+    results: list[MethodResult] = []
+    baseline_hits = None
+    for name in order:
+        spec = METHODS[name]
+        if on_method is not None:
+            on_method(spec.label)
+        if spec.needs_bank and bank is None:
+            logger.warning("skipping %s: it needs a bank of reference queries", spec.label)
+            continue
+        start = time.perf_counter()
+        params, best_params, kept, note = None, None, False, ""
+        if spec.grid and tune_methods:
+            result = tune(spec.make(), spec.grid, database, bank, val_queries, val_targets, metric=metric, k=k,
+                          progress=False)
+            estimator, params, kept, note = result.estimator, result.params, result.kept_baseline, result.message
+            best_params = result.best_params
+            note += f" (val gain {result.gain})"
+        else:
+            estimator = spec.make()
+            estimator.fit(database, bank) if estimator.needs_bank else estimator.fit(database)
+        found = estimator.search(test_queries, k, progress=False)
+        hits = hit_rate_at_k(found, test_targets, 1, per_query=True)
+        if baseline_hits is None:
+            baseline_hits = hits
+        gain = None if name == "cosine" else paired_bootstrap(baseline_hits, hits)
+        results.append(MethodResult(
+            name=name, label=spec.label, params=params, kept_baseline=kept, best_params=best_params,
+            metrics=retrieval_metrics(found, test_targets, ks=(1, 5, 10)),
+            hubness=hubness(found, len(database), k=10), gain=gain, neighbors=found, per_query_hit1=hits,
+            seconds=time.perf_counter() - start, note=note,
+        ))
+    return results

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+
+pytest.importorskip("typer")
+
+from nnlift.cli import main  # noqa: E402
+
+
+def run(monkeypatch, capsys, *args):
+    monkeypatch.setattr("sys.argv", ["nnlift", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+@pytest.fixture
+def data(tmp_path, rng):
+    centres = rng.standard_normal((20, 16))
+    database = (centres[rng.integers(0, 20, 600)] + 0.7 * rng.standard_normal((600, 16))).astype(np.float32)
+    hub = centres.mean(axis=0)
+    database[:5] = hub + 0.1 * rng.standard_normal((5, 16))
+    targets = rng.integers(5, 600, 300)
+    queries = database[targets] + 0.6 * rng.standard_normal((300, 16)) + 0.5 * hub
+    bank = database[rng.integers(5, 600, 400)] + 0.6 * rng.standard_normal((400, 16)) + 0.5 * hub
+    for name, array in (("database", database), ("queries", queries), ("bank", bank), ("targets", targets)):
+        np.save(tmp_path / f"{name}.npy", array)
+    return tmp_path
+
+
+def test_knn_and_make_data(monkeypatch, capsys, tmp_path):
+    code, out = run(monkeypatch, capsys, "make-data", "--output", tmp_path / "d", "--n-database", 500,
+                    "--n-queries", 20, "--dim", 8)
+    assert code == 0 and "database.npy" in out
+    code, out = run(monkeypatch, capsys, "knn", "--database", tmp_path / "d/database.npy", "--queries",
+                    tmp_path / "d/queries.npy", "-k", 3, "--output", tmp_path / "out.npz")
+    assert code == 0 and "queries/s" in out
+    result = np.load(tmp_path / "out.npz")
+    assert result["ids"].shape == (20, 3)
+
+
+def test_eval_end_to_end(monkeypatch, capsys, data):
+    code, out = run(monkeypatch, capsys, "eval", "--database", data / "database.npy", "--queries",
+                    data / "queries.npy", "--targets", data / "targets.npy", "--bank", data / "bank.npy",
+                    "--methods", "cosine,nnn,csls", "--report", data / "report")
+    assert code == 0, out
+    assert "NNN" in out and "CSLS" in out and "cosine" in out
+    assert (data / "report" / "report.md").is_file()
+
+
+def test_nnn_fit_search_and_blend(monkeypatch, capsys, data):
+    code, out = run(monkeypatch, capsys, "nnn", "fit", "--database", data / "database.npy", "--bank",
+                    data / "bank.npy", "--output", data / "model", "-k", 8)
+    assert code == 0, out
+    code, out = run(monkeypatch, capsys, "nnn", "search", "--model", data / "model", "--queries",
+                    data / "queries.npy", "-k", 5, "--output", data / "found.npz")
+    assert code == 0, out
+    assert np.load(data / "found.npz")["ids"].shape == (300, 5)
+    code, out = run(monkeypatch, capsys, "blend", "--input", data / "database.npy", "--output", data / "b.npy",
+                    "--thresholds", "0.9,0.8", "-k", 5)
+    assert code == 0, out
+    assert np.load(data / "b.npy").shape == (600, 16)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["knn", "--database", "missing.npy", "--queries", "missing.npy"], "no such file"),
+        (["knn", "--database", "{d}/targets.npy", "--queries", "{d}/queries.npy"], "expected (rows, dimensions)"),
+        (["knn", "--database", "{d}/database.npy", "--queries", "{d}/queries.npy", "-k", "100000"], "larger than possible"),
+        (["eval", "--database", "{d}/database.npy", "--queries", "{d}/bank.npy", "--targets", "{d}/targets.npy"],
+         "300 targets for 400 queries"),
+        (["eval", "--database", "{d}/database.npy", "--queries", "{d}/queries.npy", "--targets", "{d}/targets.npy",
+          "--methods", "magic"], "unknown"),
+        (["blend", "--input", "{d}/database.npy", "--output", "{d}/x.npy", "--thresholds", "1.5"], "must be < 1"),
+        (["blend", "--input", "{d}/database.npy", "--output", "{d}/x.npy", "--thresholds", "a,b"], "numbers"),
+        (["nnn", "search", "--model", "{d}", "--queries", "{d}/queries.npy"], "not an nnlift artifact"),
+        (["knn", "--database", "{d}/bad.npy", "--queries", "{d}/queries.npy"], "cannot read"),
+    ],
+)
+def test_errors_are_short_and_human(monkeypatch, capsys, data, args, message):
+    (data / "bad.npy").write_text("not numpy")
+    code, out = run(monkeypatch, capsys, *[a.format(d=data) for a in args])
+    assert code != 0
+    assert message in out
+    assert "Traceback" not in out
