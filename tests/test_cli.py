@@ -87,3 +87,20 @@ def test_errors_are_short_and_human(monkeypatch, capsys, data, args, message):
     assert code != 0
     assert message in out
     assert "Traceback" not in out
+
+
+def test_index_similar_walk(monkeypatch, capsys, tmp_path, rng):
+    vectors = rng.standard_normal((300, 8)).astype(np.float32)
+    ids = np.array([f"V_{i:03d}" for i in range(300)])
+    np.savez(tmp_path / "items.npz", embeddings=vectors, ids=ids)
+    code, out = run(monkeypatch, capsys, "index", "--vectors", tmp_path / "items.npz", "--output", tmp_path / "rec")
+    assert code == 0, out
+    code, out = run(monkeypatch, capsys, "similar", "--index", tmp_path / "rec", "--id", "V_007", "-k", 3)
+    assert code == 0 and "similar to V_007" in out, out
+    code, out = run(monkeypatch, capsys, "walk", "--index", tmp_path / "rec", "--from-ids", "V_001,V_002",
+                    "--to-ids", "V_100,V_101", "--scales", "0.5,1.0", "-k", 3)
+    assert code == 0 and "new at this step" in out, out
+    code, out = run(monkeypatch, capsys, "similar", "--index", tmp_path / "rec", "--id", "nope")
+    assert code != 0 and "unknown id" in out and "Traceback" not in out
+    code, out = run(monkeypatch, capsys, "similar", "--index", tmp_path, "--id", "V_001")
+    assert code != 0 and "nnlift index" in out

@@ -31,11 +31,12 @@ from .correct import (
     QBNorm,
     WithDN,
 )
-from . import evaluate
+from . import algebra, evaluate
 from .evaluate import tune
 from .index import ExactIndex, Index, IVFIndex, neighbor_recall
 from .kernel import logsumexp, topk, topk_mean
 from .neighbors import Neighbors
+from .recommend import Recommender
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,8 @@ __all__ = [
     "FaissIndex",
     "HnswIndex",
     "load",
+    "Recommender",
+    "algebra",
     "evaluate",
     "tune",
     "ArtifactError",

@@ -142,4 +142,6 @@ def load(path: str | os.PathLike) -> Any:
         cls = getattr(importlib.import_module(module_name), qualname)
     except (ImportError, AttributeError) as exc:
         raise ArtifactError(f"{path}: cannot find class {manifest.get('class')!r}: {exc}") from None
+    if hasattr(cls, "_load_folder"):
+        return cls._load_folder(Path(path))
     return cls._from_artifact(manifest, arrays)

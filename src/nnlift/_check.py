@@ -100,9 +100,10 @@ def check_array(
         if not finite.all():
             bad_rows = np.flatnonzero(~finite.all(axis=-1)) if ndim == 2 else np.flatnonzero(~finite)
             raise ValueError(f"{name} has NaN or inf values in {len(bad_rows)} row(s), first at row {int(bad_rows[0])}")
-        if array.dtype.itemsize > 4 and float(np.max(np.abs(array))) > np.finfo(np.float32).max:
-            # Values beyond float32's range would become inf silently.
-            raise ValueError(f"{name} has values outside float32's range (largest |value| {float(np.max(np.abs(array))):g})")
+        if array.dtype.itemsize > 4:
+            peak = float(np.max(np.abs(array)))
+            if peak > float(np.finfo(np.float32).max):  # it would become inf silently
+                raise ValueError(f"{name} has values outside float32's range (largest |value| {peak:g})")
     array = np.ascontiguousarray(array, dtype=np.float32)
     return array
 

@@ -48,6 +48,7 @@ def progress_bar(
     rich_progress = None
     if show:
         try:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 Progress,
@@ -58,13 +59,16 @@ def progress_bar(
         except ImportError:
             show = False
         else:
-            rich_progress = Progress(
+            console = Console(stderr=True)
+            # A bar redrawn into a pipe or a log file only leaves blank lines behind.
+            rich_progress = None if not console.is_terminal else Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 TextColumn("{task.percentage:>3.0f}%"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 transient=True,
+                console=console,
             )
     if rich_progress is None:
         yield _Bar(lambda amount: None)

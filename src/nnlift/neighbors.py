@@ -88,6 +88,17 @@ class Neighbors:
             raise ValueError(f"n_columns={n_columns} is too small for the largest id {int(indices.max())}")
         return sp.csr_matrix((data, indices, indptr), shape=(len(self), n_columns))
 
+    def pairs(self, row: int = 0) -> list[tuple[object, float]]:
+        """``(id, score)`` of one query's hits, padding dropped; ids are ``keys`` when present."""
+        valid = self.ids[row] >= 0
+        labels = self.keys[row][valid] if self.keys is not None else self.ids[row][valid]
+        return [(label.item() if hasattr(label, "item") else label, float(score))
+                for label, score in zip(labels, self.scores[row][valid])]
+
+    def labels(self, row: int = 0) -> list:
+        """The ids (or keys) of one query's hits, padding dropped."""
+        return [label for label, _ in self.pairs(row)]
+
     def __getitem__(self, rows) -> Neighbors:
         keys = None if self.keys is None else self.keys[rows]
         ids, scores = self.ids[rows], self.scores[rows]

@@ -26,6 +26,8 @@ class FaissIndex(BaseIndex):
         IVF lists visited per query (IVF factories).
     ef_search : int, optional
         HNSW search breadth (HNSW factories).
+    ef_construction : int, optional
+        HNSW build breadth (HNSW factories), set before the first add.
     use_gpu : bool
         Move the index to the first GPU when faiss was built with GPU support.
 
@@ -43,6 +45,7 @@ class FaissIndex(BaseIndex):
         metric: str = "cosine",
         nprobe: int | None = None,
         ef_search: int | None = None,
+        ef_construction: int | None = None,
         use_gpu: bool = False,
     ) -> None:
         super().__init__(metric)
@@ -51,6 +54,7 @@ class FaissIndex(BaseIndex):
         self.factory = factory
         self.nprobe = nprobe
         self.ef_search = ef_search
+        self.ef_construction = ef_construction
         self.use_gpu = use_gpu
         self._faiss = require("faiss", "FaissIndex")
         self._index = None
@@ -61,6 +65,8 @@ class FaissIndex(BaseIndex):
             index = faiss.index_factory(dim, self.factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
             raise ValueError(f"faiss cannot build factory {self.factory!r}: {str(exc).splitlines()[-1]}") from None
+        if self.ef_construction is not None and hasattr(index, "hnsw"):
+            index.hnsw.efConstruction = int(self.ef_construction)
         if self.use_gpu and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
             self._gpu_resources = faiss.StandardGpuResources()
             index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
@@ -108,6 +114,7 @@ class FaissIndex(BaseIndex):
             "metric": self.metric,
             "nprobe": self.nprobe,
             "ef_search": self.ef_search,
+            "ef_construction": self.ef_construction,
             "use_gpu": self.use_gpu,
         }
 
