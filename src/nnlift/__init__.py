@@ -53,6 +53,7 @@ __all__ = [
     "neighbor_recall",
     "FaissIndex",
     "HnswIndex",
+    "QdrantIndex",
     "load",
     "Recommender",
     "algebra",
@@ -81,7 +82,7 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name in ("FaissIndex", "HnswIndex"):
+    if name in ("FaissIndex", "HnswIndex", "QdrantIndex"):
         from . import index
 
         return getattr(index, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -410,6 +411,100 @@ def walk(
     for step in steps:
         table.add_row(f"{step.scale:g}", " ".join(map(str, step.ids)), " ".join(map(str, step.new)) or "—")
     console.print(table)
+
+
+qdrant_app = typer.Typer(help="Work on a Qdrant collection (a server by --url, or local mode by --path).",
+                         no_args_is_help=True)
+app.add_typer(qdrant_app, name="qdrant")
+UrlOption = Annotated[Optional[str], typer.Option(help="Qdrant server URL (or $QDRANT_URL); API key from $QDRANT_API_KEY.")]
+PathOption = Annotated[Optional[Path], typer.Option(help="qdrant-client local mode folder (instead of --url).")]
+CollectionOption = Annotated[str, typer.Option(help="Collection name.")]
+UsingOption = Annotated[Optional[str], typer.Option(help="Named vector to read (omit for an unnamed vector).")]
+
+
+def _qdrant(collection: str, url: Optional[str], path: Optional[Path], using: Optional[str]):
+    from .index.qdrant import QdrantIndex
+
+    if url is None and path is None and not os.environ.get("QDRANT_URL"):
+        raise UserError("give --url (a Qdrant server) or --path (qdrant-client local mode)")
+    index = QdrantIndex(collection, url=url, path=path, using=using)
+    if not index.exists():
+        raise UserError(f"--collection: no collection {collection!r} at {url or path}")
+    try:
+        index._vector_params()
+    except ValueError as exc:
+        raise UserError(f"--using: {exc}") from None
+    return index
+
+
+@qdrant_app.command("sample")
+def qdrant_sample(
+    collection: CollectionOption,
+    output: Annotated[Path, typer.Option(help="Write matrix (CSR parts), ids and vectors to this .npz.")],
+    url: UrlOption = None,
+    path: PathOption = None,
+    using: UsingOption = None,
+    sample: Annotated[int, typer.Option(min=2)] = 20_000,
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+    seed: int = 0,
+) -> None:
+    """Sample points and their nearest neighbours within the sample (the block-embedding target)."""
+    from .qdrant import sample_similarity_matrix
+
+    sampled = sample_similarity_matrix(_qdrant(collection, url, path, using), sample, limit, seed=seed)
+    matrix = sampled.matrix
+    ids = np.asarray([str(i) for i in sampled.ids])
+    np.savez(output, data=matrix.data, indices=matrix.indices, indptr=matrix.indptr, shape=np.array(matrix.shape),
+             ids=ids, vectors=sampled.vectors)
+    console.print(f"sampled {matrix.shape[0]:,} points, {matrix.nnz:,} neighbour pairs; wrote {output}")
+
+
+@qdrant_app.command("nnn")
+def qdrant_nnn(
+    collection: CollectionOption,
+    bank: Annotated[Path, typer.Option(help="Bank of reference queries (.npy/.npz/.parquet).")],
+    url: UrlOption = None,
+    path: PathOption = None,
+    using: UsingOption = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1)] = 16,
+    name: Annotated[str, typer.Option(help="Named vector (Dot) for [x, b(x)]; a companion collection if absent.")] = "nnn",
+) -> None:
+    """Write NNN's folded vectors [x, b(x)] back to the collection (idempotent and resumable)."""
+    from .datasets import load_embeddings
+    from .qdrant import write_nnn
+
+    bank_array, _ = _load(bank, "--bank", load_embeddings)
+    report = write_nnn(_qdrant(collection, url, path, using), bank_array, k=k, name=name)
+    where = report["destination"]
+    console.print(f"NNN: wrote {report['written']:,} points, skipped {report['skipped']:,} already written, into "
+                  f"{where.collection!r} vector {where.using!r}; query it with [q, -alpha] (Dot)")
+
+
+@qdrant_app.command("blend")
+def qdrant_blend(
+    collection: CollectionOption,
+    url: UrlOption = None,
+    path: PathOption = None,
+    using: UsingOption = None,
+    thresholds: Annotated[str, typer.Option(help="Comma-separated thresholds.")] = "0.9,0.8",
+    k: Annotated[int, typer.Option("-k", "--k", min=1)] = 10,
+    name: Annotated[str, typer.Option(help="Named vector for the blended vectors.")] = "blended",
+) -> None:
+    """Blend the collection's vectors with their neighbours and write them to a named vector."""
+    from .blend import NeighborhoodBlender
+    from .qdrant import read_collection, write_vectors
+
+    try:
+        values = tuple(float(t) for t in thresholds.split(","))
+    except ValueError:
+        raise UserError(f"--thresholds must be numbers separated by commas; got {thresholds!r}") from None
+    index = _qdrant(collection, url, path, using)
+    ids, vectors = read_collection(index)
+    blended = NeighborhoodBlender(thresholds=values, k=k).fit_transform(vectors)
+    report = write_vectors(index, blended, ids, name=name)
+    where = report["destination"]
+    console.print(f"blend: wrote {report['written']:,} points, skipped {report['skipped']:,}, into "
+                  f"{where.collection!r} vector {where.using!r}")
 
 
 def _show_neighbors(found, title: str, show: int) -> None:

@@ -4,7 +4,7 @@ from .base import BaseIndex, Index
 from .exact import ExactIndex
 from .ivf import IVFIndex, neighbor_recall
 
-__all__ = ["Index", "BaseIndex", "ExactIndex", "IVFIndex", "FaissIndex", "HnswIndex", "neighbor_recall"]
+__all__ = ["Index", "BaseIndex", "ExactIndex", "IVFIndex", "FaissIndex", "HnswIndex", "QdrantIndex", "neighbor_recall"]
 
 
 def __getattr__(name: str):
@@ -13,6 +13,10 @@ def __getattr__(name: str):
         from .faiss import FaissIndex
 
         return FaissIndex
+    if name == "QdrantIndex":
+        from .qdrant import QdrantIndex
+
+        return QdrantIndex
     if name == "HnswIndex":
         from .hnsw import HnswIndex
 

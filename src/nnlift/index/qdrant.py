@@ -1,0 +1,264 @@
+"""``QdrantIndex``: a Qdrant collection as an nnlift index, through qdrant-client.
+
+The same code talks to a Qdrant server (``url=``/``api_key=`` or the
+``QDRANT_URL``/``QDRANT_API_KEY`` environment variables) and to qdrant-client's
+local mode (``path=`` or ``":memory:"``), which is a pure-Python stand-in that
+suits tests, not speed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._artifact import read_artifact, save_artifact
+from .._check import check_array, check_ids, check_metric, check_positive_int
+from .._optional import require
+from .._progress import progress_bar
+from ..neighbors import Neighbors
+
+__all__ = ["QdrantIndex", "connect", "point_id", "with_retries"]
+logger = logging.getLogger("nnlift")
+_NAMESPACE = uuid.UUID("6f1c2a4e-6c1b-4f4e-9a51-6e6e6c69667e")  # nnlift's namespace for string ids
+SEQ, KEY = "nnlift_seq", "nnlift_id"
+
+
+def connect(url: str | None = None, api_key: str | None = None, path: str | os.PathLike | None = None,
+            location: str | None = None) -> Any:
+    """A ``QdrantClient``: server by ``url`` (or ``$QDRANT_URL``), local files by ``path``, else ``":memory:"``."""
+    qdrant_client = require("qdrant_client", "the Qdrant integration")
+    url = url or os.environ.get("QDRANT_URL")
+    if url:
+        return qdrant_client.QdrantClient(url=url, api_key=api_key or os.environ.get("QDRANT_API_KEY"))
+    if path is not None:
+        return qdrant_client.QdrantClient(path=str(path))
+    return qdrant_client.QdrantClient(location or ":memory:")
+
+
+def point_id(external: Any) -> int | str:
+    """The Qdrant point id of an external id: ints as they are, strings as a stable UUID (uuid5)."""
+    if isinstance(external, (int, np.integer)):
+        if external < 0:
+            raise ValueError(f"Qdrant point ids must be non-negative integers; got {external}")
+        return int(external)
+    return str(uuid.uuid5(_NAMESPACE, str(external)))
+
+
+def _transient(exc: BaseException) -> bool:
+    status = getattr(exc, "status_code", None)
+    if status is not None:
+        return status in (408, 429, 500, 502, 503, 504)
+    return isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__ in (
+        "ResponseHandlingException", "ConnectError", "ReadTimeout", "ConnectTimeout", "RemoteProtocolError")
+
+
+def with_retries(call: Callable[[], Any], *, retries: int = 5, backoff: float = 0.5) -> Any:
+    """Run ``call``, retrying transient errors (timeouts, 429/5xx) with exponential backoff."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - filtered by _transient
+            if attempt == retries or not _transient(exc):
+                raise
+            delay = backoff * 2**attempt
+            logger.warning("Qdrant call failed (%s); retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+    return None
+
+
+class QdrantIndex:
+    """An nnlift index over a Qdrant collection.
+
+    Parameters
+    ----------
+    collection : str
+    url, api_key : str, optional
+        A server (or ``$QDRANT_URL``/``$QDRANT_API_KEY``).
+    path : path, optional
+        qdrant-client local mode on disk; with neither ``url`` nor ``path``, ``":memory:"``.
+    using : str, optional
+        The named vector to read and search; ``None`` for a collection's single unnamed vector.
+    metric : {"cosine", "ip"}
+        Distance of a collection this index creates: Cosine or Dot.
+    client : QdrantClient, optional
+        An existing client (its connection wins over url/path).
+    batch_size : int
+        Points per upsert.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> index = QdrantIndex("demo", using="dense").add(np.eye(3), ids=["a", "b", "c"])  # doctest: +SKIP
+    >>> index.search([[0.0, 1.0, 0.1]], k=1).keys.tolist()  # doctest: +SKIP
+    [['b']]
+    """
+
+    def __init__(self, collection: str, *, url: str | None = None, api_key: str | None = None,
+                 path: str | os.PathLike | None = None, using: str | None = None, metric: str = "cosine",
+                 client: Any = None, batch_size: int = 256, retries: int = 5, progress: bool = True) -> None:
+        if not isinstance(collection, str) or not collection:
+            raise ValueError(f"collection must be a non-empty name; got {collection!r}")
+        self.collection = collection
+        self.url = url or os.environ.get("QDRANT_URL")
+        self.path = None if path is None else str(path)
+        self.using = using
+        self.metric = check_metric(metric)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.retries = retries
+        self.progress = progress
+        self.client = client if client is not None else connect(url, api_key, path)
+        self._models = require("qdrant_client.models", "the Qdrant integration")
+
+    # -- collection --------------------------------------------------------
+    def exists(self) -> bool:
+        return bool(with_retries(lambda: self.client.collection_exists(self.collection), retries=self.retries))
+
+    def _vector_params(self) -> Any:
+        if not self.exists():
+            raise ValueError(f"Qdrant collection {self.collection!r} does not exist")
+        vectors = self.client.get_collection(self.collection).config.params.vectors
+        if isinstance(vectors, dict):
+            if self.using is None:
+                raise ValueError(f"collection {self.collection!r} has named vectors {sorted(vectors)}; pass using=")
+            if self.using not in vectors:
+                raise ValueError(f"collection {self.collection!r} has no named vector {self.using!r}; "
+                                 f"it has {sorted(vectors)}")
+            return vectors[self.using]
+        if self.using is not None:
+            raise ValueError(f"collection {self.collection!r} has one unnamed vector; using={self.using!r} does not exist")
+        return vectors
+
+    @property
+    def dim(self) -> int | None:
+        return int(self._vector_params().size) if self.exists() else None
+
+    def _create(self, dim: int) -> None:
+        models = self._models
+        distance = models.Distance.COSINE if self.metric == "cosine" else models.Distance.DOT
+        params = models.VectorParams(size=dim, distance=distance)
+        config = {self.using: params} if self.using is not None else params
+        with_retries(lambda: self.client.create_collection(self.collection, vectors_config=config), retries=self.retries)
+        with_retries(lambda: self.client.create_payload_index(self.collection, SEQ, models.PayloadSchemaType.INTEGER),
+                     retries=self.retries)
+
+    def __len__(self) -> int:
+        if not self.exists():
+            return 0
+        return int(with_retries(lambda: self.client.count(self.collection, exact=True).count, retries=self.retries))
+
+    # -- protocol ------------------------------------------------------------
+    def _vector(self, row: np.ndarray) -> Any:
+        values = row.tolist()
+        return {self.using: values} if self.using is not None else values
+
+    def add(self, vectors: Any, ids: Any = None) -> QdrantIndex:
+        """Upsert vectors in batches (with retries); string ids become UUIDs, the original kept in the payload."""
+        array = check_array(vectors, "vectors")
+        if self.exists():
+            dim = self.dim
+            if array.shape[1] != dim:
+                raise ValueError(f"vectors have {array.shape[1]} dimensions; collection {self.collection!r} has {dim}")
+        else:
+            self._create(array.shape[1])
+        start = len(self)
+        external = np.arange(start, start + len(array)) if ids is None else check_ids(ids, len(array))
+        models = self._models
+        with progress_bar(f"upserting into {self.collection}", len(array), enabled=self.progress,
+                          expected_seconds=len(array) / 2000) as bar:
+            for lo in range(0, len(array), self.batch_size):
+                hi = min(lo + self.batch_size, len(array))
+                points = []
+                for row in range(lo, hi):
+                    key = external[row].item()
+                    payload = {SEQ: start + row}
+                    if isinstance(key, str):
+                        payload[KEY] = key
+                    points.append(models.PointStruct(id=point_id(key), vector=self._vector(array[row]), payload=payload))
+                with_retries(lambda: self.client.upsert(self.collection, points=points, wait=True), retries=self.retries)
+                bar.advance(hi - lo)
+        return self
+
+    def search(self, queries: Any, k: int) -> Neighbors:
+        """Top-k per query from the collection; ``keys`` hold string ids (UUID-backed), ``ids`` int ids."""
+        dim = int(self._vector_params().size)
+        array = check_array(queries, "queries", width=dim)
+        k = check_positive_int(k, "k")
+        ids = np.full((len(array), k), -1, dtype=np.int64)
+        scores = np.full((len(array), k), -np.inf, dtype=np.float32)
+        keys = np.full((len(array), k), None, dtype=object)
+        any_keys = False
+        for row, query in enumerate(array):
+            result = with_retries(lambda: self.client.query_points(
+                self.collection, query=query.tolist(), using=self.using, limit=k, with_payload=[SEQ, KEY]),
+                retries=self.retries)
+            for col, point in enumerate(result.points):
+                payload = point.payload or {}
+                scores[row, col] = point.score
+                if isinstance(point.id, int):
+                    ids[row, col] = point.id
+                    keys[row, col] = point.id
+                else:
+                    any_keys = True
+                    ids[row, col] = payload.get(SEQ, uuid.UUID(str(point.id)).int & 0x7FFFFFFFFFFFFFFF)
+                    keys[row, col] = payload.get(KEY, str(point.id))
+        return Neighbors(ids, scores, keys if any_keys else None)
+
+    def get(self, ids: Any) -> np.ndarray:
+        """Stored vectors of external ids; unknown ids raise ``KeyError`` naming them."""
+        self._vector_params()  # a clear error for a missing collection or vector name
+        values = [ids] if isinstance(ids, (str, int, np.integer)) else list(np.asarray(ids).tolist())
+        wanted = [point_id(v) for v in values]
+        found = with_retries(lambda: self.client.retrieve(self.collection, ids=wanted,
+                                                          with_vectors=[self.using] if self.using else True),
+                             retries=self.retries)
+        by_id = {str(p.id): p.vector for p in found}
+        missing = [v for v, w in zip(values, wanted) if str(w) not in by_id]
+        if missing:
+            raise KeyError(f"unknown id(s): {missing[:5]} (collection {self.collection!r})")
+        rows = [by_id[str(w)][self.using] if self.using else by_id[str(w)] for w in wanted]
+        return np.asarray(rows, dtype=np.float32)
+
+    def scroll_vectors(self, batch: int = 1024) -> Iterator[tuple[list, np.ndarray]]:
+        """Every point's id and vector, in batches."""
+        offset = None
+        while True:
+            points, offset = with_retries(lambda: self.client.scroll(
+                self.collection, limit=batch, offset=offset, with_payload=[KEY],
+                with_vectors=[self.using] if self.using else True), retries=self.retries)
+            if points:
+                ids = [(p.payload or {}).get(KEY, p.id) for p in points]
+                vectors = np.asarray([p.vector[self.using] if self.using else p.vector for p in points], dtype=np.float32)
+                yield ids, vectors
+            if offset is None:
+                return
+
+    # -- persistence ---------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the connection description (collection, url or path, using), never the data or the API key."""
+        if self.url is None and self.path is None:
+            raise ValueError("an in-memory Qdrant collection cannot be reopened; use path= or a server url to save it")
+        params = {"collection": self.collection, "url": self.url, "path": self.path, "using": self.using,
+                  "metric": self.metric, "batch_size": self.batch_size, "retries": self.retries}
+        return save_artifact(path, self, params, {})
+
+    @classmethod
+    def _from_artifact(cls, manifest: dict, arrays: dict) -> QdrantIndex:
+        return cls(**manifest["params"])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> QdrantIndex:
+        manifest, arrays = read_artifact(path, expected_class=cls)
+        return cls._from_artifact(manifest, arrays)
+
+    def __repr__(self) -> str:
+        where = self.url or self.path or ":memory:"
+        return f"QdrantIndex(collection={self.collection!r}, using={self.using!r}, at={where!r})"
+
+
