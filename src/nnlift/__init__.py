@@ -56,6 +56,7 @@ __all__ = [
     "QdrantIndex",
     "load",
     "Recommender",
+    "SimilarityModel",
     "algebra",
     "evaluate",
     "tune",
@@ -82,6 +83,10 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    if name == "SimilarityModel":  # needs torch: imported only when asked for
+        from .metric import SimilarityModel
+
+        return SimilarityModel
     if name in ("FaissIndex", "HnswIndex", "QdrantIndex"):
         from . import index
 

@@ -15,7 +15,7 @@ from .evaluate.compare import MethodResult
 from .evaluate.hubness import k_occurrence
 from .evaluate.metrics import hit_rate_at_k
 
-__all__ = ["plot_hit_rate_curves", "plot_k_occurrence", "plot_gains", "write_report", "results_table"]
+__all__ = ["plot_neighbors", "plot_hit_rate_curves", "plot_k_occurrence", "plot_gains", "write_report", "results_table"]
 
 
 def _pyplot():
@@ -143,3 +143,47 @@ def write_report(results: Sequence[MethodResult], targets: Any, n_items: int, fo
                         "gain": None if r.gain is None else [r.gain.mean, r.gain.low, r.gain.high]} for r in results}
     (folder / "results.json").write_text(json.dumps({"meta": meta, "results": summary}, indent=2, default=str))
     return folder / "report.md"
+
+
+def plot_neighbors(query: Any, lookups: Sequence[Any], *, images: Any = None, image_shape: tuple[int, int] | None = None,
+                   path: str | os.PathLike | None = None, query_label: Any = None) -> Any:
+    """A query and its neighbours: an image grid when ``image_shape`` is given, else a text table.
+
+    Parameters
+    ----------
+    query : array-like or str
+        The query item (pixels for image data).
+    lookups : sequence of Lookup
+        From ``SimilarityModel.single_lookup``; ``images[lookup.id]`` are the neighbours' pixels
+        (``lookup.data`` is used when ``images`` is not given).
+    image_shape : (height, width), optional
+    path : path, optional
+        Where to save the PNG (image mode); the figure path is returned.
+
+    Returns
+    -------
+    Path for an image grid, or the table as a string.
+    """
+    if image_shape is None:
+        lines = [f"query: {query if isinstance(query, str) else np.asarray(query).shape}",
+                 f"{'rank':>4}  {'id':>10}  {'label':>10}  {'distance':>8}"]
+        lines += [f"{rank:>4}  {str(r.id):>10}  {str(r.label):>10}  {r.distance:>8.4f}" for rank, r in
+                  enumerate(lookups, start=1)]
+        return "\n".join(lines)
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(lookups) + 1, figsize=(1.6 * (len(lookups) + 1), 2.0))
+    axes[0].imshow(np.asarray(query, dtype=np.float32).reshape(image_shape), cmap="gray_r")
+    axes[0].set_title("query" if query_label is None else f"query ({query_label})", fontsize=9)
+    for axis, record in zip(axes[1:], lookups):
+        pixels = images[record.id] if images is not None else record.data
+        axis.imshow(np.asarray(pixels, dtype=np.float32).reshape(image_shape), cmap="gray_r")
+        colour = "green" if query_label is None or record.label == query_label else "red"
+        axis.set_title(f"{record.label}  d={record.distance:.3f}", fontsize=8, color=colour)
+    for axis in axes:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.tight_layout()
+    target = Path(path) if path is not None else Path("neighbors.png")
+    figure.savefig(target, dpi=120)
+    plt.close(figure)
+    return target

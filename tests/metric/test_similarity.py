@@ -1,0 +1,124 @@
+"""Similarity learning on digits with a small MLP (seeded)."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("pytorch_metric_learning")
+pytest.importorskip("sklearn")
+
+from nnlift.datasets import load_digits_split  # noqa: E402
+from nnlift.metric import SimilarityModel  # noqa: E402
+
+
+def mlp():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64), torch.nn.ReLU())
+
+
+@pytest.fixture(scope="module")
+def split():
+    torch.set_num_threads(2)
+    return load_digits_split(val_size=0.25, test_size=0.25, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(split):
+    model = SimilarityModel(mlp(), 32)
+    model.fit(split.x_train, split.y_train, epochs=20, lr=3e-3, val=(split.x_val, split.y_val), progress=False, seed=0)
+    return model.index(split.x_train, split.y_train)
+
+
+def raw_pixels(split):
+    model = SimilarityModel(torch.nn.Identity(), 64)
+    model.head = torch.nn.Identity()
+    return model.index(split.x_train, split.y_train)
+
+
+def test_training_beats_raw_pixels_on_held_out(split, trained):
+    learned = trained.evaluate_retrieval(split.x_test, split.y_test)
+    raw = raw_pixels(split).evaluate_retrieval(split.x_test, split.y_test)
+    print("learned", learned, "raw", raw)
+    # mAP@R (what a metric loss optimises: all same-class items ranked first) beats raw pixels by far.
+    # precision@1 does not: raw-pixel 1-NN is a strong baseline on digits (0.982 here against the learned
+    # 0.971), so only a sanity floor is asserted for it; the closing note reports both.
+    assert learned["map@r"] > raw["map@r"] + 0.3
+    assert learned["precision@1"] > 0.95
+    history = trained.history_
+    assert len(history) == 20 and history[-1]["loss"] < history[0]["loss"]
+    assert history[-1]["val_map@r"] > history[0]["val_map@r"]
+
+
+def test_calibration_target_holds_on_a_second_split(split, trained):
+    calibration = trained.calibrate(split.x_val, split.y_val, targets={"precision": 0.99})
+    assert set(calibration.cutpoints) == {"optimal", "precision=0.99"}
+    at_target = trained.evaluate_classification(split.x_test, split.y_test, ["precision=0.99"])[0]
+    n = at_target["matched"]
+    noise = 2 * np.sqrt(0.99 * 0.01 / n)  # two standard errors of a proportion
+    print("test precision at the val cutpoint", at_target, "noise", noise)
+    assert at_target["precision"] >= 0.99 - noise and at_target["recall"] > 0.5
+    matched = trained.match(split.x_test, "precision=0.99")
+    far = trained.match(split.x_test, cutpoint=-1.0)
+    assert (far == None).all() and (matched != None).mean() > 0.5  # noqa: E711
+
+
+def test_unseen_class_added_without_retraining(split):
+    seen = split.y_train != 9
+    model = SimilarityModel(mlp(), 32)
+    model.fit(split.x_train[seen], split.y_train[seen], epochs=10, lr=3e-3, progress=False, seed=0)
+    model.index(split.x_train[seen], split.y_train[seen])
+    nines = split.x_test[split.y_test == 9]
+    before = [r[0].label for r in model.lookup(nines, 1)]
+    assert 9 not in before
+    model.index(split.x_train[~seen], split.y_train[~seen], data=[f"nine #{i}" for i in range((~seen).sum())])
+    after = [r[0].label for r in model.lookup(nines, 1)]
+    print("share of unseen-class queries whose nearest item is a 9:", np.mean(np.array(after) == 9))
+    assert np.mean(np.array(after) == 9) > 0.8
+    hit = model.single_lookup(nines[0], k=3)
+    assert any(r.data is not None and r.data.startswith("nine") for r in hit)
+
+
+def test_save_load_round_trips_lookups(tmp_path, split, trained):
+    trained.calibrate(split.x_val, split.y_val)
+    path = trained.save(tmp_path / "model")
+    again = SimilarityModel.load(path, backbone=mlp())
+    a, b = trained.lookup(split.x_test[:20], 5), again.lookup(split.x_test[:20], 5)
+    assert a == b
+    assert again.calibration_.cutpoints == trained.calibration_.cutpoints
+    import nnlift
+
+    with pytest.raises(TypeError, match="needs its backbone"):
+        nnlift.load(path)
+
+
+def test_plot_neighbors_grid_and_text(tmp_path, split, trained):
+    pytest.importorskip("matplotlib")
+    from nnlift.plot import plot_neighbors
+
+    lookups = trained.single_lookup(split.x_test[0], k=5)
+    figure_path = plot_neighbors(split.x_test[0], lookups, images=split.x_train, image_shape=(8, 8),
+                                 path=tmp_path / "grid.png", query_label=int(split.y_test[0]))
+    assert figure_path.stat().st_size > 1000
+    text = plot_neighbors("a query", lookups)
+    assert "distance" in text and str(lookups[0].label) in text
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m, s: m.fit(s.x_train, s.y_train[:10], progress=False), "10 labels but x has"),
+        (lambda m, s: m.fit(s.x_train, s.y_train, classes_per_batch=1, progress=False), "at least 2"),
+        (lambda m, s: m.fit(s.x_train, s.y_train, classes_per_batch=11, progress=False), "only 10 classes"),
+        (lambda m, s: m.fit(s.x_train[:3], np.array([0, 0, 1]), classes_per_batch=2, progress=False), "at least 2 examples"),
+        (lambda m, s: m.fit(s.x_train[:0], s.y_train[:0], progress=False), "x is empty"),
+        (lambda m, s: m.fit(s.x_train, s.y_train, loss="magic", progress=False), "loss must be one of"),
+        (lambda m, s: m.lookup(s.x_test, 1), "index is empty"),
+        (lambda m, s: m.index(s.x_train, s.y_train, data=[1, 2]), "data has 2 entries"),
+        (lambda m, s: m.index(s.x_train).calibrate(s.x_val, s.y_val), "needs positives"),
+        (lambda m, s: m.index(s.x_train, s.y_train).match(s.x_val), "calibrate"),
+    ],
+)
+def test_clear_errors(split, call, message):
+    model = SimilarityModel(mlp(), 16)
+    with pytest.raises(ValueError, match=message):
+        call(model, split)
