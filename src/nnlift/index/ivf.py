@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from .._check import check_positive_int
 from .._progress import progress_bar
 from .._threads import default_workers, single_threaded_blas
-from ..kernel import _KEY_PAD, _LOW32, _decode, _smallest, _tile_topk_keys, _topk_arrays
+from ..kernel import _KEY_PAD, _LOW32, _decode, _smallest, _tile_topk_keys, _tile_topk_keys_columns, _topk_arrays
 from ..neighbors import Neighbors
 from .base import BaseIndex
 
@@ -192,24 +192,35 @@ class IVFIndex(BaseIndex):
         sorted_bias = None if bias is None else bias[self._order]
         n_queries = len(queries)
         chunk = max(1, int(_MERGE_BUFFER_BYTES // (8 * n_probe * k)))
-        ids = np.empty((n_queries, k), dtype=np.int64)
-        scores = np.empty((n_queries, k), dtype=np.float32)
+        # A self-join serves both directions from each tile: members of a list also get
+        # candidates among the queries probing it, so a pair is found when either side
+        # probes the other's list, at no extra multiply.
+        symmetric = exclude_self and bias is None and n_queries == len(self._vectors)
+        context = {"probes": probes, "symmetric": symmetric}
+        if symmetric:
+            context["list_of"] = np.repeat(np.arange(n_lists), np.diff(self._offsets))[np.argsort(self._order)]
+            context["columns"] = np.full((n_queries, k), _KEY_PAD, dtype=np.uint64)
+        keys = np.empty((n_queries, k), dtype=np.uint64)
         workers = default_workers()
         flops = 2.0 * n_queries * len(self._vectors) * queries.shape[1] * n_probe / n_lists
         with progress_bar("IVF search", n_queries, enabled=self.progress, expected_seconds=flops / 80e9) as bar:
             with single_threaded_blas(workers > 1), ThreadPoolExecutor(workers) as pool:
                 for start in range(0, n_queries, chunk):
                     stop = min(start + chunk, n_queries)
-                    keys = self._search_chunk(queries, probes, start, stop, k, sorted_bias, exclude_self, pool)
-                    chunk_scores, chunk_ids = _decode(keys)
-                    ids[start:stop], scores[start:stop] = chunk_ids, chunk_scores
+                    keys[start:stop] = self._search_chunk(queries, context, start, stop, k, sorted_bias,
+                                                          exclude_self, pool)
                     bar.advance(stop - start)
+        if symmetric:
+            keys = _smallest(np.concatenate([keys, context["columns"]], axis=1), k)
+        scores, ids = _decode(keys)
+        scores = np.array(scores, dtype=np.float32)
         pad = ~np.isfinite(scores)
         ids[pad] = -1
         scores[pad] = -np.inf
         return Neighbors(ids, scores)
 
-    def _search_chunk(self, queries, probes, start, stop, k, sorted_bias, exclude_self, pool) -> np.ndarray:
+    def _search_chunk(self, queries, context, start, stop, k, sorted_bias, exclude_self, pool) -> np.ndarray:
+        probes = context["probes"]
         chunk_probes = probes[start:stop]
         n_rows, n_probe = chunk_probes.shape
         candidates = np.full((n_rows, n_probe, k), _KEY_PAD, dtype=np.uint64)
@@ -237,10 +248,28 @@ class IVFIndex(BaseIndex):
             local = (keys & _LOW32).astype(np.int64)
             keys = (keys & ~_LOW32) | members[local].astype(np.uint64)
             candidates[rows, slots, : keys.shape[1]] = keys
+            if context["symmetric"]:
+                self._column_candidates(tile, members, start + rows, k, context)
 
         for _ in pool.map(run, np.flatnonzero(np.diff(bounds))):
             pass
         return _smallest(candidates.reshape(n_rows, n_probe * k), k)
+
+    @staticmethod
+    def _column_candidates(tile: np.ndarray, members: np.ndarray, query_ids: np.ndarray, k: int, context: dict) -> None:
+        """Give each member of a list its best queries among those probing the list (self-joins).
+
+        A pair the member's own probes will also find is dropped here, so no pair is
+        counted twice. Each member lies in one list, so only this task touches its row.
+        """
+        keys = _tile_topk_keys_columns(tile, k, 0)
+        local = (keys & _LOW32).astype(np.int64)
+        valid = keys != _KEY_PAD
+        partners = query_ids[np.where(valid, local, 0)]
+        seen = (context["probes"][members][:, :, None] == context["list_of"][partners][:, None, :]).any(axis=1)
+        keys = np.where(valid & ~seen, (keys & ~_LOW32) | partners.astype(np.uint64), _KEY_PAD)
+        columns = context["columns"]
+        columns[members] = _smallest(np.concatenate([columns[members], keys], axis=1), k)
 
     # -- persistence ---------------------------------------------------------
     def _params(self) -> dict[str, Any]:
