@@ -63,6 +63,15 @@ def _smallest(keys: np.ndarray, k: int) -> np.ndarray:
     return np.sort(keys, axis=1)
 
 
+def _pack_rows(rows: np.ndarray, keys: np.ndarray, n_rows: int) -> np.ndarray:
+    """Pack keys that belong to ``rows`` (sorted ascending) into a (n_rows, width, ...) matrix padded with the pad key."""
+    counts = np.bincount(rows, minlength=n_rows)
+    slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    dense = np.full((n_rows, int(counts.max(initial=0)), *keys.shape[1:]), _KEY_PAD, dtype=np.uint64)
+    dense[rows, slot] = keys
+    return dense.reshape(n_rows, -1)
+
+
 def _group_size(n: int, k: int) -> int:
     # Enough groups that k of them are a small fraction, few enough that the
     # partition over group maxima stays cheap.
@@ -82,12 +91,7 @@ def _tile_topk_keys(scores: np.ndarray, k: int, column_offset: int) -> np.ndarra
     bound = np.partition(group_max, n_groups - kk, axis=1)[:, n_groups - kk]
     rows, groups = np.nonzero(group_max >= bound[:, None])
     ids = groups[:, None] + np.arange(g, dtype=np.int64) * n_groups
-    keys = _encode(grouped[rows, :, groups], ids + column_offset)  # (pairs, g)
-    counts = np.bincount(rows, minlength=b)
-    slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-    dense = np.full((b, int(counts.max()), g), _KEY_PAD, dtype=np.uint64)
-    dense[rows, slot] = keys
-    dense = dense.reshape(b, -1)
+    dense = _pack_rows(rows, _encode(grouped[rows, :, groups], ids + column_offset), b)
     if main < n:
         tail_ids = np.arange(main, n, dtype=np.int64) + column_offset
         tail = _encode(scores[:, main:], np.broadcast_to(tail_ids, (b, n - main)))
@@ -115,12 +119,7 @@ def _tile_topk_keys_columns(scores: np.ndarray, k: int, row_offset: int) -> np.n
     bound = np.partition(group_max, n_groups - kk, axis=1)[:, n_groups - kk]
     columns, groups = np.nonzero(group_max >= bound[:, None])
     ids = groups[:, None] + np.arange(g, dtype=np.int64) * n_groups + row_offset
-    keys = _encode(grouped[:, groups, columns].T, ids)  # (pairs, g)
-    counts = np.bincount(columns, minlength=c)
-    slot = np.arange(len(columns)) - np.repeat(np.cumsum(counts) - counts, counts)
-    dense = np.full((c, int(counts.max()), g), _KEY_PAD, dtype=np.uint64)
-    dense[columns, slot] = keys
-    dense = dense.reshape(c, -1)
+    dense = _pack_rows(columns, _encode(grouped[:, groups, columns].T, ids), c)
     if main < r:
         tail_ids = np.arange(main, r, dtype=np.int64) + row_offset
         tail = _encode(np.ascontiguousarray(scores[main:].T), np.broadcast_to(tail_ids, (c, r - main)))
@@ -384,10 +383,8 @@ def _merge_column_candidates(current: np.ndarray, scores: np.ndarray, k: int, ro
         order = np.argsort(columns, kind="stable")
         rows, columns = rows[order], columns[order]
         keys = _encode(scores[rows, columns], rows.astype(np.int64) + row_offset)
-        touched, first, counts = np.unique(columns, return_index=True, return_counts=True)
-        slot = np.arange(len(rows)) - np.repeat(first, counts)
-        dense = np.full((len(touched), int(counts.max())), _KEY_PAD, dtype=np.uint64)
-        dense[np.repeat(np.arange(len(touched)), counts), slot] = keys
+        touched, where = np.unique(columns, return_inverse=True)
+        dense = _pack_rows(where, keys, len(touched))
         merged[touched] = _smallest(np.concatenate([merged[touched], dense], axis=1), k)
     return merged
 

@@ -7,13 +7,12 @@ from typing import Any
 import numpy as np
 
 from .._base import check_is_fitted, clone
-from ..neighbors import Neighbors
-from .base import Baseline, Correction
+from .base import Baseline, Correction, WrapsCorrection
 
 __all__ = ["AugmentedDatabase"]
 
 
-class AugmentedDatabase(Correction):
+class AugmentedDatabase(WrapsCorrection):
     """Replace the database by its augmented vectors, then apply ``correction`` (raw cosine by default).
 
     Parameters
@@ -33,8 +32,6 @@ class AugmentedDatabase(Correction):
     (2, 3)
     """
 
-    _artifact_arrays = ()
-
     def __init__(self, augmentation: Any = None, correction: Correction | None = None) -> None:
         self.augmentation = augmentation
         self.correction = correction
@@ -42,11 +39,6 @@ class AugmentedDatabase(Correction):
     @property
     def needs_bank(self) -> bool:  # type: ignore[override]
         return self.correction is not None and self.correction.needs_bank
-
-    @property
-    def search_params(self) -> tuple[str, ...]:
-        inner = self.correction
-        return tuple(f"correction__{p}" for p in getattr(inner, "search_params", ())) if inner is not None else ()
 
     def fit(self, database: Any, bank: Any = None, **kwargs: Any) -> AugmentedDatabase:
         from ..blend import DatabaseAugmentation
@@ -61,22 +53,6 @@ class AugmentedDatabase(Correction):
         self.database_ = self.correction_.database_
         return self
 
-    def set_params(self, **params: Any) -> AugmentedDatabase:
-        super().set_params(**params)
-        inner = {key.split("__", 1)[1]: v for key, v in params.items() if key.startswith("correction__")}
-        if inner and hasattr(self, "correction_"):
-            self.correction_.set_params(**inner)
-        return self
-
     def _prepare_queries(self, queries: Any) -> np.ndarray:
         check_is_fitted(self, "correction_")
         return self.correction_._prepare_queries(queries)
-
-    def _search_arrays(self, queries: np.ndarray, k: int, *, progress: bool = True) -> Neighbors:
-        return self.correction_._search_arrays(queries, k, progress=progress)
-
-    def _score_arrays(self, queries, ids, raw):
-        return self.correction_._score_arrays(queries, ids, raw)
-
-    def save(self, path):
-        raise TypeError("save the fitted parts instead: .augmentation_.save(...) and .correction_.save(...)")

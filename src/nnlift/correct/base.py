@@ -20,7 +20,7 @@ from .._check import check_array, check_k, check_metric, check_positive_int, nor
 from ..kernel import _topk_arrays
 from ..neighbors import Neighbors
 
-__all__ = ["Correction", "Baseline"]
+__all__ = ["Correction", "Baseline", "WrapsCorrection"]
 
 
 class Correction(Estimator):
@@ -133,6 +133,41 @@ class Correction(Estimator):
     def n_database(self) -> int:
         check_is_fitted(self)
         return self.database_.shape[0]
+
+
+class WrapsCorrection(Correction):
+    """A correction that prepares the database (and queries) and then delegates to a fitted inner ``correction_``.
+
+    ``set_params`` with ``correction__name`` also reaches the fitted inner
+    correction, so search-time parameters (NNN's ``alpha``) need no refit.
+    """
+
+    _artifact_arrays = ()
+
+    @property
+    def search_params(self) -> tuple[str, ...]:
+        inner = self._inner_template()
+        return tuple(f"correction__{name}" for name in getattr(inner, "search_params", ())) if inner is not None else ()
+
+    def _inner_template(self) -> Correction | None:
+        return self.correction
+
+    def set_params(self, **params: Any) -> WrapsCorrection:
+        super().set_params(**params)
+        inner = {key.split("__", 1)[1]: v for key, v in params.items() if key.startswith("correction__")}
+        inner.pop("metric", None)  # the fitted inner correction keeps the metric the wrapper chose
+        if inner and hasattr(self, "correction_"):
+            self.correction_.set_params(**inner)
+        return self
+
+    def _search_arrays(self, queries: np.ndarray, k: int, *, progress: bool = True) -> Neighbors:
+        return self.correction_._search_arrays(queries, k, progress=progress)
+
+    def _score_arrays(self, queries, ids, raw):
+        return self.correction_._score_arrays(queries, ids, raw)
+
+    def save(self, path):
+        raise TypeError(f"save the fitted parts of this {type(self).__name__} instead (its attributes ending in _)")
 
 
 class Baseline(Correction):

@@ -8,8 +8,7 @@ import numpy as np
 
 from .._base import Estimator, check_is_fitted, clone
 from .._check import check_array, check_finite_scalar, check_metric, normalize_rows
-from ..neighbors import Neighbors
-from .base import Correction
+from .base import Correction, WrapsCorrection
 from .nnn import NNN
 
 __all__ = ["DistributionNormalization", "WithDN"]
@@ -57,7 +56,7 @@ class DistributionNormalization(Estimator):
         return (array - np.float32(self.lambda_) * self.query_mean_).astype(np.float32)
 
 
-class WithDN(Correction):
+class WithDN(WrapsCorrection):
     """DN followed by another correction (DN+NNN by default), like nnn-retrieval's ``DNRanker``.
 
     The shifted vectors are not renormalised: the wrapped correction scores
@@ -73,12 +72,8 @@ class WithDN(Correction):
     (2, 3)
     """
 
-    _artifact_arrays = ()
-
-    @property
-    def search_params(self) -> tuple[str, ...]:
-        inner = NNN() if self.correction is None else self.correction
-        return tuple(f"correction__{name}" for name in getattr(inner, "search_params", ()))
+    def _inner_template(self) -> Correction:
+        return NNN() if self.correction is None else self.correction
 
     def __init__(self, correction: Correction | None = None, lambda_: float = 0.5, metric: str = "cosine") -> None:
         self.correction = correction
@@ -108,25 +103,10 @@ class WithDN(Correction):
         return self
 
     def set_params(self, **params: Any) -> WithDN:
-        """Set parameters; ``correction__*`` also reaches the fitted inner correction (for search-time ones)."""
         if self.correction is None and any(key.startswith("correction__") for key in params):
             self.correction = NNN()
-        super().set_params(**params)
-        inner = {key.split("__", 1)[1]: v for key, v in params.items() if key.startswith("correction__")}
-        inner.pop("metric", None)  # the fitted inner correction always scores shifted vectors by inner product
-        if inner and hasattr(self, "correction_"):
-            self.correction_.set_params(**inner)
-        return self
+        return super().set_params(**params)
 
     def _prepare_queries(self, queries: Any) -> np.ndarray:
         check_is_fitted(self, "correction_")
         return self.dn_.transform_queries(queries)
-
-    def _search_arrays(self, queries: np.ndarray, k: int, *, progress: bool = True) -> Neighbors:
-        return self.correction_._search_arrays(queries, k, progress=progress)
-
-    def _score_arrays(self, queries, ids, raw):
-        return self.correction_._score_arrays(queries, ids, raw)
-
-    def save(self, path):
-        raise TypeError("save the fitted parts instead: WithDN.dn_.save(...) and WithDN.correction_.save(...)")

@@ -145,8 +145,9 @@ class QdrantIndex:
         params = models.VectorParams(size=dim, distance=distance)
         config = {self.using: params} if self.using is not None else params
         with_retries(lambda: self.client.create_collection(self.collection, vectors_config=config), retries=self.retries)
-        with_retries(lambda: self.client.create_payload_index(self.collection, SEQ, models.PayloadSchemaType.INTEGER),
-                     retries=self.retries)
+        if self.url is not None:  # local mode has no payload indexes (and warns about them)
+            with_retries(lambda: self.client.create_payload_index(self.collection, SEQ, models.PayloadSchemaType.INTEGER),
+                         retries=self.retries)
 
     def __len__(self) -> int:
         if not self.exists():
