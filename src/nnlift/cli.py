@@ -507,6 +507,165 @@ def qdrant_blend(
                   f"{where.collection!r} vector {where.using!r}")
 
 
+blocks_app = typer.Typer(help="Block embeddings: prepare a neighbour sample, train, convert to sparse vectors.",
+                         no_args_is_help=True)
+app.add_typer(blocks_app, name="blocks")
+
+
+@blocks_app.command("prepare")
+def blocks_prepare(
+    output: Annotated[Path, typer.Option(help="Where to write the sampled neighbour matrix (.npz).")],
+    collection: Annotated[Optional[str], typer.Option(help="Qdrant collection (with --url or --path).")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", help="Or embeddings from a file.")] = None,
+    url: UrlOption = None,
+    path: PathOption = None,
+    using: UsingOption = None,
+    sample: Annotated[int, typer.Option(min=3)] = 20_000,
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+    seed: int = 0,
+) -> None:
+    """Sample points and each one's `limit` nearest neighbours within the sample: the training target."""
+    from .datasets import load_embeddings
+    from .sampling import sample_neighbors
+
+    if (collection is None) == (input is None):
+        raise UserError("give either --collection (a Qdrant collection) or --input (an embeddings file)")
+    if collection is not None:
+        from .qdrant import sample_similarity_matrix
+
+        sampled = sample_similarity_matrix(_qdrant(collection, url, path, using), sample, limit, seed=seed,
+                                           method="kernel")
+    else:
+        vectors, ids = _load(input, "--input", load_embeddings)
+        sampled = sample_neighbors(vectors, None if ids is None else ids.tolist(), sample=sample, limit=limit, seed=seed)
+    sampled.save(output)
+    console.print(f"sampled {sampled.matrix.shape[0]:,} points with {sampled.matrix.nnz:,} neighbour pairs; wrote {output}")
+
+
+@blocks_app.command("train")
+def blocks_train(
+    target: Annotated[Path, typer.Option(help="The .npz written by `nnlift blocks prepare`.")],
+    output: Annotated[Path, typer.Option(help="Folder for the best encoder (an nnlift artifact).")],
+    num_blocks: Annotated[int, typer.Option(min=1)] = 4,
+    block_size: Annotated[int, typer.Option(min=2)] = 64,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    lr: float = 2e-3,
+    factor: float = 0.5,
+    patience: Annotated[int, typer.Option(min=0)] = 5,
+    triplets: Annotated[int, typer.Option(min=1, help="Triplets per epoch.")] = 3200,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    seed: int = 0,
+) -> None:
+    """Train the block-softmax encoder with margin-weighted triplets; saves the best epoch."""
+    from .blocks import train_blocks
+    from .sampling import SampledMatrix
+
+    try:
+        sampled = SampledMatrix.load(target)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--target: {exc}") from None
+    encoder = train_blocks(sampled, num_blocks=num_blocks, block_size=block_size, epochs=epochs, lr=lr, factor=factor,
+                           patience=patience, triplets_per_epoch=triplets, batch_size=batch_size, seed=seed,
+                           checkpoint=output)
+    table = Table(title="training")
+    for column in ("epoch", "train loss", "val loss", "lr", "seconds"):
+        table.add_column(column, justify="right")
+    for h in encoder.history_:
+        table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['val_loss']:.4f}", f"{h['lr']:.1e}",
+                      f"{h['seconds']:.2f}")
+    console.print(table)
+    console.print(f"best encoder saved to {output}")
+
+
+def _open_encoder(path: Path):
+    from ._artifact import ArtifactError
+    from .blocks import BlocksEncoder
+
+    try:
+        return BlocksEncoder.load(path)
+    except ArtifactError as exc:
+        raise UserError(f"--model: {exc}") from None
+
+
+@blocks_app.command("convert")
+def blocks_convert(
+    model: Annotated[Path, typer.Option(help="Folder written by `nnlift blocks train`.")],
+    input: Annotated[Optional[Path], typer.Option("--input", help="Embeddings to convert (or --collection).")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Write indices/values to this .npz.")] = None,
+    collection: Annotated[Optional[str], typer.Option(help="Convert a Qdrant collection and write a sparse vector.")] = None,
+    url: UrlOption = None,
+    path: PathOption = None,
+    using: UsingOption = None,
+    name: Annotated[str, typer.Option(help="Named sparse vector to write.")] = "blocks",
+    threshold: float = 0.1,
+) -> None:
+    """Block embeddings as sparse vectors (entries above --threshold), to .npz or a Qdrant named sparse vector."""
+    from .blocks import to_sparse
+    from .datasets import load_embeddings
+
+    encoder = _open_encoder(model)
+    if (collection is None) == (input is None):
+        raise UserError("give either --input (an embeddings file) or --collection (a Qdrant collection)")
+    if collection is not None:
+        from .qdrant import read_collection, write_sparse
+
+        index = _qdrant(collection, url, path, using)
+        ids, vectors = read_collection(index)
+    else:
+        vectors, ids = _load(input, "--input", load_embeddings)
+        ids = list(range(len(vectors))) if ids is None else ids.tolist()
+    if vectors.shape[1] != encoder.input_dim:
+        raise UserError(f"the encoder takes {encoder.input_dim} dimensions; the vectors have {vectors.shape[1]}")
+    indices, values = to_sparse(encoder.encode(vectors), threshold)
+    nnz = np.array([len(i) for i in indices])
+    if collection is not None:
+        report = write_sparse(index, indices, values, ids, name=name)
+        where = report["destination"]
+        console.print(f"wrote {report['written']:,} sparse vectors ({nnz.mean():.1f} non-zeros on average) to "
+                      f"{where.collection!r} sparse vector {name!r}; skipped {report['skipped']:,}")
+    if output is not None:
+        np.savez(output, ids=np.asarray([str(i) for i in ids]), indptr=np.r_[0, np.cumsum(nnz)],
+                 indices=np.concatenate(indices), values=np.concatenate(values))
+        console.print(f"wrote {len(indices):,} sparse vectors ({nnz.mean():.1f} non-zeros on average) to {output}")
+    if collection is None and output is None:
+        raise UserError("give --output (an .npz) for converted embeddings from --input")
+
+
+@blocks_app.command("confidence")
+def blocks_confidence(
+    model: Annotated[Path, typer.Option(help="Folder written by `nnlift blocks train`.")],
+    input: Annotated[Path, typer.Option("--input", help="Embeddings to score.")],
+    histogram: Annotated[Optional[Path], typer.Option(help="Save a histogram of the scores (PNG).")] = None,
+) -> None:
+    """Per-item confidence (1 − mean normalised block entropy): low scores flag out-of-collection items."""
+    from .blocks import confidence
+    from .datasets import load_embeddings
+
+    encoder = _open_encoder(model)
+    vectors, _ = _load(input, "--input", load_embeddings)
+    if vectors.shape[1] != encoder.input_dim:
+        raise UserError(f"the encoder takes {encoder.input_dim} dimensions; the vectors have {vectors.shape[1]}")
+    scores, _ = confidence(encoder, vectors)
+    quantiles = np.quantile(scores, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
+    table = Table(title=f"confidence of {len(scores):,} items")
+    for label in ("min", "5%", "25%", "median", "75%", "95%", "max"):
+        table.add_column(label, justify="right")
+    table.add_row(*(f"{q:.3f}" for q in quantiles))
+    console.print(table)
+    if histogram is not None:
+        from .plot import _pyplot
+
+        plt = _pyplot()
+        figure, axes = plt.subplots(figsize=(6, 3.5))
+        axes.hist(scores, bins=50)
+        axes.set_xlabel("confidence (1 − mean normalised block entropy)")
+        axes.set_ylabel("items")
+        figure.tight_layout()
+        figure.savefig(histogram, dpi=120)
+        plt.close(figure)
+        console.print(f"histogram: {histogram}")
+
+
 def _show_neighbors(found, title: str, show: int) -> None:
     table = Table(title=title)
     table.add_column("query", justify="right")

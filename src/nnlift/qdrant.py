@@ -25,22 +25,13 @@ from ._optional import require
 from ._progress import progress_bar
 from .correct.nnn import NNN
 from .index.qdrant import KEY, SEQ, QdrantIndex, point_id, with_retries
-from .kernel import _self_topk_arrays
+from .sampling import SampledMatrix, sample_neighbors
 from .neighbors import Neighbors
 
 __all__ = ["SampledMatrix", "sample_similarity_matrix", "read_collection", "write_nnn", "nnn_search",
            "write_vectors", "write_sparse", "Destination"]
 logger = logging.getLogger("nnlift")
 MARKER = "nnlift_written"
-
-
-@dataclass(frozen=True)
-class SampledMatrix:
-    """Each sampled point's ``limit`` nearest neighbours within the sample (itself excluded)."""
-
-    matrix: sp.csr_matrix
-    ids: list
-    vectors: np.ndarray
 
 
 def _metric(index: QdrantIndex) -> str:
@@ -76,16 +67,7 @@ def sample_similarity_matrix(index: QdrantIndex, sample: int = 20_000, limit: in
     if method == "server" or (method == "auto" and index.url is not None):
         return _sample_server(index, sample, limit)
     ids, vectors = read_collection(index)
-    n = len(ids)
-    if n < 2:
-        raise ValueError(f"collection {index.collection!r} has {n} point(s); sampling needs at least 2")
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
-    chosen = np.ascontiguousarray(vectors[rows])
-    unit = chosen / np.linalg.norm(chosen, axis=1, keepdims=True) if metric == "cosine" else chosen
-    found = _self_topk_arrays(np.ascontiguousarray(unit, dtype=np.float32), min(limit, len(rows) - 1),
-                              exclude_self=True, progress=index.progress)
-    return SampledMatrix(found.to_csr(n_columns=len(rows)), [ids[r] for r in rows], chosen)
+    return sample_neighbors(vectors, ids, sample=sample, limit=limit, seed=seed, metric=metric, progress=index.progress)
 
 
 def _sample_server(index: QdrantIndex, sample: int, limit: int) -> SampledMatrix:

@@ -1,0 +1,11 @@
+"""Block embeddings: a block-softmax encoder trained on a collection's own neighbour structure.
+
+Needs the ``train`` extra (torch).
+"""
+
+from .confidence import block_entropy, confidence, sparse_matrix, to_sparse
+from .encoder import BlocksEncoder
+from .train import Triplets, mine_triplets, train_blocks
+
+__all__ = ["BlocksEncoder", "train_blocks", "mine_triplets", "Triplets", "confidence", "block_entropy", "to_sparse",
+           "sparse_matrix"]

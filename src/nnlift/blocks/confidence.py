@@ -1,0 +1,64 @@
+"""What block embeddings give: per-item confidence and sparse vectors for fast pre-fetch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._check import check_array, check_finite_scalar, check_positive_int
+
+__all__ = ["confidence", "block_entropy", "to_sparse", "sparse_matrix"]
+
+
+def _blocks(embeddings: Any, num_blocks: int) -> np.ndarray:
+    array = check_array(embeddings, "block_embeddings")
+    num_blocks = check_positive_int(num_blocks, "num_blocks")
+    if array.shape[1] % num_blocks:
+        raise ValueError(f"block_embeddings have {array.shape[1]} columns, not a multiple of num_blocks={num_blocks}")
+    return array.reshape(len(array), num_blocks, -1).astype(np.float64)
+
+
+def block_entropy(embeddings: Any, num_blocks: int) -> np.ndarray:
+    """Entropy of each block divided by ``ln(block_size)``, in [0, 1], with 0·ln 0 = 0 (never NaN)."""
+    probabilities = _blocks(embeddings, num_blocks)
+    logs = np.log(np.where(probabilities > 0, probabilities, 1.0))
+    entropy = -(probabilities * logs).sum(axis=2)
+    return np.clip(entropy / np.log(probabilities.shape[2]), 0.0, 1.0)
+
+
+def confidence(encoder: Any, vectors: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item confidence ``1 − mean normalised block entropy`` in [0, 1], and each block's largest probability.
+
+    Items like the training collection get peaked blocks (high confidence);
+    out-of-collection items (a car among food) get flat ones.
+    """
+    embeddings = encoder.encode(vectors)
+    entropy = block_entropy(embeddings, encoder.num_blocks)
+    largest = _blocks(embeddings, encoder.num_blocks).max(axis=2)
+    return (1.0 - entropy.mean(axis=1)).astype(np.float32), largest.astype(np.float32)
+
+
+def to_sparse(block_embeddings: Any, threshold: float = 0.1) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Entries above ``threshold`` of each row, as (indices, values) lists (at most 1/threshold − 1 per block).
+
+    Examples
+    --------
+    >>> indices, values = to_sparse([[0.7, 0.05, 0.25, 0.0]], threshold=0.1)
+    >>> indices[0].tolist(), values[0].round(2).tolist()
+    ([0, 2], [0.7, 0.25])
+    """
+    array = check_array(block_embeddings, "block_embeddings")
+    threshold = check_finite_scalar(threshold, "threshold", low=0.0, high=1.0)
+    keep = array > threshold
+    indices = [np.flatnonzero(row) for row in keep]
+    values = [array[i, idx] for i, idx in enumerate(indices)]
+    return indices, values
+
+
+def sparse_matrix(block_embeddings: Any, threshold: float = 0.1):
+    """The thresholded block embeddings as a scipy CSR matrix (for sparse pre-fetch by dot product)."""
+    import scipy.sparse as sp
+
+    array = check_array(block_embeddings, "block_embeddings")
+    return sp.csr_matrix(np.where(array > check_finite_scalar(threshold, "threshold", low=0.0), array, 0.0))
