@@ -45,7 +45,7 @@ def to_sparse(block_embeddings: Any, threshold: float = 0.1) -> tuple[list[np.nd
     Examples
     --------
     >>> indices, values = to_sparse([[0.7, 0.05, 0.25, 0.0]], threshold=0.1)
-    >>> indices[0].tolist(), values[0].round(2).tolist()
+    >>> indices[0].tolist(), values[0].astype(float).round(2).tolist()
     ([0, 2], [0.7, 0.25])
     """
     array = check_array(block_embeddings, "block_embeddings")
