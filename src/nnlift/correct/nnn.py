@@ -184,12 +184,12 @@ def _approximate_bias(model: NNN, database, bank, k, progress) -> tuple[np.ndarr
         from ..index.ivf import IVFIndex
 
         index = IVFIndex("ip", n_lists=model.n_lists, n_probe=model.n_probe, progress=progress).add(bank)
-        found = index.search_arrays(database, k)
+        bias = index.topk_mean(database, k)
     else:
         from ..index.faiss import FaissIndex
 
         found = FaissIndex(model.index, metric="ip", ef_search=max(2 * k, 64)).add(bank).search(database, k)
-    bias = found.scores.mean(axis=1, dtype=np.float64).astype(np.float32)
+        bias = found.scores.mean(axis=1, dtype=np.float64).astype(np.float32)
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(len(database), size=min(len(database), model.check_sample), replace=False))
     exact = nnn_bias(database[sample], bank, k, progress=False)

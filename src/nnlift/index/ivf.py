@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from .._check import check_positive_int
 from .._progress import progress_bar
 from .._threads import default_workers, single_threaded_blas
-from ..kernel import _KEY_PAD, _LOW32, _decode, _smallest, _tile_topk_keys, _tile_topk_keys_columns, _topk_arrays
+from ..kernel import _KEY_PAD, _LOW32, _decode, _encode, _smallest, _tile_topk_keys, _tile_topk_keys_columns, _topk_arrays
 from ..neighbors import Neighbors
 from .base import BaseIndex
 
@@ -64,7 +64,7 @@ def kmeans(vectors: np.ndarray, n_clusters: int, *, n_iter: int = 6, sample: int
     rng = np.random.default_rng(seed)
     n = vectors.shape[0]
     n_clusters = min(n_clusters, n)
-    size = min(n, sample if sample is not None else max(64 * n_clusters, 20_000))
+    size = min(n, sample if sample is not None else max(32 * n_clusters, 5_000))
     train = vectors[np.sort(rng.choice(n, size=size, replace=False))] if size < n else vectors
     centroids = _seed_centroids(train, n_clusters, rng)
     for _ in range(n_iter):
@@ -184,14 +184,14 @@ class IVFIndex(BaseIndex):
         need = k + (1 if exclude_self else 0)
         smallest_total = np.cumsum(np.sort(np.diff(self._offsets)))
         n_probe = min(max(n_probe, int(np.searchsorted(smallest_total, need)) + 1), n_lists)
-        unit = queries
-        if self.metric == "ip":
-            norms = np.linalg.norm(queries, axis=1, keepdims=True)
-            unit = queries / np.where(norms == 0, 1, norms)
-        probes = _topk_arrays(unit, self._centroids, n_probe, progress=False).ids
+        probes = _topk_arrays(self._unit(queries), self._centroids, n_probe, progress=False).ids
         sorted_bias = None if bias is None else bias[self._order]
         n_queries = len(queries)
-        chunk = max(1, int(_MERGE_BUFFER_BYTES // (8 * n_probe * k)))
+        # Lists of at most 2k vectors are passed whole to the final merge: selecting k of
+        # them would cost more than merging the few extra candidates.
+        largest = int(np.diff(self._offsets).max())
+        width = largest if largest <= 2 * k else k
+        chunk = max(1, int(_MERGE_BUFFER_BYTES // (8 * n_probe * width)))
         # A self-join serves both directions from each tile: members of a list also get
         # candidates among the queries probing it, so a pair is found when either side
         # probes the other's list, at no extra multiply.
@@ -207,7 +207,7 @@ class IVFIndex(BaseIndex):
             with single_threaded_blas(workers > 1), ThreadPoolExecutor(workers) as pool:
                 for start in range(0, n_queries, chunk):
                     stop = min(start + chunk, n_queries)
-                    keys[start:stop] = self._search_chunk(queries, context, start, stop, k, sorted_bias,
+                    keys[start:stop] = self._search_chunk(queries, context, start, stop, k, width, sorted_bias,
                                                           exclude_self, pool)
                     bar.advance(stop - start)
         if symmetric:
@@ -219,11 +219,62 @@ class IVFIndex(BaseIndex):
         scores[pad] = -np.inf
         return Neighbors(ids, scores)
 
-    def _search_chunk(self, queries, context, start, stop, k, sorted_bias, exclude_self, pool) -> np.ndarray:
+    def topk_mean(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """Approximate mean of each query's k largest scores (NNN's bias), on validated arrays.
+
+        Only the mean is needed, so candidates are merged as float32 scores with one
+        partition: no ids, no order and no tie rule (ties do not change a mean).
+        """
+        if self._centroids is None:
+            self._build()
+        n_lists = len(self._centroids)
+        smallest_total = np.cumsum(np.sort(np.diff(self._offsets)))
+        n_probe = min(max(check_positive_int(self.n_probe, "n_probe"), int(np.searchsorted(smallest_total, k)) + 1),
+                      n_lists)
+        probes = _topk_arrays(self._unit(queries), self._centroids, n_probe, progress=False).ids
+        largest = int(np.diff(self._offsets).max())
+        width = min(largest, k)
+        chunk = max(1, int(_MERGE_BUFFER_BYTES // (4 * n_probe * width)))
+        out = np.empty(len(queries), dtype=np.float32)
+        workers = default_workers()
+        with single_threaded_blas(workers > 1), ThreadPoolExecutor(workers) as pool:
+            for start in range(0, len(queries), chunk):
+                stop = min(start + chunk, len(queries))
+                chunk_probes = probes[start:stop]
+                candidates = np.full((stop - start, n_probe, width), -np.inf, dtype=np.float32)
+                flat = chunk_probes.ravel()
+                by_list = np.argsort(flat, kind="stable")
+                bounds = np.searchsorted(flat[by_list], np.arange(n_lists + 1))
+
+                def run(lst: int) -> None:
+                    entries = by_list[bounds[lst] : bounds[lst + 1]]
+                    lo, hi = self._offsets[lst], self._offsets[lst + 1]
+                    if len(entries) == 0 or hi == lo:
+                        return
+                    rows, slots = entries // n_probe, entries % n_probe
+                    tile = queries[start + rows] @ self._sorted[lo:hi].T
+                    if tile.shape[1] > width:
+                        tile = np.partition(tile, tile.shape[1] - width, axis=1)[:, -width:]
+                    candidates[rows, slots, : tile.shape[1]] = tile
+
+                for _ in pool.map(run, np.flatnonzero(np.diff(bounds))):
+                    pass
+                flat_scores = candidates.reshape(stop - start, -1)
+                top = np.partition(flat_scores, flat_scores.shape[1] - k, axis=1)[:, -k:]
+                out[start:stop] = top.mean(axis=1, dtype=np.float64)
+        return out
+
+    def _unit(self, queries: np.ndarray) -> np.ndarray:
+        if self.metric != "ip":
+            return queries
+        norms = np.linalg.norm(queries, axis=1, keepdims=True)
+        return queries / np.where(norms == 0, 1, norms)
+
+    def _search_chunk(self, queries, context, start, stop, k, width, sorted_bias, exclude_self, pool) -> np.ndarray:
         probes = context["probes"]
         chunk_probes = probes[start:stop]
         n_rows, n_probe = chunk_probes.shape
-        candidates = np.full((n_rows, n_probe, k), _KEY_PAD, dtype=np.uint64)
+        candidates = np.full((n_rows, n_probe, width), _KEY_PAD, dtype=np.uint64)
         flat = chunk_probes.ravel()
         by_list = np.argsort(flat, kind="stable")
         bounds = np.searchsorted(flat[by_list], np.arange(len(self._centroids) + 1))
@@ -244,16 +295,19 @@ class IVFIndex(BaseIndex):
                 inside = position < len(members)
                 hit = inside & (members[np.minimum(position, len(members) - 1)] == start + rows)
                 tile[np.flatnonzero(hit), position[hit]] = -np.inf
-            keys = _tile_topk_keys(tile, k, 0)
-            local = (keys & _LOW32).astype(np.int64)
-            keys = (keys & ~_LOW32) | members[local].astype(np.uint64)
+            if tile.shape[1] <= width and width > k:  # small list: every member is a candidate
+                keys = _encode(tile, np.broadcast_to(members, tile.shape))
+            else:
+                keys = _tile_topk_keys(tile, k, 0)
+                local = (keys & _LOW32).astype(np.int64)
+                keys = (keys & ~_LOW32) | members[local].astype(np.uint64)
             candidates[rows, slots, : keys.shape[1]] = keys
             if context["symmetric"]:
                 self._column_candidates(tile, members, start + rows, k, context)
 
         for _ in pool.map(run, np.flatnonzero(np.diff(bounds))):
             pass
-        return _smallest(candidates.reshape(n_rows, n_probe * k), k)
+        return _smallest(candidates.reshape(n_rows, n_probe * width), k)
 
     @staticmethod
     def _column_candidates(tile: np.ndarray, members: np.ndarray, query_ids: np.ndarray, k: int, context: dict) -> None:
