@@ -187,3 +187,12 @@ def test_corrections_reduce_hubness_on_hubby_data(rng):
     raw = nnlift.Baseline().fit(database).search(queries, 5)
     corrected = nnlift.NNN(k=8, alpha=1.0).fit(database, bank).search(queries, 5)
     assert (raw.ids == 0).sum() > 3 * (corrected.ids == 0).sum()
+
+
+def test_fitted_model_does_not_alias_the_callers_array(rng):
+    database, bank, queries = unit(rng, 100, 8), unit(rng, 50, 8), unit(rng, 3, 8)
+    model = nnlift.NNN(k=4).fit(database, bank)
+    before = model.search(queries, 5)
+    database[:] = 0.5  # the caller reuses its buffer
+    after = model.search(queries, 5)
+    np.testing.assert_array_equal(before.ids, after.ids)

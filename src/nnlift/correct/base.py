@@ -67,6 +67,8 @@ class Correction(Estimator):
             bank_array = self._prepare(bank, "bank", width=database_array.shape[1])
         elif self.needs_bank:
             raise ValueError(f"{type(self).__name__} needs a bank of reference queries: fit(database, bank)")
+        if np.shares_memory(database_array, np.asarray(database)):
+            database_array = database_array.copy()  # the model must not change if the caller's array does
         self.database_ = database_array
         self._fit(database_array, bank_array, **kwargs)
         return self
