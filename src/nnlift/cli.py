@@ -277,13 +277,9 @@ def nnn_search(
     show: int = 5,
 ) -> None:
     """Top-k by NNN-corrected score with a saved model."""
-    from ._artifact import ArtifactError
     from .correct import NNN
 
-    try:
-        fitted = NNN.load(model)
-    except ArtifactError as exc:
-        raise UserError(f"--model: {exc}") from None
+    fitted = _open(NNN, model, "--model", " (fit one with `nnlift nnn fit`)")
     if alpha is not None:
         fitted.set_params(alpha=alpha)
     found = fitted.search(load_matrix(queries, "--queries"), k)
@@ -341,14 +337,20 @@ def index_command(
     console.print(f"indexed {len(recommender):,} items with {recommender.index!r}; saved to {output}")
 
 
-def _open_recommender(path: Path):
+def _open(cls, path: Path, option: str, hint: str = ""):
+    """Load a saved artifact of ``cls``, or fail with one line naming the option."""
     from ._artifact import ArtifactError
-    from .recommend import Recommender
 
     try:
-        return Recommender.load(path)
+        return cls.load(path)
     except ArtifactError as exc:
-        raise UserError(f"--index: {exc} (build one with `nnlift index`)") from None
+        raise UserError(f"{option}: {exc}{hint}") from None
+
+
+def _open_recommender(path: Path):
+    from .recommend import Recommender
+
+    return _open(Recommender, path, "--index", " (build one with `nnlift index`)")
 
 
 def _id(value: str, recommender) -> object:
@@ -578,13 +580,9 @@ def blocks_train(
 
 
 def _open_encoder(path: Path):
-    from ._artifact import ArtifactError
     from .blocks import BlocksEncoder
 
-    try:
-        return BlocksEncoder.load(path)
-    except ArtifactError as exc:
-        raise UserError(f"--model: {exc}") from None
+    return _open(BlocksEncoder, path, "--model", " (train one with `nnlift blocks train`)")
 
 
 @blocks_app.command("convert")

@@ -219,6 +219,25 @@ class IVFIndex(BaseIndex):
         scores[pad] = -np.inf
         return Neighbors(ids, scores)
 
+    def _each_list(self, chunk_probes: np.ndarray, pool: ThreadPoolExecutor, work) -> None:
+        """Call ``work(lst, rows, slots)`` for every list probed by a chunk of queries, in the pool.
+
+        ``rows`` are the chunk's queries that probe ``lst`` and ``slots`` which of their probes it is;
+        each list is handled by one task, so tasks never write to the same place.
+        """
+        n_probe = chunk_probes.shape[1]
+        flat = chunk_probes.ravel()
+        by_list = np.argsort(flat, kind="stable")
+        bounds = np.searchsorted(flat[by_list], np.arange(len(self._centroids) + 1))
+
+        def run(lst: int) -> None:
+            entries = by_list[bounds[lst] : bounds[lst + 1]]
+            if len(entries) and self._offsets[lst + 1] > self._offsets[lst]:
+                work(lst, entries // n_probe, entries % n_probe)
+
+        for _ in pool.map(run, np.flatnonzero(np.diff(bounds))):
+            pass
+
     def topk_mean(self, queries: np.ndarray, k: int) -> np.ndarray:
         """Approximate mean of each query's k largest scores (NNN's bias), on validated arrays.
 
@@ -242,23 +261,15 @@ class IVFIndex(BaseIndex):
                 stop = min(start + chunk, len(queries))
                 chunk_probes = probes[start:stop]
                 candidates = np.full((stop - start, n_probe, width), -np.inf, dtype=np.float32)
-                flat = chunk_probes.ravel()
-                by_list = np.argsort(flat, kind="stable")
-                bounds = np.searchsorted(flat[by_list], np.arange(n_lists + 1))
 
-                def run(lst: int) -> None:
-                    entries = by_list[bounds[lst] : bounds[lst + 1]]
+                def run(lst: int, rows: np.ndarray, slots: np.ndarray) -> None:
                     lo, hi = self._offsets[lst], self._offsets[lst + 1]
-                    if len(entries) == 0 or hi == lo:
-                        return
-                    rows, slots = entries // n_probe, entries % n_probe
                     tile = queries[start + rows] @ self._sorted[lo:hi].T
                     if tile.shape[1] > width:
                         tile = np.partition(tile, tile.shape[1] - width, axis=1)[:, -width:]
                     candidates[rows, slots, : tile.shape[1]] = tile
 
-                for _ in pool.map(run, np.flatnonzero(np.diff(bounds))):
-                    pass
+                self._each_list(chunk_probes, pool, run)
                 flat_scores = candidates.reshape(stop - start, -1)
                 top = np.partition(flat_scores, flat_scores.shape[1] - k, axis=1)[:, -k:]
                 out[start:stop] = top.mean(axis=1, dtype=np.float64)
@@ -275,18 +286,10 @@ class IVFIndex(BaseIndex):
         chunk_probes = probes[start:stop]
         n_rows, n_probe = chunk_probes.shape
         candidates = np.full((n_rows, n_probe, width), _KEY_PAD, dtype=np.uint64)
-        flat = chunk_probes.ravel()
-        by_list = np.argsort(flat, kind="stable")
-        bounds = np.searchsorted(flat[by_list], np.arange(len(self._centroids) + 1))
 
-        def run(lst: int) -> None:
-            entries = by_list[bounds[lst] : bounds[lst + 1]]
+        def run(lst: int, rows: np.ndarray, slots: np.ndarray) -> None:
             lo, hi = self._offsets[lst], self._offsets[lst + 1]
-            if len(entries) == 0 or hi == lo:
-                return
-            rows, slots = entries // n_probe, entries % n_probe
-            block = self._sorted[lo:hi]
-            tile = queries[start + rows] @ block.T
+            tile = queries[start + rows] @ self._sorted[lo:hi].T
             if sorted_bias is not None:
                 tile -= sorted_bias[lo:hi]
             members = self._order[lo:hi]
@@ -305,8 +308,7 @@ class IVFIndex(BaseIndex):
             if context["symmetric"]:
                 self._column_candidates(tile, members, start + rows, k, context)
 
-        for _ in pool.map(run, np.flatnonzero(np.diff(bounds))):
-            pass
+        self._each_list(chunk_probes, pool, run)
         return _smallest(candidates.reshape(n_rows, n_probe * width), k)
 
     @staticmethod
