@@ -378,11 +378,27 @@ def _merge_column_candidates(current: np.ndarray, scores: np.ndarray, k: int, ro
         if fresh.all():
             return merged
     bound = np.where(fresh, np.float32(np.inf), kth)  # fresh columns were handled above
-    rows, columns = np.nonzero(scores >= bound[None, :])
+    r = scores.shape[0]
+    g = 8 if r >= 64 else 1
+    main = (r // g) * g
+    # Compare the bound with maxima of g-row groups first: an 8× smaller scan; only the
+    # groups that reach it are opened.
+    grouped = scores[:main].reshape(g, main // g, scores.shape[1])
+    group_max = grouped.max(axis=0) if g > 1 else grouped[0]
+    groups, columns = np.nonzero(group_max >= bound[None, :])
+    rows = (groups[:, None] + np.arange(g) * (main // g)).ravel()
+    columns = np.repeat(columns, g)
+    if main < r:  # the last rows that do not fill a group are compared directly
+        tail_rows, tail_columns = np.nonzero(scores[main:] >= bound[None, :])
+        rows = np.concatenate([rows, tail_rows + main])
+        columns = np.concatenate([columns, tail_columns])
+    values = scores[rows, columns]
+    keep = values >= bound[columns]
+    rows, columns, values = rows[keep], columns[keep], values[keep]
     if len(rows):
         order = np.argsort(columns, kind="stable")
-        rows, columns = rows[order], columns[order]
-        keys = _encode(scores[rows, columns], rows.astype(np.int64) + row_offset)
+        rows, columns, values = rows[order], columns[order], values[order]
+        keys = _encode(values, rows.astype(np.int64) + row_offset)
         touched, where = np.unique(columns, return_inverse=True)
         dense = _pack_rows(where, keys, len(touched))
         merged[touched] = _smallest(np.concatenate([merged[touched], dense], axis=1), k)
