@@ -107,8 +107,9 @@ def test_end_to_end_on_qdrant_local_mode(tmp_path, monkeypatch, capsys, rng):
     assert code == 0 and "wrote 800 sparse vectors" in out, out
     np.save(tmp_path / "data.npy", data)
     code, out = run(monkeypatch, capsys, "blocks", "confidence", "--model", tmp_path / "enc", "--input",
-                    tmp_path / "data.npy")
+                    tmp_path / "data.npy", "--histogram", tmp_path / "confidence.png")
     assert code == 0 and "median" in out, out
+    assert (tmp_path / "confidence.png").stat().st_size > 1000
     # sparse search on the written sparse vector returns sensible neighbours: mostly the query's own cluster
     from qdrant_client import QdrantClient, models
 

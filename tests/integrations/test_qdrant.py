@@ -196,3 +196,37 @@ def test_cli_qdrant_commands(tmp_path, monkeypatch, capsys, items, rng):
     code, out = run(monkeypatch, capsys, "qdrant", "sample", "--collection", "items", "--path", tmp_path / "q",
                     "--using", "wrong", "--output", tmp_path / "x.npz")
     assert code != 0 and "no named vector 'wrong'" in out
+
+
+def test_retries_transient_errors_with_backoff_and_not_others(monkeypatch):
+    from nnlift.index import qdrant as q
+
+    sleeps = []
+    monkeypatch.setattr(q.time, "sleep", sleeps.append)
+    calls = {"n": 0}
+
+    class Unavailable(Exception):
+        status_code = 503
+
+    def flaky():
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise Unavailable("try later")
+        return "ok"
+
+    assert q.with_retries(flaky, retries=5, backoff=0.5) == "ok"
+    assert calls["n"] == 3 and sleeps == [0.5, 1.0]  # exponential backoff
+
+    def broken():
+        raise ValueError("bad request")
+
+    with pytest.raises(ValueError):
+        q.with_retries(broken, retries=5)
+    assert len(sleeps) == 2  # a non-transient error is not retried
+
+    def always_down():
+        raise TimeoutError("timeout")
+
+    with pytest.raises(TimeoutError):
+        q.with_retries(always_down, retries=2, backoff=0.1)
+    assert sleeps[2:] == [0.1, 0.2]
