@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, unit_vectors, write_section  # noqa: E402
 
 import nnlift  # noqa: E402
-from nnlift.blend import _exact_others  # noqa: E402
 
 
 def timed(fn):

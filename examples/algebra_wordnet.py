@@ -7,7 +7,6 @@ Documents are synsets' lemma lists ("dog, domestic dog, Canis familiaris"), inde
 
 from __future__ import annotations
 
-import numpy as np
 
 from nnlift import Recommender
 from nnlift.algebra import analogy, direction, walk

@@ -46,7 +46,7 @@ def test_reference_defects_are_not_copied():
     before = emb.copy()
     neighborhood_search(emb, 0.9, 5)
     np.testing.assert_array_equal(emb, before)
-    with pytest.raises(Exception):  # the reference cannot take float64
+    with pytest.raises(TypeError, match="float"):  # the reference cannot take float64
         reference.neighborhood_search(emb.astype(np.float64), 0.9, 5)
     ids, _ = neighborhood_search(emb.astype(np.float64)[:, ::-1], 0.9, 5)  # float64, non-contiguous: fine
     assert len(ids) == len(emb)

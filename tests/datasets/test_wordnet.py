@@ -7,9 +7,8 @@ from nnlift.datasets.wordnet import _clean_gloss
 HEADER = "  1 This software and database is being provided to you, the LICENSEE, by  \n  2 Princeton University  \n"
 
 
-def write_wndb(folder, n_synsets=400, seed=0):
+def write_wndb(folder, n_synsets=400):
     """A small WNDB-format fixture: synsets with shared lemma lists, markers and quoted examples."""
-    rng = np.random.default_rng(seed)
     for part, code in (("noun", "n"), ("verb", "v"), ("adj", "a"), ("adv", "r")):
         lines = [HEADER.rstrip("\n")]
         for i in range(n_synsets // 4):

@@ -7,7 +7,6 @@ database neighbours (itself excluded); a query's from its k nearest items.
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 from scipy.special import ndtr

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from .._base import check_is_fitted
 from .._check import check_finite_scalar, check_positive_int
 from ..kernel import _logsumexp_arrays, _topk_arrays
 from ..neighbors import Neighbors

@@ -18,7 +18,7 @@ import numpy as np
 
 from .._artifact import load as load_artifact
 from .._artifact import read_artifact, save_artifact
-from .._check import check_array, check_positive_int
+from .._check import check_positive_int
 from .._optional import require
 from .._progress import progress_bar
 from ..evaluate.metrics import hit_rate_at_k, map_at_r, precision_at_k
