@@ -148,3 +148,18 @@ def test_save_load_round_trip(tmp_path):
     blender = NeighborhoodBlender(thresholds=(0.9,), k=4).fit(emb)
     again = nnlift.load(blender.save(tmp_path / "b"))
     np.testing.assert_array_equal(again.transform(emb[:5]), blender.transform(emb[:5]))
+
+
+def test_low_recall_falls_back_to_exact_or_warns(caplog):
+    rng = np.random.default_rng(7)
+    emb = rng.standard_normal((3000, 16)).astype(np.float32)  # no structure: one probe misses neighbours
+    exact = NeighborhoodBlender(thresholds=(0.5,), k=6).fit_transform(emb)
+    blender = NeighborhoodBlender(thresholds=(0.5,), k=6, approximate=True, n_probe=1, min_recall=0.99)
+    with caplog.at_level("WARNING", logger="nnlift"):
+        out = blender.fit_transform(emb)
+    assert "redoing this pass exactly" in caplog.text and blender.recall_ == [1.0]
+    np.testing.assert_allclose(out, exact, atol=1e-6)
+    too_big = NeighborhoodBlender(thresholds=(0.5,), k=6, approximate=True, n_probe=1, min_recall=0.99, exact_limit=100)
+    with pytest.warns(UserWarning, match="recall"):
+        too_big.fit_transform(emb)
+    assert too_big.recall_[0] < 0.99

@@ -13,6 +13,7 @@ approximate IVF path whose recall is measured.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -241,7 +242,11 @@ class NeighborhoodBlender(Estimator):
     n_probe : int
         Lists probed by the approximate path.
     min_recall : float
-        Warn when an approximate pass's measured recall is below this.
+        An approximate pass whose measured recall is below this is redone
+        exactly when the data has at most ``exact_limit`` rows (exact search is
+        affordable there), and otherwise warned about.
+    exact_limit : int
+        Largest row count for that exact fallback.
 
     Attributes
     ----------
@@ -250,7 +255,7 @@ class NeighborhoodBlender(Estimator):
     neighbors_ : Neighbors
         The last pass's neighbour lists (self included).
     recall_ : list of float
-        Approximate path: measured neighbour recall of each pass.
+        Approximate path: measured neighbour recall of each pass (1.0 for a pass redone exactly).
 
     Examples
     --------
@@ -271,6 +276,7 @@ class NeighborhoodBlender(Estimator):
         approximate: bool = False,
         n_probe: int = 8,
         min_recall: float = 0.95,
+        exact_limit: int = 300_000,
         working_memory: int | None = None,
         progress: bool = True,
     ) -> None:
@@ -279,6 +285,7 @@ class NeighborhoodBlender(Estimator):
         self.approximate = approximate
         self.n_probe = n_probe
         self.min_recall = min_recall
+        self.exact_limit = exact_limit
         self.working_memory = working_memory
         self.progress = progress
 
@@ -301,9 +308,13 @@ class NeighborhoodBlender(Estimator):
             )
             if recall is not None:
                 self.recall_.append(recall)
-                if recall < self.min_recall:
-                    import warnings
-
+                if recall < self.min_recall and len(current) <= self.exact_limit:
+                    logger.warning("approximate neighbour graph recall %.3f < %g: redoing this pass exactly",
+                                   recall, self.min_recall)
+                    found, _ = neighbor_graph(current, k, threshold, working_memory=self.working_memory,
+                                              progress=self.progress)
+                    self.recall_[-1] = 1.0
+                elif recall < self.min_recall:
                     warnings.warn(f"approximate neighbour graph recall {recall:.3f} < {self.min_recall}; "
                                   "raise n_probe or use approximate=False", stacklevel=2)
             graph = found.to_csr(n_columns=current.shape[0])
