@@ -75,7 +75,8 @@ def test_nnn_approximate_matches_exact_on_clustered_data(rng):
 
 def test_nnn_approximate_warns_when_agreement_is_low(rng):
     database, bank, queries = unit(rng, 3000, 64), unit(rng, 500, 64), unit(rng, 100, 64)
-    model = nnlift.NNN(k=8, approximate=True, n_lists=200, n_probe=1, min_agreement=0.99).fit(database, bank)
+    with pytest.warns(UserWarning, match="bias has mean absolute error"):
+        model = nnlift.NNN(k=8, approximate=True, n_lists=200, n_probe=1, min_agreement=0.99).fit(database, bank)
     with pytest.warns(UserWarning, match="agrees with exact search on only"):
         model.search(queries, 5)
     assert model.agreement_["top1_agreement"] < 0.99
