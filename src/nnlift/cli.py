@@ -454,11 +454,8 @@ def qdrant_sample(
     from .qdrant import sample_similarity_matrix
 
     sampled = sample_similarity_matrix(_qdrant(collection, url, path, using), sample, limit, seed=seed)
-    matrix = sampled.matrix
-    ids = np.asarray([str(i) for i in sampled.ids])
-    np.savez(output, data=matrix.data, indices=matrix.indices, indptr=matrix.indptr, shape=np.array(matrix.shape),
-             ids=ids, vectors=sampled.vectors)
-    console.print(f"sampled {matrix.shape[0]:,} points, {matrix.nnz:,} neighbour pairs; wrote {output}")
+    sampled.save(output)  # the same file `nnlift blocks train --target` reads
+    console.print(f"sampled {sampled.matrix.shape[0]:,} points, {sampled.matrix.nnz:,} neighbour pairs; wrote {output}")
 
 
 @qdrant_app.command("nnn")
