@@ -148,7 +148,11 @@ class IVFIndex(BaseIndex):
             norms = np.linalg.norm(unit, axis=1, keepdims=True)
             unit = unit / np.where(norms == 0, 1, norms)
         self._centroids = kmeans(unit, n_lists, n_iter=self.n_iter, seed=self.seed)
-        assign = nearest_centroid(unit, self._centroids)
+        # Each stored vector's n_probe nearest lists: the first is its own list, and a
+        # self-join reuses them all as its probes instead of multiplying again.
+        own_probes = min(check_positive_int(self.n_probe, "n_probe"), n_lists)
+        self._own_probes = _topk_arrays(unit, self._centroids, own_probes, progress=False).ids
+        assign = self._own_probes[:, 0]
         # Stored in list order (ids ascending within a list), so a list is a contiguous slice.
         self._order = np.argsort(assign, kind="stable")
         self._offsets = np.searchsorted(assign[self._order], np.arange(n_lists + 1))
@@ -184,7 +188,10 @@ class IVFIndex(BaseIndex):
         need = k + (1 if exclude_self else 0)
         smallest_total = np.cumsum(np.sort(np.diff(self._offsets)))
         n_probe = min(max(n_probe, int(np.searchsorted(smallest_total, need)) + 1), n_lists)
-        probes = _topk_arrays(self._unit(queries), self._centroids, n_probe, progress=False).ids
+        if exclude_self and len(queries) == len(self._vectors) and self._own_probes.shape[1] == n_probe:
+            probes = self._own_probes  # query i is stored vector i: its probes are already known
+        else:
+            probes = _topk_arrays(self._unit(queries), self._centroids, n_probe, progress=False).ids
         sorted_bias = None if bias is None else bias[self._order]
         n_queries = len(queries)
         # Lists of at most 2k vectors are passed whole to the final merge: selecting k of
