@@ -67,7 +67,11 @@ def write_section(name: str, command: str, body: str) -> None:
         f"<!-- {name}:start -->\n## {name}\n\nCommand: `{command}`  \nRun: {stamp} on {machine()}\n\n{body.strip()}\n"
         f"<!-- {name}:end -->"
     )
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nEach section is the latest output of its benchmark, written by the benchmark itself.\n"
+    text = (
+        RESULTS.read_text()
+        if RESULTS.exists()
+        else "# Benchmark results\n\nEach section is the latest output of its benchmark, written by the benchmark itself.\n"
+    )
     pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
     RESULTS.write_text(text)

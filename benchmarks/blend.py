@@ -54,8 +54,9 @@ def main() -> None:
     d, k, thresholds = 384, 10, [0.9, 0.8]
     emb = unit_vectors(n, d, seed=11, clusters=n // 10, spread=0.3)
 
-    approx = nnlift.NeighborhoodBlender(thresholds=thresholds, k=k, approximate=True, n_probe=args.n_probe,
-                                        progress=False)
+    approx = nnlift.NeighborhoodBlender(
+        thresholds=thresholds, k=k, approximate=True, n_probe=args.n_probe, progress=False
+    )
     a_s, a_out = timed(lambda: approx.fit_transform(emb))
     kept = float((approx.neighbors_.ids >= 0).sum(axis=1).mean())
     rows = []
@@ -73,12 +74,24 @@ def main() -> None:
         explained = _explained_by_ties(emb, thresholds, k, differing)
         close = float(np.mean(np.abs(a_out - e_out).max(axis=1) <= 1e-5))
         rows.append(["neighborblend 0.3.0 (faiss IndexFlatIP)", f"{r_s:.2f}", "1.00", "reference"])
-        rows.append(["nnlift exact (symmetric self-join)", f"{e_s:.2f}", f"{r_s / e_s:.2f}",
-                     f"max |Δ| vs reference {parity:.1e}; rows within 1e-5: {100 * rows_within:.2f}% "
-                     f"({len(differing)} differ, {explained} of them at a tie within 1e-6: the k-th/(k+1)-th similarity "
-                     f"or a similarity and a threshold)"])
-        rows.append(["nnlift approximate (IVF-GEMM)", f"{a_s:.2f}", f"{r_s / a_s:.2f}",
-                     f"recall per pass {', '.join(f'{r:.4f}' for r in approx.recall_)}; rows equal to exact within 1e-5: {100 * close:.2f}%"])
+        rows.append(
+            [
+                "nnlift exact (symmetric self-join)",
+                f"{e_s:.2f}",
+                f"{r_s / e_s:.2f}",
+                f"max |Δ| vs reference {parity:.1e}; rows within 1e-5: {100 * rows_within:.2f}% "
+                f"({len(differing)} differ, {explained} of them at a tie within 1e-6: the k-th/(k+1)-th similarity "
+                f"or a similarity and a threshold)",
+            ]
+        )
+        rows.append(
+            [
+                "nnlift approximate (IVF-GEMM)",
+                f"{a_s:.2f}",
+                f"{r_s / a_s:.2f}",
+                f"recall per pass {', '.join(f'{r:.4f}' for r in approx.recall_)}; rows equal to exact within 1e-5: {100 * close:.2f}%",
+            ]
+        )
         body = (
             f"{n:,}×{d}, k={k}, thresholds {thresholds}; on average {kept:.1f} neighbours kept per row in the last pass.\n\n"
             f"{markdown_table(['method', 'seconds', 'speed-up vs reference', 'output'], rows)}\n\n"
@@ -87,8 +100,13 @@ def main() -> None:
         )
         name = "Neighbourhood blending (50k)"
     else:
-        rows.append(["nnlift approximate (IVF-GEMM)", f"{a_s:.1f}",
-                     f"recall per pass (1,000 sampled rows) {', '.join(f'{r:.4f}' for r in approx.recall_)}"])
+        rows.append(
+            [
+                "nnlift approximate (IVF-GEMM)",
+                f"{a_s:.1f}",
+                f"recall per pass (1,000 sampled rows) {', '.join(f'{r:.4f}' for r in approx.recall_)}",
+            ]
+        )
         body = (
             f"{n:,}×{d}, k={k}, thresholds {thresholds}, n_probe={args.n_probe}; {kept:.1f} neighbours kept per row.\n\n"
             f"{markdown_table(['method', 'seconds', 'accuracy'], rows)}\n\n"
@@ -97,7 +115,9 @@ def main() -> None:
         name = "Neighbourhood blending at 1M (approximate)"
     print(body)
     if args.write:
-        write_section(name, f"OMP_NUM_THREADS=2 python benchmarks/blend.py{' --large' if args.large else ''} --write", body)
+        write_section(
+            name, f"OMP_NUM_THREADS=2 python benchmarks/blend.py{' --large' if args.large else ''} --write", body
+        )
 
 
 if __name__ == "__main__":

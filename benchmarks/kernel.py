@@ -33,6 +33,7 @@ def gemm_only(queries, database, block=1024):
 
 def gemm_only_workers(queries, database, block=256):
     """The floor as nnlift runs it: one single-threaded BLAS per worker thread."""
+
     def one(start: int) -> None:
         queries[start : start + block] @ database.T  # result dropped at once, as nnlift drops tiles
 
@@ -89,9 +90,22 @@ def main() -> None:
 
     # First, before this process grows: Linux carries ru_maxrss over fork and exec.
     child = subprocess.run(
-        [sys.executable, __file__, "--memory-child", "--n", str(args.n), "--queries", str(args.queries),
-         "--dim", str(args.dim), "--k", str(args.k)],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            __file__,
+            "--memory-child",
+            "--n",
+            str(args.n),
+            "--queries",
+            str(args.queries),
+            "--dim",
+            str(args.dim),
+            "--k",
+            str(args.k),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     database = unit_vectors(args.n, args.dim, seed=1)
     queries = unit_vectors(args.queries, args.dim, seed=2)
@@ -116,8 +130,15 @@ def main() -> None:
 
     rows = []
     for name, seconds in times.items():
-        rows.append([name, f"{seconds:.2f}", f"{args.queries / seconds:,.0f}", f"{floor / seconds:.2f}",
-                     f"{faiss_default / seconds:.2f}"])
+        rows.append(
+            [
+                name,
+                f"{seconds:.2f}",
+                f"{args.queries / seconds:,.0f}",
+                f"{floor / seconds:.2f}",
+                f"{faiss_default / seconds:.2f}",
+            ]
+        )
     table = markdown_table(["method", "seconds (best)", "QPS", "vs GEMM floor", "vs faiss default"], rows)
 
     memory = json.loads(child.stdout)

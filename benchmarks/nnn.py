@@ -44,8 +44,9 @@ def reference(database, bank, queries, k, alpha, top):
     torch.set_num_threads(2)
     retriever = nnn.NNNRetriever(database.shape[1])
     with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bars
-        fit_s, ranker = timed(lambda: nnn.NNNRanker(retriever, database, bank, alternate_ks=k, batch_size=128,
-                                                   alternate_weight=alpha))
+        fit_s, ranker = timed(
+            lambda: nnn.NNNRanker(retriever, database, bank, alternate_ks=k, batch_size=128, alternate_weight=alpha)
+        )
         search_s, (scores, ids) = timed(lambda: ranker.search(queries, top))
     return fit_s, search_s, ids, scores, ranker.alignment_means.numpy()[:, 0]
 
@@ -84,13 +85,36 @@ def main() -> None:
         score_diff = float(np.abs(e_found.scores - r_scores).max())
         agreement = float(np.mean(a_found.ids[:, 0] == e_found.ids[:, 0]))
         recall10 = nnlift.neighbor_recall(a_found, e_found)
-        rows.append(["nnn-retrieval NNNRanker (torch)", f"{r_fit:.2f}", f"{r_search:.2f}", f"{r_total:.2f}", "1.00", "reference"])
-        rows.append(["nnlift NNN exact", f"{e_fit:.2f}", f"{e_search:.2f}", f"{e_fit + e_search:.2f}",
-                     f"{r_total / (e_fit + e_search):.2f}",
-                     f"ids equal on {100 * ids_equal:.2f}% of slots; max |Δbias| {bias_diff:.1e}; max |Δscore| {score_diff:.1e}"])
-        rows.append(["nnlift NNN approximate (IVF-GEMM)", f"{a_fit:.2f}", f"{a_search:.2f}", f"{a_fit + a_search:.2f}",
-                     f"{r_total / (a_fit + a_search):.2f}",
-                     f"agreement@1 with exact {agreement:.4f}; recall@10 {recall10:.4f}; bias MAE {bias_mae:.1e}"])
+        rows.append(
+            [
+                "nnn-retrieval NNNRanker (torch)",
+                f"{r_fit:.2f}",
+                f"{r_search:.2f}",
+                f"{r_total:.2f}",
+                "1.00",
+                "reference",
+            ]
+        )
+        rows.append(
+            [
+                "nnlift NNN exact",
+                f"{e_fit:.2f}",
+                f"{e_search:.2f}",
+                f"{e_fit + e_search:.2f}",
+                f"{r_total / (e_fit + e_search):.2f}",
+                f"ids equal on {100 * ids_equal:.2f}% of slots; max |Δbias| {bias_diff:.1e}; max |Δscore| {score_diff:.1e}",
+            ]
+        )
+        rows.append(
+            [
+                "nnlift NNN approximate (IVF-GEMM)",
+                f"{a_fit:.2f}",
+                f"{a_search:.2f}",
+                f"{a_fit + a_search:.2f}",
+                f"{r_total / (a_fit + a_search):.2f}",
+                f"agreement@1 with exact {agreement:.4f}; recall@10 {recall10:.4f}; bias MAE {bias_mae:.1e}",
+            ]
+        )
         header = ["method", "fit s", "search s", "total s", "speed-up vs reference", "output"]
         body = (
             f"N={n:,}, M={m:,}, Q={q:,}, d={d}, k={k}, alpha={alpha}, top-{top}; mixture of {clusters} clusters "
@@ -102,8 +126,15 @@ def main() -> None:
         name = "NNN (50k database, 20k bank)"
     else:
         measured = approx.agreement_
-        rows.append(["nnlift NNN approximate (IVF-GEMM)", f"{a_fit:.1f}", f"{a_search:.1f}", f"{a_fit + a_search:.1f}",
-                     f"bias MAE {bias_mae:.1e} (2,000 sampled items); search top-1 agreement {measured['top1_agreement']:.4f} (sampled)"])
+        rows.append(
+            [
+                "nnlift NNN approximate (IVF-GEMM)",
+                f"{a_fit:.1f}",
+                f"{a_search:.1f}",
+                f"{a_fit + a_search:.1f}",
+                f"bias MAE {bias_mae:.1e} (2,000 sampled items); search top-1 agreement {measured['top1_agreement']:.4f} (sampled)",
+            ]
+        )
         body = (
             f"N={n:,}, M={m:,}, Q={q:,}, d={d}, k={k}, alpha={alpha}; mixture of {clusters} clusters (spread {spread}); "
             f"n_probe={args.n_probe}.\n\n"
@@ -113,7 +144,9 @@ def main() -> None:
         name = "NNN at 1M (approximate)"
     print(body)
     if args.write:
-        write_section(name, f"OMP_NUM_THREADS=2 python benchmarks/nnn.py{' --large' if args.large else ''} --write", body)
+        write_section(
+            name, f"OMP_NUM_THREADS=2 python benchmarks/nnn.py{' --large' if args.large else ''} --write", body
+        )
 
 
 if __name__ == "__main__":

@@ -41,13 +41,19 @@ def main() -> None:
         rows.append([f"NNN write-back ({report['written']:,} points written)", f"{time.perf_counter() - start:.0f}"])
         start = time.perf_counter()
         again = write_nnn(index, bank, k=16)
-        rows.append([f"re-run ({again['skipped']:,} skipped, {again['written']} written)", f"{time.perf_counter() - start:.0f}"])
-    body = (f"{args.n:,} points × {args.dim} dims, string ids, on-disk local mode (`path=`), batches of 1,024; "
-            f"bank of 10,000, k=16.\n\n{markdown_table(['step', 'seconds'], rows)}\n\n"
-            "Local mode is a Python stand-in for a server: use it for correctness, not speed.")
+        rows.append(
+            [f"re-run ({again['skipped']:,} skipped, {again['written']} written)", f"{time.perf_counter() - start:.0f}"]
+        )
+    body = (
+        f"{args.n:,} points × {args.dim} dims, string ids, on-disk local mode (`path=`), batches of 1,024; "
+        f"bank of 10,000, k=16.\n\n{markdown_table(['step', 'seconds'], rows)}\n\n"
+        "Local mode is a Python stand-in for a server: use it for correctness, not speed."
+    )
     print(body)
     if args.write:
-        write_section("Qdrant write-back in local mode", "OMP_NUM_THREADS=2 python benchmarks/qdrant_writeback.py --write", body)
+        write_section(
+            "Qdrant write-back in local mode", "OMP_NUM_THREADS=2 python benchmarks/qdrant_writeback.py --write", body
+        )
 
 
 if __name__ == "__main__":

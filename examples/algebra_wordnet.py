@@ -37,7 +37,10 @@ def main() -> None:
             print(f"    {score:.3f}  {doc}")
     print()
     groups = {}
-    for name, words in (("sea", ("sea", "ocean", "lake", "river")), ("land", ("desert", "mountain", "forest", "plain"))):
+    for name, words in (
+        ("sea", ("sea", "ocean", "lake", "river")),
+        ("land", ("desert", "mountain", "forest", "plain")),
+    ):
         groups[name] = [d for d in documents if d.split(", ")[0] in words]
     if groups["sea"] and groups["land"]:
         along = direction(groups["sea"], groups["land"], recommender)

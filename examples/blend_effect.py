@@ -35,11 +35,17 @@ def digits() -> None:
     print("digits (1,797 images, 64 pixels): leave-one-out 5-NN accuracy / cosine silhouette")
     rows = [("raw pixels", x)]
     for thresholds, k in (((0.9,), 5), ((0.9, 0.8), 10), ((0.95, 0.9, 0.85), 10)):
-        rows.append((f"blended {list(thresholds)}, k={k}",
-                     nnlift.NeighborhoodBlender(thresholds=thresholds, k=k, progress=False).fit_transform(x)))
+        rows.append(
+            (
+                f"blended {list(thresholds)}, k={k}",
+                nnlift.NeighborhoodBlender(thresholds=thresholds, k=k, progress=False).fit_transform(x),
+            )
+        )
     rows.append(("DBA n=5, alpha=3", nnlift.DatabaseAugmentation(n=5, alpha=3, progress=False).fit_transform(x)))
     for name, vectors in rows:
-        print(f"  {name:34s} accuracy {knn_accuracy(vectors, y):.4f}  silhouette {silhouette_score(vectors, y, metric='cosine'):.4f}")
+        print(
+            f"  {name:34s} accuracy {knn_accuracy(vectors, y):.4f}  silhouette {silhouette_score(vectors, y, metric='cosine'):.4f}"
+        )
 
 
 def wordnet() -> None:

@@ -1,6 +1,6 @@
 """Block embeddings on the WordNet gallery (WordLlama): training, neighbour overlap, outlier AUROC, sparse pre-fetch.
 
-    python examples/blocks_report.py [--epochs 10]
+python examples/blocks_report.py [--epochs 10]
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ def main() -> None:
         "random unit vectors": unit(rng.standard_normal((2000, 256))),
         "random character strings (WordLlama)": embed_texts(
             ["".join(rng.choice(list(string.ascii_lowercase + "0123456789"), 12)) for _ in range(2000)],
-            cache_dir=False, progress=False),
+            cache_dir=False,
+            progress=False,
+        ),
         "WordNet definitions (in-domain text, not outliers)": embed_texts(data.bank[:2000], progress=False),
     }
     print(f"\nconfidence of held-out gallery items: mean {inside.mean():.3f}")
@@ -77,13 +79,18 @@ def main() -> None:
     candidate_scores = (sparse_q @ sparse_db.T).toarray()
     candidates = np.argsort(-candidate_scores, axis=1, kind="stable")[:, :100]
     exact = nnlift.topk(queries, database, 10).ids
-    dense = np.einsum("qd,qkd->qk", queries / np.linalg.norm(queries, axis=1, keepdims=True),
-                      (database / np.linalg.norm(database, axis=1, keepdims=True))[candidates])
+    dense = np.einsum(
+        "qd,qkd->qk",
+        queries / np.linalg.norm(queries, axis=1, keepdims=True),
+        (database / np.linalg.norm(database, axis=1, keepdims=True))[candidates],
+    )
     reranked = np.take_along_axis(candidates, np.argsort(-dense, axis=1, kind="stable")[:, :10], axis=1)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(reranked, exact)])
-    print(f"\nsparse pre-fetch: top-100 sparse candidates re-ranked densely, recall@10 vs exact dense search {recall:.3f} "
-          f"({len(queries):,} queries, {len(database):,} items); mean non-zeros per item {nnz:.1f} of "
-          f"{encoder.num_blocks * encoder.block_size}")
+    print(
+        f"\nsparse pre-fetch: top-100 sparse candidates re-ranked densely, recall@10 vs exact dense search {recall:.3f} "
+        f"({len(queries):,} queries, {len(database):,} items); mean non-zeros per item {nnz:.1f} of "
+        f"{encoder.num_blocks * encoder.block_size}"
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ from .conftest import unit
 def clustered(seed, n_clusters=200, per_cluster=10, d=32, spread=0.25):
     rng = np.random.default_rng(seed)
     centres = unit(rng, n_clusters, d)
-    x = np.repeat(centres, per_cluster, axis=0) + spread * rng.standard_normal((n_clusters * per_cluster, d)) / np.sqrt(d)
+    x = np.repeat(centres, per_cluster, axis=0) + spread * rng.standard_normal((n_clusters * per_cluster, d)) / np.sqrt(
+        d
+    )
     return x.astype(np.float32)
 
 

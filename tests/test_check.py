@@ -7,7 +7,13 @@ from hypothesis.extra import numpy as hnp
 from nnlift._check import check_array, check_ids, check_k
 
 
-@given(hnp.arrays(dtype=st.sampled_from([np.float64, np.float32, np.int64, np.int16]), shape=hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6), elements=st.integers(-1000, 1000)))
+@given(
+    hnp.arrays(
+        dtype=st.sampled_from([np.float64, np.float32, np.int64, np.int16]),
+        shape=hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6),
+        elements=st.integers(-1000, 1000),
+    )
+)
 def test_check_array_converts_without_mutation(array):
     before = array.copy()
     out = check_array(array, "x")

@@ -32,35 +32,96 @@ def data(tmp_path, rng):
 
 
 def test_knn_and_make_data(monkeypatch, capsys, tmp_path):
-    code, out = run(monkeypatch, capsys, "make-data", "--output", tmp_path / "d", "--n-database", 500,
-                    "--n-queries", 20, "--dim", 8)
+    code, out = run(
+        monkeypatch, capsys, "make-data", "--output", tmp_path / "d", "--n-database", 500, "--n-queries", 20, "--dim", 8
+    )
     assert code == 0 and "database.npy" in out
-    code, out = run(monkeypatch, capsys, "knn", "--database", tmp_path / "d/database.npy", "--queries",
-                    tmp_path / "d/queries.npy", "-k", 3, "--output", tmp_path / "out.npz")
+    code, out = run(
+        monkeypatch,
+        capsys,
+        "knn",
+        "--database",
+        tmp_path / "d/database.npy",
+        "--queries",
+        tmp_path / "d/queries.npy",
+        "-k",
+        3,
+        "--output",
+        tmp_path / "out.npz",
+    )
     assert code == 0 and "queries/s" in out
     result = np.load(tmp_path / "out.npz")
     assert result["ids"].shape == (20, 3)
 
 
 def test_eval_end_to_end(monkeypatch, capsys, data):
-    code, out = run(monkeypatch, capsys, "eval", "--database", data / "database.npy", "--queries",
-                    data / "queries.npy", "--targets", data / "targets.npy", "--bank", data / "bank.npy",
-                    "--methods", "cosine,nnn,csls", "--report", data / "report")
+    code, out = run(
+        monkeypatch,
+        capsys,
+        "eval",
+        "--database",
+        data / "database.npy",
+        "--queries",
+        data / "queries.npy",
+        "--targets",
+        data / "targets.npy",
+        "--bank",
+        data / "bank.npy",
+        "--methods",
+        "cosine,nnn,csls",
+        "--report",
+        data / "report",
+    )
     assert code == 0, out
     assert "NNN" in out and "CSLS" in out and "cosine" in out
     assert (data / "report" / "report.md").is_file()
 
 
 def test_nnn_fit_search_and_blend(monkeypatch, capsys, data):
-    code, out = run(monkeypatch, capsys, "nnn", "fit", "--database", data / "database.npy", "--bank",
-                    data / "bank.npy", "--output", data / "model", "-k", 8)
+    code, out = run(
+        monkeypatch,
+        capsys,
+        "nnn",
+        "fit",
+        "--database",
+        data / "database.npy",
+        "--bank",
+        data / "bank.npy",
+        "--output",
+        data / "model",
+        "-k",
+        8,
+    )
     assert code == 0, out
-    code, out = run(monkeypatch, capsys, "nnn", "search", "--model", data / "model", "--queries",
-                    data / "queries.npy", "-k", 5, "--output", data / "found.npz")
+    code, out = run(
+        monkeypatch,
+        capsys,
+        "nnn",
+        "search",
+        "--model",
+        data / "model",
+        "--queries",
+        data / "queries.npy",
+        "-k",
+        5,
+        "--output",
+        data / "found.npz",
+    )
     assert code == 0, out
     assert np.load(data / "found.npz")["ids"].shape == (300, 5)
-    code, out = run(monkeypatch, capsys, "blend", "--input", data / "database.npy", "--output", data / "b.npy",
-                    "--thresholds", "0.9,0.8", "-k", 5)
+    code, out = run(
+        monkeypatch,
+        capsys,
+        "blend",
+        "--input",
+        data / "database.npy",
+        "--output",
+        data / "b.npy",
+        "--thresholds",
+        "0.9,0.8",
+        "-k",
+        5,
+    )
     assert code == 0, out
     assert np.load(data / "b.npy").shape == (600, 16)
 
@@ -70,11 +131,28 @@ def test_nnn_fit_search_and_blend(monkeypatch, capsys, data):
     [
         (["knn", "--database", "missing.npy", "--queries", "missing.npy"], "no such file"),
         (["knn", "--database", "{d}/targets.npy", "--queries", "{d}/queries.npy"], "expected (rows, dimensions)"),
-        (["knn", "--database", "{d}/database.npy", "--queries", "{d}/queries.npy", "-k", "100000"], "larger than possible"),
-        (["eval", "--database", "{d}/database.npy", "--queries", "{d}/bank.npy", "--targets", "{d}/targets.npy"],
-         "300 targets for 400 queries"),
-        (["eval", "--database", "{d}/database.npy", "--queries", "{d}/queries.npy", "--targets", "{d}/targets.npy",
-          "--methods", "magic"], "unknown"),
+        (
+            ["knn", "--database", "{d}/database.npy", "--queries", "{d}/queries.npy", "-k", "100000"],
+            "larger than possible",
+        ),
+        (
+            ["eval", "--database", "{d}/database.npy", "--queries", "{d}/bank.npy", "--targets", "{d}/targets.npy"],
+            "300 targets for 400 queries",
+        ),
+        (
+            [
+                "eval",
+                "--database",
+                "{d}/database.npy",
+                "--queries",
+                "{d}/queries.npy",
+                "--targets",
+                "{d}/targets.npy",
+                "--methods",
+                "magic",
+            ],
+            "unknown",
+        ),
         (["blend", "--input", "{d}/database.npy", "--output", "{d}/x.npy", "--thresholds", "1.5"], "must be < 1"),
         (["blend", "--input", "{d}/database.npy", "--output", "{d}/x.npy", "--thresholds", "a,b"], "numbers"),
         (["nnn", "search", "--model", "{d}", "--queries", "{d}/queries.npy"], "not an nnlift artifact"),
@@ -97,8 +175,21 @@ def test_index_similar_walk(monkeypatch, capsys, tmp_path, rng):
     assert code == 0, out
     code, out = run(monkeypatch, capsys, "similar", "--index", tmp_path / "rec", "--id", "V_007", "-k", 3)
     assert code == 0 and "similar to V_007" in out, out
-    code, out = run(monkeypatch, capsys, "walk", "--index", tmp_path / "rec", "--from-ids", "V_001,V_002",
-                    "--to-ids", "V_100,V_101", "--scales", "0.5,1.0", "-k", 3)
+    code, out = run(
+        monkeypatch,
+        capsys,
+        "walk",
+        "--index",
+        tmp_path / "rec",
+        "--from-ids",
+        "V_001,V_002",
+        "--to-ids",
+        "V_100,V_101",
+        "--scales",
+        "0.5,1.0",
+        "-k",
+        3,
+    )
     assert code == 0 and "new at this step" in out, out
     code, out = run(monkeypatch, capsys, "similar", "--index", tmp_path / "rec", "--id", "nope")
     assert code != 0 and "unknown id" in out and "Traceback" not in out

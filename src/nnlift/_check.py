@@ -81,14 +81,14 @@ def check_array(
     """
     array = _to_numpy(value, name)
     if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.floating)
-        or np.issubdtype(array.dtype, np.integer)
-        or array.dtype == np.bool_
+        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_
     ):
         raise TypeError(f"{name} must hold real numbers; got dtype {array.dtype}")
     if array.ndim != ndim:
         shape_word = "(n_rows, n_features)" if ndim == 2 else "(n,)"
-        raise ValueError(f"{name} must be {ndim}-D with shape {shape_word}; got {array.ndim}-D with shape {array.shape}")
+        raise ValueError(
+            f"{name} must be {ndim}-D with shape {shape_word}; got {array.ndim}-D with shape {array.shape}"
+        )
     if not allow_empty and array.shape[0] == 0:
         raise ValueError(f"{name} is empty (shape {array.shape}); at least one row is required")
     if ndim == 2 and array.shape[1] == 0:

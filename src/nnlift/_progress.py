@@ -61,14 +61,18 @@ def progress_bar(
         else:
             console = Console(stderr=True)
             # A bar redrawn into a pipe or a log file only leaves blank lines behind.
-            rich_progress = None if not console.is_terminal else Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.percentage:>3.0f}%"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                transient=True,
-                console=console,
+            rich_progress = (
+                None
+                if not console.is_terminal
+                else Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    TextColumn("{task.percentage:>3.0f}%"),
+                    TimeElapsedColumn(),
+                    TimeRemainingColumn(),
+                    transient=True,
+                    console=console,
+                )
             )
     if rich_progress is None:
         yield _Bar(lambda amount: None)

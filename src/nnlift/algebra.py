@@ -138,8 +138,9 @@ def analogy(a: Any, b: Any, c: Any, index: Any, k: int = 10) -> Step:
     return _step(found, 1.0, baseline.labels(0))
 
 
-def masked_query(embed_fn: Callable[[Any], Any], item: Any, mask_fn: Callable[[Any], Any], index: Any,
-                 k: int = 10) -> Step:
+def masked_query(
+    embed_fn: Callable[[Any], Any], item: Any, mask_fn: Callable[[Any], Any], index: Any, k: int = 10
+) -> Step:
     """Embed a masked version of ``item`` (the caller supplies both functions) and search.
 
     ``new`` lists the ids not among the unmasked item's neighbours, which shows

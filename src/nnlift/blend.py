@@ -303,20 +303,32 @@ class NeighborhoodBlender(Estimator):
         for threshold in thresholds:
             stages.append(current)
             found, recall = neighbor_graph(
-                current, k, threshold, approximate=self.approximate, index_params={"n_probe": self.n_probe},
-                working_memory=self.working_memory, progress=self.progress,
+                current,
+                k,
+                threshold,
+                approximate=self.approximate,
+                index_params={"n_probe": self.n_probe},
+                working_memory=self.working_memory,
+                progress=self.progress,
             )
             if recall is not None:
                 self.recall_.append(recall)
                 if recall < self.min_recall and len(current) <= self.exact_limit:
-                    logger.warning("approximate neighbour graph recall %.3f < %g: redoing this pass exactly",
-                                   recall, self.min_recall)
-                    found, _ = neighbor_graph(current, k, threshold, working_memory=self.working_memory,
-                                              progress=self.progress)
+                    logger.warning(
+                        "approximate neighbour graph recall %.3f < %g: redoing this pass exactly",
+                        recall,
+                        self.min_recall,
+                    )
+                    found, _ = neighbor_graph(
+                        current, k, threshold, working_memory=self.working_memory, progress=self.progress
+                    )
                     self.recall_[-1] = 1.0
                 elif recall < self.min_recall:
-                    warnings.warn(f"approximate neighbour graph recall {recall:.3f} < {self.min_recall}; "
-                                  "raise n_probe or use approximate=False", stacklevel=2)
+                    warnings.warn(
+                        f"approximate neighbour graph recall {recall:.3f} < {self.min_recall}; "
+                        "raise n_probe or use approximate=False",
+                        stacklevel=2,
+                    )
             graph = found.to_csr(n_columns=current.shape[0])
             current = _blend(current, graph)
         self.stages_ = np.stack(stages)
@@ -333,8 +345,9 @@ class NeighborhoodBlender(Estimator):
             others = min(k - 1, stage.shape[0])
             mixed = current.copy()
             if others > 0:
-                found = _topk_arrays(current, stage, others, threshold=threshold,
-                                     working_memory=self.working_memory, progress=False)
+                found = _topk_arrays(
+                    current, stage, others, threshold=threshold, working_memory=self.working_memory, progress=False
+                )
                 valid = found.ids >= 0
                 weights = np.where(valid, found.scores, 0.0).astype(np.float32)
                 mixed = current * np.einsum("ij,ij->i", current, current)[:, None]
@@ -367,8 +380,9 @@ class DatabaseAugmentation(Estimator):
 
     _artifact_arrays = ("augmented_",)
 
-    def __init__(self, n: int = 10, alpha: float = 3.0, approximate: bool = False, working_memory=None,
-                 progress: bool = True) -> None:
+    def __init__(
+        self, n: int = 10, alpha: float = 3.0, approximate: bool = False, working_memory=None, progress: bool = True
+    ) -> None:
         self.n = n
         self.alpha = alpha
         self.approximate = approximate
@@ -383,8 +397,9 @@ class DatabaseAugmentation(Estimator):
         unit = _unit(database, "database")
         n = check_k(self.n, unit.shape[0] - 1, name="n", what="other database rows") if unit.shape[0] > 1 else 0
         alpha = check_finite_scalar(self.alpha, "alpha", low=0.0)
-        found, _ = neighbor_graph(unit, n + 1, None, approximate=self.approximate,
-                                  working_memory=self.working_memory, progress=self.progress)
+        found, _ = neighbor_graph(
+            unit, n + 1, None, approximate=self.approximate, working_memory=self.working_memory, progress=self.progress
+        )
         weights = np.where(found.ids >= 0, np.maximum(found.scores, 0.0) ** alpha, 0.0)
         graph = Neighbors(found.ids, weights).to_csr(n_columns=unit.shape[0])
         self.graph_ = graph

@@ -86,7 +86,9 @@ def make_data(
     output.mkdir(parents=True, exist_ok=True)
     np.save(output / "database.npy", sample(n_database))
     np.save(output / "queries.npy", sample(n_queries))
-    console.print(f"wrote {output / 'database.npy'} ({n_database}×{dim}) and {output / 'queries.npy'} ({n_queries}×{dim})")
+    console.print(
+        f"wrote {output / 'database.npy'} ({n_database}×{dim}) and {output / 'queries.npy'} ({n_queries}×{dim})"
+    )
 
 
 @app.command()
@@ -120,9 +122,14 @@ def _print_results(results, title: str) -> None:
 
     rows = results_table(results)
     short = {"hit@1": "@1", "hit@5": "@5", "hit@10": "@10", "N10 skew": "skew", "Δhit@1 [95% CI]": "Δ@1 [95% CI]"}
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), title_justify="left",
-                  caption="hit rate@k and MRR in %; skew: N10 skewness; Δ@1: hit@1 gain over cosine",
-                  caption_justify="left")
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        title_justify="left",
+        caption="hit rate@k and MRR in %; skew: N10 skewness; Δ@1: hit@1 gain over cosine",
+        caption_justify="left",
+    )
     columns = [c for c in rows[0] if c != "setting (chosen on val)"]
     for column in columns:
         table.add_column(short.get(column, column), justify="left" if column == "method" else "right", no_wrap=True)
@@ -149,13 +156,17 @@ DEMO_METHODS = "cosine,nnn,dn_nnn,csls,is,qbnorm,dba,dba_nnn"
 
 @app.command()
 def demo(
-    model: Annotated[str, typer.Option(help="Text embedder: wordllama (fast, default) or minilm (needs torch).")] = "wordllama",
+    model: Annotated[
+        str, typer.Option(help="Text embedder: wordllama (fast, default) or minilm (needs torch).")
+    ] = "wordllama",
     n_bank: Annotated[int, typer.Option(min=1, help="Bank queries (ref side).")] = 10_000,
     n_val: Annotated[int, typer.Option(min=1, help="Validation queries, for choosing settings.")] = 2_000,
     n_test: Annotated[int, typer.Option(min=1, help="Test queries, for the reported numbers.")] = 3_000,
     methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = DEMO_METHODS,
     wordnet: Annotated[Optional[Path], typer.Option(help="Folder with WordNet's data.* files.")] = None,
-    report: Annotated[Path, typer.Option(help="Folder for report.md, figures and results.json.")] = Path("nnlift-report"),
+    report: Annotated[Path, typer.Option(help="Folder for report.md, figures and results.json.")] = Path(
+        "nnlift-report"
+    ),
     seed: int = 0,
 ) -> None:
     """The WordNet reverse dictionary: find a synset's words from its definition, with and without corrections."""
@@ -174,21 +185,39 @@ def demo(
     except WordNetNotFound as exc:
         raise UserError(str(exc)) from None
     sizes = data.summary()
-    console.print(f"WordNet reverse dictionary: gallery {sizes['gallery']:,} documents; bank {sizes['bank']:,}, "
-                  f"val {sizes['val']:,}, test {sizes['test']:,} queries")
+    console.print(
+        f"WordNet reverse dictionary: gallery {sizes['gallery']:,} documents; bank {sizes['bank']:,}, "
+        f"val {sizes['val']:,}, test {sizes['test']:,} queries"
+    )
     gallery = embed_texts(data.gallery, model, description="gallery")
     bank = embed_texts(data.bank, model, description="bank")
     val = embed_texts(data.val_queries, model, description="val queries")
     test = embed_texts(data.test_queries, model, description="test queries")
     embedded = time.perf_counter()
     with console.status("tuning on val, evaluating on test") as status:
-        results = compare_methods(names, gallery, bank, val, data.val_targets, test, data.test_targets,
-                                  on_method=lambda label: status.update(f"tuning and evaluating {label}"))
+        results = compare_methods(
+            names,
+            gallery,
+            bank,
+            val,
+            data.val_targets,
+            test,
+            data.test_targets,
+            on_method=lambda label: status.update(f"tuning and evaluating {label}"),
+        )
     seconds = time.perf_counter() - start
     _print_results(results, f"WordNet reverse dictionary, {model}, test split ({sizes['test']:,} queries)")
-    meta = {"title": f"WordNet reverse dictionary ({model})", "model": model, "seed": seed,
-            "gallery": sizes["gallery"], "bank": sizes["bank"], "val": sizes["val"], "test": sizes["test"],
-            "embedding seconds": round(embedded - start, 1), "wall seconds": round(seconds, 1)}
+    meta = {
+        "title": f"WordNet reverse dictionary ({model})",
+        "model": model,
+        "seed": seed,
+        "gallery": sizes["gallery"],
+        "bank": sizes["bank"],
+        "val": sizes["val"],
+        "test": sizes["test"],
+        "embedding seconds": round(embedded - start, 1),
+        "wall seconds": round(seconds, 1),
+    }
     path = write_report(results, data.test_targets, len(gallery), report, meta)
     console.print(f"report: {path} (wall time {seconds:.0f}s)")
 
@@ -197,7 +226,9 @@ def demo(
 def eval_command(
     database: Annotated[Path, typer.Option(help="Database embeddings (.npy/.npz/.parquet).")],
     queries: Annotated[Path, typer.Option(help="Query embeddings.")],
-    targets: Annotated[Path, typer.Option(help="Relevant database row per query (.npy ints; 2-D padded with -1 for several).")],
+    targets: Annotated[
+        Path, typer.Option(help="Relevant database row per query (.npy ints; 2-D padded with -1 for several).")
+    ],
     bank: Annotated[Optional[Path], typer.Option(help="Reference queries for bank-based corrections.")] = None,
     methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = "cosine,nnn,csls,is,qbnorm",
     val_fraction: Annotated[float, typer.Option(min=0.05, max=0.9, help="Queries held out to choose settings.")] = 0.25,
@@ -212,13 +243,17 @@ def eval_command(
     database_array, _ = _load(database, "--database", load_embeddings)
     queries_array, _ = _load(queries, "--queries", load_embeddings)
     if queries_array.shape[1] != database_array.shape[1]:
-        raise UserError(f"--queries has {queries_array.shape[1]} dimensions but --database has {database_array.shape[1]}")
+        raise UserError(
+            f"--queries has {queries_array.shape[1]} dimensions but --database has {database_array.shape[1]}"
+        )
     try:
         target_array = load_targets(targets, len(queries_array))
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(f"--targets: {exc}") from None
     if target_array.max() >= len(database_array):
-        raise UserError(f"--targets: row {int(target_array.max())} is outside the database ({len(database_array)} rows)")
+        raise UserError(
+            f"--targets: row {int(target_array.max())} is outside the database ({len(database_array)} rows)"
+        )
     bank_array = None
     if bank is not None:
         bank_array, _ = _load(bank, "--bank", load_embeddings)
@@ -227,14 +262,26 @@ def eval_command(
     rng = np.random.default_rng(seed)
     is_val = np.zeros(len(queries_array), dtype=bool)
     is_val[rng.choice(len(queries_array), size=max(1, int(val_fraction * len(queries_array))), replace=False)] = True
-    results = compare_methods(names, database_array, bank_array, queries_array[is_val], target_array[is_val],
-                              queries_array[~is_val], target_array[~is_val])
+    results = compare_methods(
+        names,
+        database_array,
+        bank_array,
+        queries_array[is_val],
+        target_array[is_val],
+        queries_array[~is_val],
+        target_array[~is_val],
+    )
     _print_results(results, f"test split ({int((~is_val).sum()):,} queries; settings chosen on {int(is_val.sum()):,})")
     if report is not None:
         from .plot import write_report
 
-        path = write_report(results, target_array[~is_val], len(database_array), report,
-                            {"title": str(database), "queries": str(queries), "bank": str(bank)})
+        path = write_report(
+            results,
+            target_array[~is_val],
+            len(database_array),
+            report,
+            {"title": str(database), "queries": str(queries), "bank": str(bank)},
+        )
         console.print(f"report: {path}")
 
 
@@ -308,8 +355,10 @@ def blend(
     out = blender.fit_transform(load_matrix(input, "--input"))
     np.save(output, out)
     kept = (blender.neighbors_.ids >= 0).sum(axis=1)
-    console.print(f"blended {len(out):,} rows in {len(values)} pass(es); last pass kept {kept.mean():.1f} neighbours "
-                  f"per row on average (min {kept.min()}, max {kept.max()})")
+    console.print(
+        f"blended {len(out):,} rows in {len(values)} pass(es); last pass kept {kept.mean():.1f} neighbours "
+        f"per row on average (min {kept.min()}, max {kept.max()})"
+    )
     if blender.recall_:
         console.print("neighbour recall per pass (sampled): " + ", ".join(f"{r:.4f}" for r in blender.recall_))
     console.print(f"wrote {output}")
@@ -317,18 +366,27 @@ def blend(
 
 @app.command("index")
 def index_command(
-    vectors: Annotated[Path, typer.Option(help="Item embeddings (.npz with 'embeddings' and 'ids', .npy or .parquet).")],
+    vectors: Annotated[
+        Path, typer.Option(help="Item embeddings (.npz with 'embeddings' and 'ids', .npy or .parquet).")
+    ],
     output: Annotated[Path, typer.Option(help="Folder for the saved recommender.")],
-    backend: Annotated[str, typer.Option(help="auto (exact below 20k items, else HNSW M=30), exact, hnsw or ivf.")] = "auto",
+    backend: Annotated[
+        str, typer.Option(help="auto (exact below 20k items, else HNSW M=30), exact, hnsw or ivf.")
+    ] = "auto",
 ) -> None:
     """Build and save an index of items by id for `nnlift similar` and `nnlift walk`."""
     from .datasets import load_embeddings
     from .index import ExactIndex, FaissIndex, IVFIndex
     from .recommend import SEED_HNSW, Recommender
 
-    choices = {"auto": lambda: None, "exact": lambda: ExactIndex(), "ivf": lambda: IVFIndex(n_probe=16),
-               "hnsw": lambda: FaissIndex(f"HNSW{SEED_HNSW['M']}", ef_construction=SEED_HNSW["ef_construction"],
-                                          ef_search=128)}
+    choices = {
+        "auto": lambda: None,
+        "exact": lambda: ExactIndex(),
+        "ivf": lambda: IVFIndex(n_probe=16),
+        "hnsw": lambda: FaissIndex(
+            f"HNSW{SEED_HNSW['M']}", ef_construction=SEED_HNSW["ef_construction"], ef_search=128
+        ),
+    }
     if backend not in choices:
         raise UserError(f"--backend must be one of {', '.join(choices)}; got {backend!r}")
     matrix, ids = _load(vectors, "--vectors", load_embeddings)
@@ -415,10 +473,13 @@ def walk(
     console.print(table)
 
 
-qdrant_app = typer.Typer(help="Work on a Qdrant collection (a server by --url, or local mode by --path).",
-                         no_args_is_help=True)
+qdrant_app = typer.Typer(
+    help="Work on a Qdrant collection (a server by --url, or local mode by --path).", no_args_is_help=True
+)
 app.add_typer(qdrant_app, name="qdrant")
-UrlOption = Annotated[Optional[str], typer.Option(help="Qdrant server URL (or $QDRANT_URL); API key from $QDRANT_API_KEY.")]
+UrlOption = Annotated[
+    Optional[str], typer.Option(help="Qdrant server URL (or $QDRANT_URL); API key from $QDRANT_API_KEY.")
+]
 PathOption = Annotated[Optional[Path], typer.Option(help="qdrant-client local mode folder (instead of --url).")]
 CollectionOption = Annotated[str, typer.Option(help="Collection name.")]
 UsingOption = Annotated[Optional[str], typer.Option(help="Named vector to read (omit for an unnamed vector).")]
@@ -466,7 +527,9 @@ def qdrant_nnn(
     path: PathOption = None,
     using: UsingOption = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1)] = 16,
-    name: Annotated[str, typer.Option(help="Named vector (Dot) for [x, b(x)]; a companion collection if absent.")] = "nnn",
+    name: Annotated[
+        str, typer.Option(help="Named vector (Dot) for [x, b(x)]; a companion collection if absent.")
+    ] = "nnn",
 ) -> None:
     """Write NNN's folded vectors [x, b(x)] back to the collection (idempotent and resumable)."""
     from .datasets import load_embeddings
@@ -475,8 +538,10 @@ def qdrant_nnn(
     bank_array, _ = _load(bank, "--bank", load_embeddings)
     report = write_nnn(_qdrant(collection, url, path, using), bank_array, k=k, name=name)
     where = report["destination"]
-    console.print(f"NNN: wrote {report['written']:,} points, skipped {report['skipped']:,} already written, into "
-                  f"{where.collection!r} vector {where.using!r}; query it with [q, -alpha] (Dot)")
+    console.print(
+        f"NNN: wrote {report['written']:,} points, skipped {report['skipped']:,} already written, into "
+        f"{where.collection!r} vector {where.using!r}; query it with [q, -alpha] (Dot)"
+    )
 
 
 @qdrant_app.command("blend")
@@ -502,12 +567,15 @@ def qdrant_blend(
     blended = NeighborhoodBlender(thresholds=values, k=k).fit_transform(vectors)
     report = write_vectors(index, blended, ids, name=name)
     where = report["destination"]
-    console.print(f"blend: wrote {report['written']:,} points, skipped {report['skipped']:,}, into "
-                  f"{where.collection!r} vector {where.using!r}")
+    console.print(
+        f"blend: wrote {report['written']:,} points, skipped {report['skipped']:,}, into "
+        f"{where.collection!r} vector {where.using!r}"
+    )
 
 
-blocks_app = typer.Typer(help="Block embeddings: prepare a neighbour sample, train, convert to sparse vectors.",
-                         no_args_is_help=True)
+blocks_app = typer.Typer(
+    help="Block embeddings: prepare a neighbour sample, train, convert to sparse vectors.", no_args_is_help=True
+)
 app.add_typer(blocks_app, name="blocks")
 
 
@@ -532,13 +600,18 @@ def blocks_prepare(
     if collection is not None:
         from .qdrant import sample_similarity_matrix
 
-        sampled = sample_similarity_matrix(_qdrant(collection, url, path, using), sample, limit, seed=seed,
-                                           method="kernel")
+        sampled = sample_similarity_matrix(
+            _qdrant(collection, url, path, using), sample, limit, seed=seed, method="kernel"
+        )
     else:
         vectors, ids = _load(input, "--input", load_embeddings)
-        sampled = sample_neighbors(vectors, None if ids is None else ids.tolist(), sample=sample, limit=limit, seed=seed)
+        sampled = sample_neighbors(
+            vectors, None if ids is None else ids.tolist(), sample=sample, limit=limit, seed=seed
+        )
     sampled.save(output)
-    console.print(f"sampled {sampled.matrix.shape[0]:,} points with {sampled.matrix.nnz:,} neighbour pairs; wrote {output}")
+    console.print(
+        f"sampled {sampled.matrix.shape[0]:,} points with {sampled.matrix.nnz:,} neighbour pairs; wrote {output}"
+    )
 
 
 @blocks_app.command("train")
@@ -563,15 +636,26 @@ def blocks_train(
         sampled = SampledMatrix.load(target)
     except (OSError, ValueError) as exc:
         raise UserError(f"--target: {exc}") from None
-    encoder = train_blocks(sampled, num_blocks=num_blocks, block_size=block_size, epochs=epochs, lr=lr, factor=factor,
-                           patience=patience, triplets_per_epoch=triplets, batch_size=batch_size, seed=seed,
-                           checkpoint=output)
+    encoder = train_blocks(
+        sampled,
+        num_blocks=num_blocks,
+        block_size=block_size,
+        epochs=epochs,
+        lr=lr,
+        factor=factor,
+        patience=patience,
+        triplets_per_epoch=triplets,
+        batch_size=batch_size,
+        seed=seed,
+        checkpoint=output,
+    )
     table = Table(title="training")
     for column in ("epoch", "train loss", "val loss", "lr", "seconds"):
         table.add_column(column, justify="right")
     for h in encoder.history_:
-        table.add_row(str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['val_loss']:.4f}", f"{h['lr']:.1e}",
-                      f"{h['seconds']:.2f}")
+        table.add_row(
+            str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['val_loss']:.4f}", f"{h['lr']:.1e}", f"{h['seconds']:.2f}"
+        )
     console.print(table)
     console.print(f"best encoder saved to {output}")
 
@@ -587,7 +671,9 @@ def blocks_convert(
     model: Annotated[Path, typer.Option(help="Folder written by `nnlift blocks train`.")],
     input: Annotated[Optional[Path], typer.Option("--input", help="Embeddings to convert (or --collection).")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Write indices/values to this .npz.")] = None,
-    collection: Annotated[Optional[str], typer.Option(help="Convert a Qdrant collection and write a sparse vector.")] = None,
+    collection: Annotated[
+        Optional[str], typer.Option(help="Convert a Qdrant collection and write a sparse vector.")
+    ] = None,
     url: UrlOption = None,
     path: PathOption = None,
     using: UsingOption = None,
@@ -616,11 +702,18 @@ def blocks_convert(
     if collection is not None:
         report = write_sparse(index, indices, values, ids, name=name)
         where = report["destination"]
-        console.print(f"wrote {report['written']:,} sparse vectors ({nnz.mean():.1f} non-zeros on average) to "
-                      f"{where.collection!r} sparse vector {name!r}; skipped {report['skipped']:,}")
+        console.print(
+            f"wrote {report['written']:,} sparse vectors ({nnz.mean():.1f} non-zeros on average) to "
+            f"{where.collection!r} sparse vector {name!r}; skipped {report['skipped']:,}"
+        )
     if output is not None:
-        np.savez(output, ids=np.asarray([str(i) for i in ids]), indptr=np.r_[0, np.cumsum(nnz)],
-                 indices=np.concatenate(indices), values=np.concatenate(values))
+        np.savez(
+            output,
+            ids=np.asarray([str(i) for i in ids]),
+            indptr=np.r_[0, np.cumsum(nnz)],
+            indices=np.concatenate(indices),
+            values=np.concatenate(values),
+        )
         console.print(f"wrote {len(indices):,} sparse vectors ({nnz.mean():.1f} non-zeros on average) to {output}")
     if collection is None and output is None:
         raise UserError("give --output (an .npz) for converted embeddings from --input")
@@ -695,6 +788,7 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -66,8 +66,9 @@ class MiniLMEmbedder:
         self._model = sentence_transformers.SentenceTransformer(str(packaged.get_model_path()), device="cpu")
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        out = self._model.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False,
-                                 convert_to_numpy=True)
+        out = self._model.encode(
+            list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
+        )
         return np.asarray(out, dtype=np.float32)
 
 
@@ -131,8 +132,9 @@ def embed_texts(
                 return cached
     out = np.empty((len(texts), embedder.dim), dtype=np.float32)
     seconds_per_text = 1e-4 if model == "wordllama" else 7e-3
-    with progress_bar(f"{description} ({model})", len(texts), enabled=progress,
-                      expected_seconds=seconds_per_text * len(texts)) as bar:
+    with progress_bar(
+        f"{description} ({model})", len(texts), enabled=progress, expected_seconds=seconds_per_text * len(texts)
+    ) as bar:
         for start in range(0, len(texts), embedder.batch):
             chunk = texts[start : start + embedder.batch]
             out[start : start + len(chunk)] = embedder.encode(chunk)

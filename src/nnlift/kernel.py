@@ -64,7 +64,7 @@ def _smallest(keys: np.ndarray, k: int) -> np.ndarray:
 
 
 def _pack_rows(rows: np.ndarray, keys: np.ndarray, n_rows: int) -> np.ndarray:
-    """Pack keys that belong to ``rows`` (sorted ascending) into a (n_rows, width, ...) matrix padded with the pad key."""
+    """Pack keys of ``rows`` (sorted ascending) into a (n_rows, width, ...) matrix padded with the pad key."""
     counts = np.bincount(rows, minlength=n_rows)
     slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
     dense = np.full((n_rows, int(counts.max(initial=0)), *keys.shape[1:]), _KEY_PAD, dtype=np.uint64)

@@ -92,8 +92,10 @@ class Neighbors:
         """``(id, score)`` of one query's hits, padding dropped; ids are ``keys`` when present."""
         valid = self.ids[row] >= 0
         labels = self.keys[row][valid] if self.keys is not None else self.ids[row][valid]
-        return [(label.item() if hasattr(label, "item") else label, float(score))
-                for label, score in zip(labels, self.scores[row][valid])]
+        return [
+            (label.item() if hasattr(label, "item") else label, float(score))
+            for label, score in zip(labels, self.scores[row][valid])
+        ]
 
     def labels(self, row: int = 0) -> list:
         """The ids (or keys) of one query's hits, padding dropped."""

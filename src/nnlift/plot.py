@@ -31,7 +31,9 @@ def plot_hit_rate_curves(results: Sequence[MethodResult], targets: Any, path: st
     ks = np.arange(1, 11)
     for result in results:
         values = [100 * hit_rate_at_k(result.neighbors, targets, int(k)) for k in ks]
-        axes.plot(ks, values, marker="o", markersize=3, label=result.label, linewidth=2 if result.name == "cosine" else 1)
+        axes.plot(
+            ks, values, marker="o", markersize=3, label=result.label, linewidth=2 if result.name == "cosine" else 1
+        )
     axes.set_xlabel("k")
     axes.set_ylabel("hit rate@k (%)")
     axes.set_title("Test split: share of queries with the target in the top k")
@@ -70,7 +72,9 @@ def plot_gains(results: Sequence[MethodResult], path: str | os.PathLike) -> Path
     shown = [r for r in results if r.gain is not None]
     figure, axes = plt.subplots(figsize=(6, 0.5 * len(shown) + 1.5))
     means = np.array([100 * r.gain.mean for r in shown])
-    errors = np.array([[100 * (r.gain.mean - r.gain.low) for r in shown], [100 * (r.gain.high - r.gain.mean) for r in shown]])
+    errors = np.array(
+        [[100 * (r.gain.mean - r.gain.low) for r in shown], [100 * (r.gain.high - r.gain.mean) for r in shown]]
+    )
     colours = ["tab:green" if r.gain.low > 0 else "tab:red" if r.gain.high < 0 else "tab:gray" for r in shown]
     axes.barh([r.label for r in shown], means, xerr=errors, color=colours, capsize=3)
     axes.axvline(0, color="black", linewidth=0.8)
@@ -96,22 +100,26 @@ def results_table(results: Sequence[MethodResult]) -> list[dict[str, str]]:
             setting = f"cosine kept (best on val {_setting(r.best_params)}: not significant)"
         else:
             setting = _setting(r.params)
-        rows.append({
-            "method": r.label,
-            "hit@1": f"{100 * r.metrics['hit_rate@1']:.1f}",
-            "hit@5": f"{100 * r.metrics['hit_rate@5']:.1f}",
-            "hit@10": f"{100 * r.metrics['hit_rate@10']:.1f}",
-            "MRR": f"{100 * r.metrics['mrr']:.1f}",
-            "N10 skew": f"{r.hubness['skewness']:.2f}",
-            "Δhit@1 [95% CI]": "—" if r.gain is None else
-            f"{100 * r.gain.mean:+.1f} [{100 * r.gain.low:+.1f}, {100 * r.gain.high:+.1f}]",
-            "setting (chosen on val)": setting,
-        })
+        rows.append(
+            {
+                "method": r.label,
+                "hit@1": f"{100 * r.metrics['hit_rate@1']:.1f}",
+                "hit@5": f"{100 * r.metrics['hit_rate@5']:.1f}",
+                "hit@10": f"{100 * r.metrics['hit_rate@10']:.1f}",
+                "MRR": f"{100 * r.metrics['mrr']:.1f}",
+                "N10 skew": f"{r.hubness['skewness']:.2f}",
+                "Δhit@1 [95% CI]": "—"
+                if r.gain is None
+                else f"{100 * r.gain.mean:+.1f} [{100 * r.gain.low:+.1f}, {100 * r.gain.high:+.1f}]",
+                "setting (chosen on val)": setting,
+            }
+        )
     return rows
 
 
-def write_report(results: Sequence[MethodResult], targets: Any, n_items: int, folder: str | os.PathLike,
-                 meta: dict[str, Any]) -> Path:
+def write_report(
+    results: Sequence[MethodResult], targets: Any, n_items: int, folder: str | os.PathLike, meta: dict[str, Any]
+) -> Path:
     """Write ``report.md`` with the table and figures (when matplotlib is installed) into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -121,9 +129,13 @@ def write_report(results: Sequence[MethodResult], targets: Any, n_items: int, fo
     lines += [f"- {key}: {value}" for key, value in meta.items() if key != "title"]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row[h] for h in header) + " |" for row in rows]
-    lines += ["", "Metrics are in percent on the test split; every setting was chosen on the validation split only, "
-              "and a method whose best setting did not beat cosine on validation beyond bootstrap noise keeps cosine. "
-              "Gains are paired over the same test queries with a 95% bootstrap interval.", ""]
+    lines += [
+        "",
+        "Metrics are in percent on the test split; every setting was chosen on the validation split only, "
+        "and a method whose best setting did not beat cosine on validation beyond bootstrap noise keeps cosine. "
+        "Gains are paired over the same test queries with a 95% bootstrap interval.",
+        "",
+    ]
     try:
         figures = [
             ("hit_rate_at_k.png", "hit rate@k per method", lambda p: plot_hit_rate_curves(results, targets, p)),
@@ -131,22 +143,42 @@ def write_report(results: Sequence[MethodResult], targets: Any, n_items: int, fo
         ]
         best = max(results[1:], key=lambda r: r.metrics["hit_rate@1"], default=None)
         if best is not None:
-            figures.append(("n10_histogram.png", f"N_10 before (cosine) and after ({best.label})",
-                            lambda p: plot_k_occurrence(results[0], best, n_items, p)))
+            figures.append(
+                (
+                    "n10_histogram.png",
+                    f"N_10 before (cosine) and after ({best.label})",
+                    lambda p: plot_k_occurrence(results[0], best, n_items, p),
+                )
+            )
         for name, caption, draw in figures:
             draw(folder / name)
             lines += [f"![{caption}]({name})", ""]
     except ImportError as exc:
         lines += [f"(figures skipped: {exc})", ""]
     (folder / "report.md").write_text("\n".join(lines))
-    summary = {r.name: {"metrics": r.metrics, "hubness": r.hubness, "params": r.params, "kept_baseline": r.kept_baseline,
-                        "gain": None if r.gain is None else [r.gain.mean, r.gain.low, r.gain.high]} for r in results}
+    summary = {
+        r.name: {
+            "metrics": r.metrics,
+            "hubness": r.hubness,
+            "params": r.params,
+            "kept_baseline": r.kept_baseline,
+            "gain": None if r.gain is None else [r.gain.mean, r.gain.low, r.gain.high],
+        }
+        for r in results
+    }
     (folder / "results.json").write_text(json.dumps({"meta": meta, "results": summary}, indent=2, default=str))
     return folder / "report.md"
 
 
-def plot_neighbors(query: Any, lookups: Sequence[Any], *, images: Any = None, image_shape: tuple[int, int] | None = None,
-                   path: str | os.PathLike | None = None, query_label: Any = None) -> Any:
+def plot_neighbors(
+    query: Any,
+    lookups: Sequence[Any],
+    *,
+    images: Any = None,
+    image_shape: tuple[int, int] | None = None,
+    path: str | os.PathLike | None = None,
+    query_label: Any = None,
+) -> Any:
     """A query and its neighbours: an image grid when ``image_shape`` is given, else a text table.
 
     Parameters
@@ -165,10 +197,14 @@ def plot_neighbors(query: Any, lookups: Sequence[Any], *, images: Any = None, im
     Path for an image grid, or the table as a string.
     """
     if image_shape is None:
-        lines = [f"query: {query if isinstance(query, str) else np.asarray(query).shape}",
-                 f"{'rank':>4}  {'id':>10}  {'label':>10}  {'distance':>8}"]
-        lines += [f"{rank:>4}  {str(r.id):>10}  {str(r.label):>10}  {r.distance:>8.4f}" for rank, r in
-                  enumerate(lookups, start=1)]
+        lines = [
+            f"query: {query if isinstance(query, str) else np.asarray(query).shape}",
+            f"{'rank':>4}  {'id':>10}  {'label':>10}  {'distance':>8}",
+        ]
+        lines += [
+            f"{rank:>4}  {str(r.id):>10}  {str(r.label):>10}  {r.distance:>8.4f}"
+            for rank, r in enumerate(lookups, start=1)
+        ]
         return "\n".join(lines)
     plt = _pyplot()
     figure, axes = plt.subplots(1, len(lookups) + 1, figsize=(1.6 * (len(lookups) + 1), 2.0))

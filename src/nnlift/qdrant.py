@@ -28,8 +28,16 @@ from .index.qdrant import KEY, SEQ, QdrantIndex, point_id, with_retries
 from .sampling import SampledMatrix, sample_neighbors
 from .neighbors import Neighbors
 
-__all__ = ["SampledMatrix", "sample_similarity_matrix", "read_collection", "write_nnn", "nnn_search",
-           "write_vectors", "write_sparse", "Destination"]
+__all__ = [
+    "SampledMatrix",
+    "sample_similarity_matrix",
+    "read_collection",
+    "write_nnn",
+    "nnn_search",
+    "write_vectors",
+    "write_sparse",
+    "Destination",
+]
 logger = logging.getLogger("nnlift")
 MARKER = "nnlift_written"
 
@@ -50,8 +58,9 @@ def read_collection(index: QdrantIndex) -> tuple[list, np.ndarray]:
     return ids, np.concatenate(blocks)
 
 
-def sample_similarity_matrix(index: QdrantIndex, sample: int = 20_000, limit: int = 100, *, seed: int = 0,
-                             method: str = "auto") -> SampledMatrix:
+def sample_similarity_matrix(
+    index: QdrantIndex, sample: int = 20_000, limit: int = 100, *, seed: int = 0, method: str = "auto"
+) -> SampledMatrix:
     """A sparse similarity matrix over a random sample of a collection.
 
     ``method="kernel"`` fetches the sampled vectors (the named vector ``index.using``)
@@ -71,19 +80,25 @@ def sample_similarity_matrix(index: QdrantIndex, sample: int = 20_000, limit: in
 
 
 def _sample_server(index: QdrantIndex, sample: int, limit: int) -> SampledMatrix:
-    result = with_retries(lambda: index.client.search_matrix_offsets(
-        index.collection, sample=sample, limit=limit, using=index.using), retries=index.retries)
+    result = with_retries(
+        lambda: index.client.search_matrix_offsets(index.collection, sample=sample, limit=limit, using=index.using),
+        retries=index.retries,
+    )
     point_ids = list(result.ids)
-    points = with_retries(lambda: index.client.retrieve(
-        index.collection, ids=point_ids, with_payload=[KEY], with_vectors=[index.using] if index.using else True),
-        retries=index.retries)
+    points = with_retries(
+        lambda: index.client.retrieve(
+            index.collection, ids=point_ids, with_payload=[KEY], with_vectors=[index.using] if index.using else True
+        ),
+        retries=index.retries,
+    )
     by_id = {str(p.id): p for p in points}
     ordered = [by_id[str(i)] for i in point_ids]
     vectors = np.asarray([p.vector[index.using] if index.using else p.vector for p in ordered], dtype=np.float32)
     ids = [(p.payload or {}).get(KEY, p.id) for p in ordered]
-    matrix = sp.csr_matrix((np.asarray(result.scores, dtype=np.float32),
-                            (np.asarray(result.offsets_row), np.asarray(result.offsets_col))),
-                           shape=(len(ids), len(ids)))
+    matrix = sp.csr_matrix(
+        (np.asarray(result.scores, dtype=np.float32), (np.asarray(result.offsets_row), np.asarray(result.offsets_col))),
+        shape=(len(ids), len(ids)),
+    )
     return SampledMatrix(matrix, ids, vectors)
 
 
@@ -107,23 +122,31 @@ def _destination(index: QdrantIndex, name: str, size: int | None, distance: str 
     companion = f"{index.collection}_{name}"
     if client.collection_exists(companion):
         params = client.get_collection(companion).config.params
-        found = (params.sparse_vectors or {}) if sparse else (params.vectors if isinstance(params.vectors, dict) else {})
+        found = (
+            (params.sparse_vectors or {}) if sparse else (params.vectors if isinstance(params.vectors, dict) else {})
+        )
         if name not in found:
-            raise ValueError(f"companion collection {companion!r} exists but has no {'sparse ' if sparse else ''}"
-                             f"vector {name!r}")
+            raise ValueError(
+                f"companion collection {companion!r} exists but has no {'sparse ' if sparse else ''}vector {name!r}"
+            )
         _check_params(found[name], companion, name, size, distance, sparse)
     else:
-        logger.info("collection %r has no vector %r; writing to companion collection %r", index.collection, name,
-                    companion)
+        logger.info(
+            "collection %r has no vector %r; writing to companion collection %r", index.collection, name, companion
+        )
         if sparse:
-            client.create_collection(companion, vectors_config={}, sparse_vectors_config={name: models.SparseVectorParams()})
+            client.create_collection(
+                companion, vectors_config={}, sparse_vectors_config={name: models.SparseVectorParams()}
+            )
         else:
             kind = models.Distance.DOT if distance == "dot" else models.Distance.COSINE
             client.create_collection(companion, vectors_config={name: models.VectorParams(size=size, distance=kind)})
     return Destination(companion, name, companion=True)
 
 
-def _check_params(params: Any, collection: str, name: str, size: int | None, distance: str | None, sparse: bool) -> None:
+def _check_params(
+    params: Any, collection: str, name: str, size: int | None, distance: str | None, sparse: bool
+) -> None:
     if sparse:
         return
     if size is not None and params.size != size:
@@ -149,37 +172,75 @@ def _written(index: QdrantIndex, destination: Destination, token: str) -> set[st
     done, offset = set(), None
     marker = models.Filter(must=[models.FieldCondition(key=MARKER, match=models.MatchValue(value=token))])
     while True:
-        points, offset = with_retries(lambda: index.client.scroll(destination.collection, scroll_filter=marker,
-                                                                  limit=1024, offset=offset, with_payload=False,
-                                                                  with_vectors=False), retries=index.retries)
+        points, offset = with_retries(
+            lambda: index.client.scroll(
+                destination.collection,
+                scroll_filter=marker,
+                limit=1024,
+                offset=offset,
+                with_payload=False,
+                with_vectors=False,
+            ),
+            retries=index.retries,
+        )
         done.update(str(p.id) for p in points)
         if offset is None:
             return done
 
 
-def _write(index: QdrantIndex, destination: Destination, ids: list, make_vector, payloads: list[dict], token: str,
-           description: str) -> dict[str, int]:
+def _write(
+    index: QdrantIndex,
+    destination: Destination,
+    ids: list,
+    make_vector,
+    payloads: list[dict],
+    token: str,
+    description: str,
+) -> dict[str, int]:
     models = require("qdrant_client.models", "the Qdrant integration")
     done = _written(index, destination, token)
     todo = [row for row, key in enumerate(ids) if str(point_id(key)) not in done]
-    logger.info("%s: %d of %d points already written; writing %d", description, len(ids) - len(todo), len(ids), len(todo))
+    logger.info(
+        "%s: %d of %d points already written; writing %d", description, len(ids) - len(todo), len(ids), len(todo)
+    )
     with progress_bar(description, len(todo), enabled=index.progress, expected_seconds=len(todo) / 1000) as bar:
         for lo in range(0, len(todo), index.batch_size):
             rows = todo[lo : lo + index.batch_size]
             if destination.companion:
-                points = [models.PointStruct(id=point_id(ids[r]), vector={destination.using: make_vector(r)},
-                                             payload={**payloads[r], MARKER: token}) for r in rows]
-                with_retries(lambda: index.client.upsert(destination.collection, points=points, wait=True),
-                             retries=index.retries)
+                points = [
+                    models.PointStruct(
+                        id=point_id(ids[r]),
+                        vector={destination.using: make_vector(r)},
+                        payload={**payloads[r], MARKER: token},
+                    )
+                    for r in rows
+                ]
+                with_retries(
+                    lambda: index.client.upsert(destination.collection, points=points, wait=True), retries=index.retries
+                )
             else:
                 # One request a batch: the vectors, then each point's payload with the marker, so the
                 # marker only appears once the vector is in place.
-                operations = [models.UpdateVectorsOperation(update_vectors=models.UpdateVectors(points=[
-                    models.PointVectors(id=point_id(ids[r]), vector={destination.using: make_vector(r)}) for r in rows]))]
-                operations += [models.SetPayloadOperation(set_payload=models.SetPayload(
-                    payload={**payloads[r], MARKER: token}, points=[point_id(ids[r])])) for r in rows]
-                with_retries(lambda: index.client.batch_update_points(destination.collection, operations, wait=True),
-                             retries=index.retries)
+                operations = [
+                    models.UpdateVectorsOperation(
+                        update_vectors=models.UpdateVectors(
+                            points=[
+                                models.PointVectors(id=point_id(ids[r]), vector={destination.using: make_vector(r)})
+                                for r in rows
+                            ]
+                        )
+                    )
+                ]
+                operations += [
+                    models.SetPayloadOperation(
+                        set_payload=models.SetPayload(payload={**payloads[r], MARKER: token}, points=[point_id(ids[r])])
+                    )
+                    for r in rows
+                ]
+                with_retries(
+                    lambda: index.client.batch_update_points(destination.collection, operations, wait=True),
+                    retries=index.retries,
+                )
             bar.advance(len(rows))
     return {"points": len(ids), "written": len(todo), "skipped": len(ids) - len(todo)}
 
@@ -239,10 +300,12 @@ def write_vectors(index: QdrantIndex, vectors: Any, ids: list, *, name: str, dis
 
 
 def write_sparse(index: QdrantIndex, indices: list, values: list, ids: list, *, name: str = "blocks") -> dict:
-    """Write sparse vectors (per-row ``indices`` and ``values``, e.g. from block embeddings) as a named sparse vector."""
+    """Write sparse vectors (per-row ``indices`` and ``values``, e.g. block embeddings) as a named sparse vector."""
     models = require("qdrant_client.models", "the Qdrant integration")
     if not (len(indices) == len(values) == len(ids)):
-        raise ValueError(f"indices, values and ids must have equal lengths; got {len(indices)}, {len(values)}, {len(ids)}")
+        raise ValueError(
+            f"indices, values and ids must have equal lengths; got {len(indices)}, {len(values)}, {len(ids)}"
+        )
     destination = _destination(index, name, None, None, sparse=True)
     token = _token(name, *[np.asarray(i) for i in indices[:1000]], len(indices))
     payloads = [_keys(key, seq) for seq, key in enumerate(ids)]

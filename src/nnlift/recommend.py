@@ -39,8 +39,9 @@ def default_index(n_items: int, metric: str = "cosine", exact_below: int = 20_00
     else:
         from .index.faiss import FaissIndex
 
-        return FaissIndex(f"HNSW{SEED_HNSW['M']}", metric=metric, ef_construction=SEED_HNSW["ef_construction"],
-                          ef_search=128)
+        return FaissIndex(
+            f"HNSW{SEED_HNSW['M']}", metric=metric, ef_construction=SEED_HNSW["ef_construction"], ef_search=128
+        )
     try:
         importlib.import_module("hnswlib")
     except ImportError:

@@ -28,14 +28,23 @@ class SampledMatrix:
     def save(self, path) -> None:
         """Write to a ``.npz`` (CSR parts, ids as strings, vectors)."""
         m = self.matrix
-        np.savez(path, data=m.data, indices=m.indices, indptr=m.indptr, shape=np.array(m.shape),
-                 ids=np.asarray([str(i) for i in self.ids]), vectors=self.vectors)
+        np.savez(
+            path,
+            data=m.data,
+            indices=m.indices,
+            indptr=m.indptr,
+            shape=np.array(m.shape),
+            ids=np.asarray([str(i) for i in self.ids]),
+            vectors=self.vectors,
+        )
 
     @classmethod
     def load(cls, path) -> SampledMatrix:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path} is not a sampled similarity matrix (expected the .npz of `nnlift blocks prepare`)")
+            raise ValueError(
+                f"{path} is not a sampled similarity matrix (expected the .npz of `nnlift blocks prepare`)"
+            )
         with data:
             missing = {"data", "indices", "indptr", "shape", "ids", "vectors"} - set(data.files)
             if missing:
@@ -44,8 +53,16 @@ class SampledMatrix:
             return cls(matrix, data["ids"].tolist(), data["vectors"])
 
 
-def sample_neighbors(vectors: Any, ids: Any = None, *, sample: int = 20_000, limit: int = 100, seed: int = 0,
-                     metric: str = "cosine", progress: bool = True) -> SampledMatrix:
+def sample_neighbors(
+    vectors: Any,
+    ids: Any = None,
+    *,
+    sample: int = 20_000,
+    limit: int = 100,
+    seed: int = 0,
+    metric: str = "cosine",
+    progress: bool = True,
+) -> SampledMatrix:
     """Sample ``sample`` rows and keep each one's ``limit`` nearest sampled rows (exact, symmetric self-join).
 
     Examples

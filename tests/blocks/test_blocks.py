@@ -65,8 +65,15 @@ def test_sparse_conversion_by_hand():
 
 def test_training_lowers_validation_loss_and_round_trips(tmp_path, rng):
     target = sample_neighbors(clustered(rng), sample=1500, limit=30, progress=False)
-    encoder = train_blocks(target, num_blocks=4, block_size=16, epochs=6, triplets_per_epoch=1600,
-                           checkpoint=tmp_path / "enc", progress=False)
+    encoder = train_blocks(
+        target,
+        num_blocks=4,
+        block_size=16,
+        epochs=6,
+        triplets_per_epoch=1600,
+        checkpoint=tmp_path / "enc",
+        progress=False,
+    )
     history = encoder.history_
     assert history[-1]["val_loss"] < history[0]["val_loss"]
     assert all(h["seconds"] > 0 for h in history)
@@ -96,18 +103,60 @@ def test_end_to_end_on_qdrant_local_mode(tmp_path, monkeypatch, capsys, rng):
     index = QdrantIndex("food", path=tmp_path / "q", using="dense", progress=False).add(data, labels)
     index.client.close()
     where = ["--collection", "food", "--path", tmp_path / "q", "--using", "dense"]
-    code, out = run(monkeypatch, capsys, "blocks", "prepare", *where, "--sample", 600, "--limit", 20,
-                    "--output", tmp_path / "target.npz")
+    code, out = run(
+        monkeypatch,
+        capsys,
+        "blocks",
+        "prepare",
+        *where,
+        "--sample",
+        600,
+        "--limit",
+        20,
+        "--output",
+        tmp_path / "target.npz",
+    )
     assert code == 0, out
-    code, out = run(monkeypatch, capsys, "blocks", "train", "--target", tmp_path / "target.npz", "--output",
-                    tmp_path / "enc", "--epochs", 4, "--block-size", 16)
+    code, out = run(
+        monkeypatch,
+        capsys,
+        "blocks",
+        "train",
+        "--target",
+        tmp_path / "target.npz",
+        "--output",
+        tmp_path / "enc",
+        "--epochs",
+        4,
+        "--block-size",
+        16,
+    )
     assert code == 0 and "best encoder saved" in out, out
-    code, out = run(monkeypatch, capsys, "blocks", "convert", "--model", tmp_path / "enc", *where, "--output",
-                    tmp_path / "sparse.npz")
+    code, out = run(
+        monkeypatch,
+        capsys,
+        "blocks",
+        "convert",
+        "--model",
+        tmp_path / "enc",
+        *where,
+        "--output",
+        tmp_path / "sparse.npz",
+    )
     assert code == 0 and "wrote 800 sparse vectors" in out, out
     np.save(tmp_path / "data.npy", data)
-    code, out = run(monkeypatch, capsys, "blocks", "confidence", "--model", tmp_path / "enc", "--input",
-                    tmp_path / "data.npy", "--histogram", tmp_path / "confidence.png")
+    code, out = run(
+        monkeypatch,
+        capsys,
+        "blocks",
+        "confidence",
+        "--model",
+        tmp_path / "enc",
+        "--input",
+        tmp_path / "data.npy",
+        "--histogram",
+        tmp_path / "confidence.png",
+    )
     assert code == 0 and "median" in out, out
     assert (tmp_path / "confidence.png").stat().st_size > 1000
     # sparse search on the written sparse vector returns sensible neighbours: mostly the query's own cluster
@@ -120,12 +169,20 @@ def test_end_to_end_on_qdrant_local_mode(tmp_path, monkeypatch, capsys, rng):
     for item in range(30):
         row = row_of[f"item-{item}"]
         lo, hi = stored["indptr"][row], stored["indptr"][row + 1]
-        hits = client.query_points("food_blocks", query=models.SparseVector(
-            indices=stored["indices"][lo:hi].tolist(), values=stored["values"][lo:hi].tolist()), using="blocks",
-            limit=6, with_payload=True).points
+        hits = client.query_points(
+            "food_blocks",
+            query=models.SparseVector(
+                indices=stored["indices"][lo:hi].tolist(), values=stored["values"][lo:hi].tolist()
+            ),
+            using="blocks",
+            limit=6,
+            with_payload=True,
+        ).points
         found = [int(p.payload["nnlift_id"].split("-")[1]) for p in hits if p.payload["nnlift_id"] != f"item-{item}"]
         same_cluster += [cluster[f] == cluster[item] for f in found]
     client.close()
     assert np.mean(same_cluster) > 0.8  # sensible: mostly the query's own cluster (chance: 1/20)
-    code, out = run(monkeypatch, capsys, "blocks", "train", "--target", tmp_path / "data.npy", "--output", tmp_path / "x")
+    code, out = run(
+        monkeypatch, capsys, "blocks", "train", "--target", tmp_path / "data.npy", "--output", tmp_path / "x"
+    )
     assert code != 0 and "not a sampled similarity matrix" in out

@@ -158,7 +158,8 @@ def test_local_scaling_nicdm_mutual_proximity_by_hand():
     q = np.array([[np.cos(0.6), np.sin(0.6)]])
     chord = lambda a, b: 2 * np.sin(np.abs(a - b) / 2)  # Euclidean distance on the unit circle
     d = chord(angles, 0.6)
-    # neighbour distances of each item (itself excluded), sorted: x0: .5,.9,2  x1: .4,.5,1.5  x2: .4,.9,1.1  x3: 1.1,1.5,2
+    # neighbour distances of each item (itself excluded), sorted:
+    # x0: .5,.9,2  x1: .4,.5,1.5  x2: .4,.9,1.1  x3: 1.1,1.5,2
     pair = chord(angles[:, None], angles[None, :])
     np.fill_diagonal(pair, np.inf)
     nearest = np.sort(pair, axis=1)

@@ -37,8 +37,15 @@ def test_dn_nnn_matches_reference(data, rng):
     database_dev, queries_dev = unit(rng, 300, 32), unit(rng, 300, 32)
     retriever = nnn.NNNRetriever(database.shape[1])
     ranker = nnn.DNRanker(
-        retriever, database, bank, alternate_ks=16, batch_size=256, alternate_weight=0.75,
-        retrieval_dev_embeds=database_dev, query_dev_embeds=queries_dev, dn_lambda=0.5,
+        retriever,
+        database,
+        bank,
+        alternate_ks=16,
+        batch_size=256,
+        alternate_weight=0.75,
+        retrieval_dev_embeds=database_dev,
+        query_dev_embeds=queries_dev,
+        dn_lambda=0.5,
     )
     ref_scores, ref_ids = ranker.search(queries, 10)
     inner = nnlift.NNN(k=16, alpha=0.75)

@@ -19,7 +19,9 @@ def write_wndb(folder, n_synsets=400):
             gloss = f'meaning number {i} of {part}; "an example with {part}_word_{i}"'
             lines.append(f"{10000 + i:08d} 03 {code} {len(words):02x} {fields} 000 | {gloss}  ")
         # a synset sharing its lemma list with synset 0 (same document)
-        lines.append(f"{99999:08d} 03 {code} 02 {part}_word_0 0 alt_{part}_0 0 000 | another sense of {part} word zero  ")
+        lines.append(
+            f"{99999:08d} 03 {code} 02 {part}_word_0 0 alt_{part}_0 0 000 | another sense of {part} word zero  "
+        )
         (folder / f"data.{part}").write_text("\n".join(lines) + "\n")
     return folder
 

@@ -42,7 +42,9 @@ def test_multiple_targets_repeats_and_padding():
     # mAP@R: q0 R=2, ranks 1-2 hold [3, 1] -> (0 + 1/2)/2; q1 R=3: ranks 1-3 [9, 2, 6] -> (1/2)/3
     np.testing.assert_allclose(map_at_r(RANKED, targets, per_query=True), [0.25, 1 / 6, 0.0])
     ideal0 = 1 + 1 / np.log2(3)
-    np.testing.assert_allclose(ndcg_at_k(RANKED, targets, 5, per_query=True)[0], (1 / np.log2(3) + 1 / np.log2(6)) / ideal0)
+    np.testing.assert_allclose(
+        ndcg_at_k(RANKED, targets, 5, per_query=True)[0], (1 / np.log2(3) + 1 / np.log2(6)) / ideal0
+    )
     metrics = retrieval_metrics(RANKED, targets, ks=(1, 5))
     assert "recall@5" in metrics and "hit_rate@1" in metrics
 
@@ -99,8 +101,9 @@ def hubby_problem(rng, n=600, d=16):
 
 def test_tune_picks_a_gain_on_validation_and_reuses_fits(rng):
     database, bank, queries, targets = hubby_problem(rng)
-    result = tune(nnlift.NNN(), {"k": [4, 16], "alpha": [0.5, 1.0]}, database, bank, queries[:200], targets[:200],
-                  progress=False)
+    result = tune(
+        nnlift.NNN(), {"k": [4, 16], "alpha": [0.5, 1.0]}, database, bank, queries[:200], targets[:200], progress=False
+    )
     assert not result.kept_baseline and result.params is not None
     assert result.gain.low > 0 and len(result.scores) == 4
     test = result.estimator.search(queries[200:], 10)
@@ -110,8 +113,15 @@ def test_tune_picks_a_gain_on_validation_and_reuses_fits(rng):
 
 def test_tune_composition_reaches_inner_parameters(rng):
     database, bank, queries, targets = hubby_problem(rng)
-    result = tune(nnlift.WithDN(nnlift.NNN()), {"correction__k": [8], "correction__alpha": [0.25, 1.0]},
-                  database, bank, queries[:200], targets[:200], progress=False)
+    result = tune(
+        nnlift.WithDN(nnlift.NNN()),
+        {"correction__k": [8], "correction__alpha": [0.25, 1.0]},
+        database,
+        bank,
+        queries[:200],
+        targets[:200],
+        progress=False,
+    )
     scores = dict((s["correction__alpha"], v) for s, v in result.scores)
     assert scores[0.25] != scores[1.0]  # the search-time alpha really reached the fitted inner NNN
 

@@ -113,8 +113,10 @@ def test_nnn_approximate_warns_when_bias_is_poor(rng):
 def test_topk_mean_equals_mean_of_topk_search(rng):
     database, queries = mixture(rng, 3000), mixture(rng, 400)
     index = nnlift.IVFIndex(metric="ip", n_lists=20, n_probe=6).add(database)
-    np.testing.assert_allclose(index.topk_mean(queries, 16), index.search_arrays(queries, 16).scores.mean(axis=1),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        index.topk_mean(queries, 16), index.search_arrays(queries, 16).scores.mean(axis=1), atol=1e-6
+    )
     full = nnlift.IVFIndex(metric="ip", n_lists=20, n_probe=20).add(database)  # probing everything is exact
-    np.testing.assert_allclose(full.topk_mean(queries, 16), nnlift.topk_mean(queries, database, 16, metric="ip"),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        full.topk_mean(queries, 16), nnlift.topk_mean(queries, database, 16, metric="ip"), atol=1e-5
+    )

@@ -38,7 +38,9 @@ def test_round_trip_named_vectors_and_string_ids(items):
 
 def test_int_ids_dot_distance_and_save_load(tmp_path, rng):
     vectors = rng.standard_normal((50, 8)).astype(np.float32)
-    index = QdrantIndex("raw", path=tmp_path / "q", using=None, metric="ip", progress=False).add(vectors, ids=list(range(100, 150)))
+    index = QdrantIndex("raw", path=tmp_path / "q", using=None, metric="ip", progress=False).add(
+        vectors, ids=list(range(100, 150))
+    )
     found = index.search(vectors[:3], 2)
     exact = nnlift.ExactIndex(metric="ip").add(vectors, ids=list(range(100, 150))).search(vectors[:3], 2)
     np.testing.assert_array_equal(found.ids, exact.ids)
@@ -79,8 +81,9 @@ def test_sampled_matrix_equals_exact_self_join_on_the_sample(items):
     served = sample_similarity_matrix(index, sample=60, limit=5, method="server")
     sample = served.vectors / np.linalg.norm(served.vectors, axis=1, keepdims=True)
     exact = nnlift.topk(sample, sample.copy(), 5, exclude_self=True)
-    np.testing.assert_allclose(np.sort(served.matrix.toarray(), axis=1)[:, -5:],
-                               np.sort(exact.to_csr(60).toarray(), axis=1)[:, -5:], atol=1e-5)
+    np.testing.assert_allclose(
+        np.sort(served.matrix.toarray(), axis=1)[:, -5:], np.sort(exact.to_csr(60).toarray(), axis=1)[:, -5:], atol=1e-5
+    )
 
 
 def test_nnn_served_by_qdrant_matches_in_memory_and_is_idempotent(items, rng):
@@ -132,9 +135,13 @@ def test_cosine_vector_refused_for_folded_bias(items, rng):
 
     vectors, ids = items
     client = QdrantClient(":memory:")
-    client.create_collection("items", vectors_config={
-        "dense": models.VectorParams(size=16, distance=models.Distance.COSINE),
-        "nnn": models.VectorParams(size=17, distance=models.Distance.COSINE)})
+    client.create_collection(
+        "items",
+        vectors_config={
+            "dense": models.VectorParams(size=16, distance=models.Distance.COSINE),
+            "nnn": models.VectorParams(size=17, distance=models.Distance.COSINE),
+        },
+    )
     index = make_index(vectors, ids, client=client)
     with pytest.raises(ValueError, match="needs Dot"):
         write_nnn(index, unit(rng, 50, 16), k=4)
@@ -145,9 +152,13 @@ def test_named_vector_in_place_and_blended_and_sparse(items, rng):
 
     vectors, ids = items
     client = QdrantClient(":memory:")
-    client.create_collection("items", vectors_config={
-        "dense": models.VectorParams(size=16, distance=models.Distance.COSINE),
-        "nnn": models.VectorParams(size=17, distance=models.Distance.DOT)})
+    client.create_collection(
+        "items",
+        vectors_config={
+            "dense": models.VectorParams(size=16, distance=models.Distance.COSINE),
+            "nnn": models.VectorParams(size=17, distance=models.Distance.DOT),
+        },
+    )
     index = make_index(vectors, ids, client=client)
     report = write_nnn(index, unit(rng, 80, 16), k=4)
     assert not report["destination"].companion
@@ -161,8 +172,13 @@ def test_named_vector_in_place_and_blended_and_sparse(items, rng):
     indices = [np.array([i % 10, 10 + i % 7]) for i in range(300)]
     values = [np.array([0.6, 0.4]) for _ in range(300)]
     write_sparse(index, indices, values, ids, name="blocks")
-    hits = client.query_points("items_blocks", query=models.SparseVector(indices=[3, 13], values=[1.0, 1.0]),
-                               using="blocks", limit=3, with_payload=True).points
+    hits = client.query_points(
+        "items_blocks",
+        query=models.SparseVector(indices=[3, 13], values=[1.0, 1.0]),
+        using="blocks",
+        limit=3,
+        with_payload=True,
+    ).points
     assert all(int(p.payload["nnlift_id"][2:5]) % 10 == 3 for p in hits)
 
 
@@ -180,8 +196,9 @@ def test_cli_qdrant_commands(tmp_path, monkeypatch, capsys, items, rng):
     index.client.close()
     np.save(tmp_path / "bank.npy", unit(rng, 100, 16))
     common = ["--collection", "items", "--path", tmp_path / "q", "--using", "dense"]
-    code, out = run(monkeypatch, capsys, "qdrant", "sample", *common, "--sample", 50, "--limit", 5,
-                    "--output", tmp_path / "s.npz")
+    code, out = run(
+        monkeypatch, capsys, "qdrant", "sample", *common, "--sample", 50, "--limit", 5, "--output", tmp_path / "s.npz"
+    )
     assert code == 0, out
     assert np.load(tmp_path / "s.npz")["vectors"].shape == (50, 16)
     code, out = run(monkeypatch, capsys, "qdrant", "nnn", *common, "--bank", tmp_path / "bank.npy", "-k", 4)
@@ -190,11 +207,33 @@ def test_cli_qdrant_commands(tmp_path, monkeypatch, capsys, items, rng):
     assert code == 0 and "wrote 0" in out and "skipped 300" in out, out
     code, out = run(monkeypatch, capsys, "qdrant", "blend", *common, "--thresholds", "0.5", "-k", 4)
     assert code == 0 and "wrote 300" in out, out
-    code, out = run(monkeypatch, capsys, "qdrant", "nnn", "--collection", "nope", "--path", tmp_path / "q",
-                    "--bank", tmp_path / "bank.npy")
+    code, out = run(
+        monkeypatch,
+        capsys,
+        "qdrant",
+        "nnn",
+        "--collection",
+        "nope",
+        "--path",
+        tmp_path / "q",
+        "--bank",
+        tmp_path / "bank.npy",
+    )
     assert code != 0 and "no collection 'nope'" in out
-    code, out = run(monkeypatch, capsys, "qdrant", "sample", "--collection", "items", "--path", tmp_path / "q",
-                    "--using", "wrong", "--output", tmp_path / "x.npz")
+    code, out = run(
+        monkeypatch,
+        capsys,
+        "qdrant",
+        "sample",
+        "--collection",
+        "items",
+        "--path",
+        tmp_path / "q",
+        "--using",
+        "wrong",
+        "--output",
+        tmp_path / "x.npz",
+    )
     assert code != 0 and "no named vector 'wrong'" in out
 
 

@@ -96,8 +96,14 @@ def test_plot_neighbors_grid_and_text(tmp_path, split, trained):
     from nnlift.plot import plot_neighbors
 
     lookups = trained.single_lookup(split.x_test[0], k=5)
-    figure_path = plot_neighbors(split.x_test[0], lookups, images=split.x_train, image_shape=(8, 8),
-                                 path=tmp_path / "grid.png", query_label=int(split.y_test[0]))
+    figure_path = plot_neighbors(
+        split.x_test[0],
+        lookups,
+        images=split.x_train,
+        image_shape=(8, 8),
+        path=tmp_path / "grid.png",
+        query_label=int(split.y_test[0]),
+    )
     assert figure_path.stat().st_size > 1000
     text = plot_neighbors("a query", lookups)
     assert "distance" in text and str(lookups[0].label) in text
@@ -109,7 +115,10 @@ def test_plot_neighbors_grid_and_text(tmp_path, split, trained):
         (lambda m, s: m.fit(s.x_train, s.y_train[:10], progress=False), "10 labels but x has"),
         (lambda m, s: m.fit(s.x_train, s.y_train, classes_per_batch=1, progress=False), "at least 2"),
         (lambda m, s: m.fit(s.x_train, s.y_train, classes_per_batch=11, progress=False), "only 10 classes"),
-        (lambda m, s: m.fit(s.x_train[:3], np.array([0, 0, 1]), classes_per_batch=2, progress=False), "at least 2 examples"),
+        (
+            lambda m, s: m.fit(s.x_train[:3], np.array([0, 0, 1]), classes_per_batch=2, progress=False),
+            "at least 2 examples",
+        ),
         (lambda m, s: m.fit(s.x_train[:0], s.y_train[:0], progress=False), "x is empty"),
         (lambda m, s: m.fit(s.x_train, s.y_train, loss="magic", progress=False), "loss must be one of"),
         (lambda m, s: m.lookup(s.x_test, 1), "index is empty"),
@@ -130,9 +139,16 @@ class SmallCNN(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.net = torch.nn.Sequential(
-            torch.nn.Unflatten(1, (1, 8, 8)), torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(),
-            torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
-            torch.nn.Linear(64 * 16, 128), torch.nn.ReLU())
+            torch.nn.Unflatten(1, (1, 8, 8)),
+            torch.nn.Conv2d(1, 32, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(32, 64, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(),
+            torch.nn.Linear(64 * 16, 128),
+            torch.nn.ReLU(),
+        )
 
     def forward(self, x):
         return self.net(x)

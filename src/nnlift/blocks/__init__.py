@@ -7,5 +7,13 @@ from .confidence import block_entropy, confidence, sparse_matrix, to_sparse
 from .encoder import BlocksEncoder
 from .train import Triplets, mine_triplets, train_blocks
 
-__all__ = ["BlocksEncoder", "train_blocks", "mine_triplets", "Triplets", "confidence", "block_entropy", "to_sparse",
-           "sparse_matrix"]
+__all__ = [
+    "BlocksEncoder",
+    "train_blocks",
+    "mine_triplets",
+    "Triplets",
+    "confidence",
+    "block_entropy",
+    "to_sparse",
+    "sparse_matrix",
+]

@@ -52,14 +52,20 @@ class BlocksEncoder(nn.Module):
         was_training = self.training
         self.eval()
         with torch.no_grad():
-            out = torch.cat([self(torch.from_numpy(array[i : i + batch_size])) for i in range(0, len(array), batch_size)])
+            out = torch.cat(
+                [self(torch.from_numpy(array[i : i + batch_size])) for i in range(0, len(array), batch_size)]
+            )
         self.train(was_training)
         return out.numpy()
 
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
         """Weights and shape as an nnlift artifact (reopen with ``nnlift.load``)."""
-        params = {"input_dim": self.input_dim, "num_blocks": self.num_blocks, "block_size": self.block_size,
-                  "dropout": self.dropout_rate}
+        params = {
+            "input_dim": self.input_dim,
+            "num_blocks": self.num_blocks,
+            "block_size": self.block_size,
+            "dropout": self.dropout_rate,
+        }
         arrays = {name: tensor.detach().cpu().numpy() for name, tensor in self.state_dict().items()}
         return save_artifact(path, self, params, arrays, extra)
 

@@ -33,8 +33,9 @@ class Triplets:
         return len(self.anchors)
 
 
-def mine_triplets(matrix: sp.csr_matrix, n: int, rng: np.random.Generator, *, min_margin: float = 0.1,
-                  max_rounds: int = 50) -> Triplets:
+def mine_triplets(
+    matrix: sp.csr_matrix, n: int, rng: np.random.Generator, *, min_margin: float = 0.1, max_rounds: int = 50
+) -> Triplets:
     """``n`` triplets from a sparse similarity matrix, vectorised (ARCHITECTURE §3, block embeddings).
 
     The anchor x is random (among rows with stored neighbours); y is one of x's
@@ -86,7 +87,9 @@ def _triplet_loss(encoder: BlocksEncoder, vectors: Any, triplets: Triplets, inde
     def embed(rows: np.ndarray) -> Any:
         return torch.nn.functional.normalize(encoder(vectors[torch.from_numpy(rows)]), dim=1)
 
-    anchor, positive, negative = (embed(getattr(triplets, part)[index]) for part in ("anchors", "positives", "negatives"))
+    anchor, positive, negative = (
+        embed(getattr(triplets, part)[index]) for part in ("anchors", "positives", "negatives")
+    )
     to_positive = 1.0 - (anchor * positive).sum(dim=1)
     to_negative = 1.0 - (anchor * negative).sum(dim=1)
     margin = torch.from_numpy(triplets.margins[index])
@@ -142,11 +145,22 @@ def train_blocks(
             with torch.no_grad():
                 val_loss = _triplet_loss(encoder, vectors, validation, np.arange(len(validation))).item()
             scheduler.step(val_loss)
-            record = {"epoch": epoch, "train_loss": total / len(order), "val_loss": val_loss,
-                      "lr": optimiser.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
+            record = {
+                "epoch": epoch,
+                "train_loss": total / len(order),
+                "val_loss": val_loss,
+                "lr": optimiser.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - start,
+            }
             history.append(record)
-            logger.info("epoch %d: train %.4f, val %.4f, lr %.1e, %.1fs", epoch, record["train_loss"], val_loss,
-                        record["lr"], record["seconds"])
+            logger.info(
+                "epoch %d: train %.4f, val %.4f, lr %.1e, %.1fs",
+                epoch,
+                record["train_loss"],
+                val_loss,
+                record["lr"],
+                record["seconds"],
+            )
             if val_loss < best:
                 best, best_state = val_loss, {k: v.clone() for k, v in encoder.state_dict().items()}
             bar.advance(1)

@@ -1,4 +1,7 @@
-"""Nearest Neighbor Normalization (NNN, EMNLP 2024): subtract each item's mean similarity to its nearest bank queries."""
+"""Nearest Neighbor Normalization (NNN, EMNLP 2024).
+
+Each item's score is lowered by its mean similarity to its nearest bank queries.
+"""
 
 from __future__ import annotations
 

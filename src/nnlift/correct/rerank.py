@@ -32,8 +32,12 @@ class _Reranker(Correction):
 
     def _neighbor_distances(self, vectors: np.ndarray, self_join: bool) -> np.ndarray:
         found = _topk_arrays(
-            vectors, self.database_, self.k, exclude_self=self_join,
-            working_memory=getattr(self, "working_memory", None), progress=False,
+            vectors,
+            self.database_,
+            self.k,
+            exclude_self=self_join,
+            working_memory=getattr(self, "working_memory", None),
+            progress=False,
         )
         return _distance(found.scores)
 
@@ -82,8 +86,9 @@ class LocalScaling(_Reranker):
     (2, 5)
     """
 
-    def __init__(self, k: int = 10, variant: str = "ls", candidates: int = 100, metric: str = "cosine",
-                 working_memory=None) -> None:
+    def __init__(
+        self, k: int = 10, variant: str = "ls", candidates: int = 100, metric: str = "cosine", working_memory=None
+    ) -> None:
         self.k = k
         self.variant = variant
         self.candidates = candidates

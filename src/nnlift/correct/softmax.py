@@ -134,8 +134,9 @@ class DBNorm(Correction):
     (1, 2)
     """
 
-    def __init__(self, beta: float = 20.0, gallery_beta: float | None = None, metric: str = "cosine",
-                 working_memory=None) -> None:
+    def __init__(
+        self, beta: float = 20.0, gallery_beta: float | None = None, metric: str = "cosine", working_memory=None
+    ) -> None:
         self.beta = beta
         self.gallery_beta = gallery_beta
         self.metric = metric
@@ -145,8 +146,9 @@ class DBNorm(Correction):
         beta = _check_beta(self.beta)
         gallery_beta = beta if self.gallery_beta is None else _check_beta(self.gallery_beta)
         gallery = database if gallery_bank is None else self._prepare(gallery_bank, "gallery_bank", database.shape[1])
-        query_side = beta * inverted_softmax_bias(database, bank, beta, working_memory=self.working_memory,
-                                                  progress=progress).astype(np.float64)
+        query_side = beta * inverted_softmax_bias(
+            database, bank, beta, working_memory=self.working_memory, progress=progress
+        ).astype(np.float64)
         gallery_side = gallery_beta * inverted_softmax_bias(
             database, gallery, gallery_beta, working_memory=self.working_memory, progress=progress
         ).astype(np.float64)

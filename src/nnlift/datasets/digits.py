@@ -47,5 +47,6 @@ def load_digits_split(val_size: float = 0.2, test_size: float = 0.2, seed: int =
         parts["val"].append(rows[n_test : n_test + n_val])
         parts["train"].append(rows[n_test + n_val :])
     rows = {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
-    return DigitsSplit(x[rows["train"]], y[rows["train"]], x[rows["val"]], y[rows["val"]], x[rows["test"]],
-                       y[rows["test"]])
+    return DigitsSplit(
+        x[rows["train"]], y[rows["train"]], x[rows["val"]], y[rows["val"]], x[rows["test"]], y[rows["test"]]
+    )

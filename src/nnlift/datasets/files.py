@@ -13,8 +13,9 @@ from .._optional import require
 __all__ = ["load_embeddings", "load_targets"]
 
 
-def load_embeddings(path: str | os.PathLike, *, key: str | None = None,
-                    ids_key: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def load_embeddings(
+    path: str | os.PathLike, *, key: str | None = None, ids_key: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Embeddings (2-D) and optional ids from a file.
 
     - ``.npy``: the array itself (no ids).
@@ -32,7 +33,9 @@ def load_embeddings(path: str | os.PathLike, *, key: str | None = None,
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
             names = data.files
-            name = key or ("embeddings" if "embeddings" in names else next((n for n in names if data[n].ndim == 2), None))
+            name = key or (
+                "embeddings" if "embeddings" in names else next((n for n in names if data[n].ndim == 2), None)
+            )
             if name is None or name not in names:
                 raise ValueError(f"{path}: no 2-D array {'named ' + repr(key) if key else ''} (arrays: {names})")
             ids_name = ids_key or ("ids" if "ids" in names else None)
@@ -69,7 +72,9 @@ def load_targets(path: str | os.PathLike, n_queries: int | None = None) -> np.nd
     else:
         targets = np.load(path, allow_pickle=False)
     if targets.ndim not in (1, 2) or not np.issubdtype(targets.dtype, np.integer):
-        raise ValueError(f"{path}: targets must be 1-D or 2-D integers; got shape {targets.shape}, dtype {targets.dtype}")
+        raise ValueError(
+            f"{path}: targets must be 1-D or 2-D integers; got shape {targets.shape}, dtype {targets.dtype}"
+        )
     if n_queries is not None and len(targets) != n_queries:
         raise ValueError(f"{path}: {len(targets)} targets for {n_queries} queries")
     return targets.astype(np.int64)

@@ -44,8 +44,14 @@ def _candidates(path: str | os.PathLike | None) -> list[Path]:
     if os.environ.get("WNHOME"):
         places += [Path(os.environ["WNHOME"]) / "dict", Path(os.environ["WNHOME"])]
     places.append(Path("/usr/share/wordnet"))
-    nltk_dirs = [os.environ.get("NLTK_DATA", ""), str(Path.home() / "nltk_data"), "/usr/share/nltk_data",
-                 "/usr/local/share/nltk_data", "/usr/lib/nltk_data", "/usr/local/lib/nltk_data"]
+    nltk_dirs = [
+        os.environ.get("NLTK_DATA", ""),
+        str(Path.home() / "nltk_data"),
+        "/usr/share/nltk_data",
+        "/usr/local/share/nltk_data",
+        "/usr/lib/nltk_data",
+        "/usr/local/lib/nltk_data",
+    ]
     for base in filter(None, nltk_dirs):
         for entry in base.split(os.pathsep):
             places += [Path(entry) / "corpora" / "wordnet", Path(entry) / "corpora" / "wordnet.zip"]
@@ -127,8 +133,9 @@ class ReverseDictionary:
     test_queries: np.ndarray
     test_targets: np.ndarray
 
-    def subset(self, n_bank: int | None = None, n_val: int | None = None, n_test: int | None = None,
-               seed: int = 0) -> ReverseDictionary:
+    def subset(
+        self, n_bank: int | None = None, n_val: int | None = None, n_test: int | None = None, seed: int = 0
+    ) -> ReverseDictionary:
         """A seeded sample of the bank, val and test queries (the gallery is kept whole)."""
         rng = np.random.default_rng(seed)
 
@@ -142,12 +149,22 @@ class ReverseDictionary:
         bank = pick(n_bank, len(self.bank))
         val = pick(n_val, len(self.val_queries))
         test = pick(n_test, len(self.test_queries))
-        return ReverseDictionary(self.gallery, self.bank[bank], self.val_queries[val], self.val_targets[val],
-                                 self.test_queries[test], self.test_targets[test])
+        return ReverseDictionary(
+            self.gallery,
+            self.bank[bank],
+            self.val_queries[val],
+            self.val_targets[val],
+            self.test_queries[test],
+            self.test_targets[test],
+        )
 
     def summary(self) -> dict[str, int]:
-        return {"gallery": len(self.gallery), "bank": len(self.bank), "val": len(self.val_queries),
-                "test": len(self.test_queries)}
+        return {
+            "gallery": len(self.gallery),
+            "bank": len(self.bank),
+            "val": len(self.val_queries),
+            "test": len(self.test_queries),
+        }
 
 
 def _split(pairs: list[tuple[str, str]], seed: int) -> ReverseDictionary:

@@ -46,8 +46,7 @@ METHODS: dict[str, MethodSpec] = {
     "is": MethodSpec("inverted softmax", InvertedSoftmax, {"beta": [10.0, 20.0, 40.0]}),
     "qbnorm": MethodSpec("QB-Norm (DIS)", QBNorm, {"beta": [10.0, 20.0, 40.0]}),
     "dba": MethodSpec("DBA", lambda: AugmentedDatabase(_dba()), {"augmentation__n": [2, 5]}, needs_bank=False),
-    "dba_nnn": MethodSpec("DBA+NNN", lambda: AugmentedDatabase(_dba(), NNN(k=16)),
-                          {"correction__alpha": [0.75, 1.0]}),
+    "dba_nnn": MethodSpec("DBA+NNN", lambda: AugmentedDatabase(_dba(), NNN(k=16)), {"correction__alpha": [0.75, 1.0]}),
     "local_scaling": MethodSpec("local scaling", LocalScaling, {"k": [5, 10]}, needs_bank=False),
     "mutual_proximity": MethodSpec("mutual proximity", MutualProximity, {"k": [5, 10]}, needs_bank=False),
 }
@@ -105,8 +104,9 @@ def compare_methods(
         start = time.perf_counter()
         params, best_params, kept, note = None, None, False, ""
         if spec.grid and tune_methods:
-            result = tune(spec.make(), spec.grid, database, bank, val_queries, val_targets, metric=metric, k=k,
-                          progress=False)
+            result = tune(
+                spec.make(), spec.grid, database, bank, val_queries, val_targets, metric=metric, k=k, progress=False
+            )
             estimator, params, kept, note = result.estimator, result.params, result.kept_baseline, result.message
             best_params = result.best_params
             note += f" (val gain {result.gain})"
@@ -118,10 +118,20 @@ def compare_methods(
         if baseline_hits is None:
             baseline_hits = hits
         gain = None if name == "cosine" else paired_bootstrap(baseline_hits, hits)
-        results.append(MethodResult(
-            name=name, label=spec.label, params=params, kept_baseline=kept, best_params=best_params,
-            metrics=retrieval_metrics(found, test_targets, ks=(1, 5, 10)),
-            hubness=hubness(found, len(database), k=10), gain=gain, neighbors=found, per_query_hit1=hits,
-            seconds=time.perf_counter() - start, note=note,
-        ))
+        results.append(
+            MethodResult(
+                name=name,
+                label=spec.label,
+                params=params,
+                kept_baseline=kept,
+                best_params=best_params,
+                metrics=retrieval_metrics(found, test_targets, ks=(1, 5, 10)),
+                hubness=hubness(found, len(database), k=10),
+                gain=gain,
+                neighbors=found,
+                per_query_hit1=hits,
+                seconds=time.perf_counter() - start,
+                note=note,
+            )
+        )
     return results

@@ -38,7 +38,9 @@ def _ranked_ids(ranked: Any) -> np.ndarray:
         return ranked.ids
     ids = np.asarray(ranked)
     if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"ranked must be Neighbors or a 2-D integer array of ids; got shape {ids.shape}, dtype {ids.dtype}")
+        raise ValueError(
+            f"ranked must be Neighbors or a 2-D integer array of ids; got shape {ids.shape}, dtype {ids.dtype}"
+        )
     return ids.astype(np.int64)
 
 

@@ -27,7 +27,10 @@ logger = logging.getLogger("nnlift")
 
 
 def metric_per_query(name: str, ranked: Any, targets: Any) -> np.ndarray:
-    """Per-query values of a metric named like ``"hit_rate@1"``, ``"recall@10"``, ``"mrr"``, ``"map@r"``, ``"ndcg@10"``."""
+    """Per-query values of a metric named like ``"hit_rate@1"``, ``"recall@10"``, ``"mrr"``, ``"map@r"``.
+
+    ``"precision@k"`` and ``"ndcg@k"`` are accepted too.
+    """
     base, _, cut = name.partition("@")
     functions = {"hit_rate": hit_rate_at_k, "recall": recall_at_k, "precision": precision_at_k, "ndcg": ndcg_at_k}
     if base in functions:
@@ -183,10 +186,14 @@ def tune(
         chosen = clone(correction)
         chosen.set_params(**best[1])
         chosen.fit(database, bank, **fit_kwargs) if chosen.needs_bank else chosen.fit(database, **fit_kwargs)
-        message = (f"chose {best[1]}: {metric} {best[0]:.4f} vs baseline {float(base_values.mean()):.4f} "
-                   f"on validation (gain {gain})")
+        message = (
+            f"chose {best[1]}: {metric} {best[0]:.4f} vs baseline {float(base_values.mean()):.4f} "
+            f"on validation (gain {gain})"
+        )
         return TuneResult(chosen, best[1], best[1], False, scores, float(base_values.mean()), gain, metric, message)
-    message = (f"kept the baseline: the best setting {best[1]} scored {best[0]:.4f} vs {float(base_values.mean()):.4f}, "
-               f"a gain of {gain} that is within noise")
+    message = (
+        f"kept the baseline: the best setting {best[1]} scored {best[0]:.4f} vs {float(base_values.mean()):.4f}, "
+        f"a gain of {gain} that is within noise"
+    )
     logger.info(message)
     return TuneResult(base_fitted, None, best[1], True, scores, float(base_values.mean()), gain, metric, message)

@@ -44,9 +44,7 @@ class ExactIndex(BaseIndex):
         return self._vectors.shape[0]
 
     def _search(self, queries: np.ndarray, k: int) -> Neighbors:
-        return _topk_arrays(
-            queries, self._vectors, k, working_memory=self.working_memory, progress=self.progress
-        )
+        return _topk_arrays(queries, self._vectors, k, working_memory=self.working_memory, progress=self.progress)
 
     def _get(self, positions: np.ndarray) -> np.ndarray:
         return self._vectors[positions].copy()

@@ -20,7 +20,16 @@ import scipy.sparse as sp
 from .._check import check_positive_int
 from .._progress import progress_bar
 from .._threads import default_workers, single_threaded_blas
-from ..kernel import _KEY_PAD, _LOW32, _decode, _encode, _smallest, _tile_topk_keys, _tile_topk_keys_columns, _topk_arrays
+from ..kernel import (
+    _KEY_PAD,
+    _LOW32,
+    _decode,
+    _encode,
+    _smallest,
+    _tile_topk_keys,
+    _tile_topk_keys_columns,
+    _topk_arrays,
+)
 from ..neighbors import Neighbors
 from .base import BaseIndex
 
@@ -59,7 +68,9 @@ def _seed_centroids(train: np.ndarray, n_clusters: int, rng: np.random.Generator
     return pool[chosen].copy()
 
 
-def kmeans(vectors: np.ndarray, n_clusters: int, *, n_iter: int = 6, sample: int | None = None, seed: int = 0) -> np.ndarray:
+def kmeans(
+    vectors: np.ndarray, n_clusters: int, *, n_iter: int = 6, sample: int | None = None, seed: int = 0
+) -> np.ndarray:
     """Spherical k-means on (a sample of) unit rows; returns unit centroids (n_clusters, d)."""
     rng = np.random.default_rng(seed)
     n = vectors.shape[0]
@@ -117,8 +128,15 @@ class IVFIndex(BaseIndex):
     True
     """
 
-    def __init__(self, metric: str = "cosine", n_lists: int | None = None, n_probe: int = 8, n_iter: int = 6,
-                 seed: int = 0, progress: bool = True) -> None:
+    def __init__(
+        self,
+        metric: str = "cosine",
+        n_lists: int | None = None,
+        n_probe: int = 8,
+        n_iter: int = 6,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
         super().__init__(metric)
         self.n_lists = n_lists
         self.n_probe = n_probe
@@ -214,8 +232,9 @@ class IVFIndex(BaseIndex):
             with single_threaded_blas(workers > 1), ThreadPoolExecutor(workers) as pool:
                 for start in range(0, n_queries, chunk):
                     stop = min(start + chunk, n_queries)
-                    keys[start:stop] = self._search_chunk(queries, context, start, stop, k, width, sorted_bias,
-                                                          exclude_self, pool)
+                    keys[start:stop] = self._search_chunk(
+                        queries, context, start, stop, k, width, sorted_bias, exclude_self, pool
+                    )
                     bar.advance(stop - start)
         if symmetric:
             keys = _smallest(np.concatenate([keys, context["columns"]], axis=1), k)
@@ -255,8 +274,9 @@ class IVFIndex(BaseIndex):
             self._build()
         n_lists = len(self._centroids)
         smallest_total = np.cumsum(np.sort(np.diff(self._offsets)))
-        n_probe = min(max(check_positive_int(self.n_probe, "n_probe"), int(np.searchsorted(smallest_total, k)) + 1),
-                      n_lists)
+        n_probe = min(
+            max(check_positive_int(self.n_probe, "n_probe"), int(np.searchsorted(smallest_total, k)) + 1), n_lists
+        )
         probes = _topk_arrays(self._unit(queries), self._centroids, n_probe, progress=False).ids
         largest = int(np.diff(self._offsets).max())
         width = min(largest, k)
@@ -336,8 +356,14 @@ class IVFIndex(BaseIndex):
 
     # -- persistence ---------------------------------------------------------
     def _params(self) -> dict[str, Any]:
-        return {"metric": self.metric, "n_lists": self.n_lists, "n_probe": self.n_probe, "n_iter": self.n_iter,
-                "seed": self.seed, "progress": self.progress}
+        return {
+            "metric": self.metric,
+            "n_lists": self.n_lists,
+            "n_probe": self.n_probe,
+            "n_iter": self.n_iter,
+            "seed": self.seed,
+            "progress": self.progress,
+        }
 
     def _state(self):
         return {}, {"vectors": self._vectors}

@@ -30,8 +30,12 @@ _NAMESPACE = uuid.UUID("6f1c2a4e-6c1b-4f4e-9a51-6e6e6c69667e")  # nnlift's names
 SEQ, KEY = "nnlift_seq", "nnlift_id"
 
 
-def connect(url: str | None = None, api_key: str | None = None, path: str | os.PathLike | None = None,
-            location: str | None = None) -> Any:
+def connect(
+    url: str | None = None,
+    api_key: str | None = None,
+    path: str | os.PathLike | None = None,
+    location: str | None = None,
+) -> Any:
     """A ``QdrantClient``: server by ``url`` (or ``$QDRANT_URL``), local files by ``path``, else ``":memory:"``."""
     qdrant_client = require("qdrant_client", "the Qdrant integration")
     url = url or os.environ.get("QDRANT_URL")
@@ -56,7 +60,12 @@ def _transient(exc: BaseException) -> bool:
     if status is not None:
         return status in (408, 429, 500, 502, 503, 504)
     return isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__ in (
-        "ResponseHandlingException", "ConnectError", "ReadTimeout", "ConnectTimeout", "RemoteProtocolError")
+        "ResponseHandlingException",
+        "ConnectError",
+        "ReadTimeout",
+        "ConnectTimeout",
+        "RemoteProtocolError",
+    )
 
 
 def with_retries(call: Callable[[], Any], *, retries: int = 5, backoff: float = 0.5) -> Any:
@@ -100,9 +109,20 @@ class QdrantIndex:
     [['b']]
     """
 
-    def __init__(self, collection: str, *, url: str | None = None, api_key: str | None = None,
-                 path: str | os.PathLike | None = None, using: str | None = None, metric: str = "cosine",
-                 client: Any = None, batch_size: int = 256, retries: int = 5, progress: bool = True) -> None:
+    def __init__(
+        self,
+        collection: str,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        path: str | os.PathLike | None = None,
+        using: str | None = None,
+        metric: str = "cosine",
+        client: Any = None,
+        batch_size: int = 256,
+        retries: int = 5,
+        progress: bool = True,
+    ) -> None:
         if not isinstance(collection, str) or not collection:
             raise ValueError(f"collection must be a non-empty name; got {collection!r}")
         self.collection = collection
@@ -128,11 +148,14 @@ class QdrantIndex:
             if self.using is None:
                 raise ValueError(f"collection {self.collection!r} has named vectors {sorted(vectors)}; pass using=")
             if self.using not in vectors:
-                raise ValueError(f"collection {self.collection!r} has no named vector {self.using!r}; "
-                                 f"it has {sorted(vectors)}")
+                raise ValueError(
+                    f"collection {self.collection!r} has no named vector {self.using!r}; it has {sorted(vectors)}"
+                )
             return vectors[self.using]
         if self.using is not None:
-            raise ValueError(f"collection {self.collection!r} has one unnamed vector; using={self.using!r} does not exist")
+            raise ValueError(
+                f"collection {self.collection!r} has one unnamed vector; using={self.using!r} does not exist"
+            )
         return vectors
 
     @property
@@ -144,10 +167,14 @@ class QdrantIndex:
         distance = models.Distance.COSINE if self.metric == "cosine" else models.Distance.DOT
         params = models.VectorParams(size=dim, distance=distance)
         config = {self.using: params} if self.using is not None else params
-        with_retries(lambda: self.client.create_collection(self.collection, vectors_config=config), retries=self.retries)
+        with_retries(
+            lambda: self.client.create_collection(self.collection, vectors_config=config), retries=self.retries
+        )
         if self.url is not None:  # local mode has no payload indexes (and warns about them)
-            with_retries(lambda: self.client.create_payload_index(self.collection, SEQ, models.PayloadSchemaType.INTEGER),
-                         retries=self.retries)
+            with_retries(
+                lambda: self.client.create_payload_index(self.collection, SEQ, models.PayloadSchemaType.INTEGER),
+                retries=self.retries,
+            )
 
     def __len__(self) -> int:
         if not self.exists():
@@ -171,8 +198,9 @@ class QdrantIndex:
         start = len(self)
         external = np.arange(start, start + len(array)) if ids is None else check_ids(ids, len(array))
         models = self._models
-        with progress_bar(f"upserting into {self.collection}", len(array), enabled=self.progress,
-                          expected_seconds=len(array) / 2000) as bar:
+        with progress_bar(
+            f"upserting into {self.collection}", len(array), enabled=self.progress, expected_seconds=len(array) / 2000
+        ) as bar:
             for lo in range(0, len(array), self.batch_size):
                 hi = min(lo + self.batch_size, len(array))
                 points = []
@@ -181,8 +209,12 @@ class QdrantIndex:
                     payload = {SEQ: start + row}
                     if isinstance(key, str):
                         payload[KEY] = key
-                    points.append(models.PointStruct(id=point_id(key), vector=self._vector(array[row]), payload=payload))
-                with_retries(lambda: self.client.upsert(self.collection, points=points, wait=True), retries=self.retries)
+                    points.append(
+                        models.PointStruct(id=point_id(key), vector=self._vector(array[row]), payload=payload)
+                    )
+                with_retries(
+                    lambda: self.client.upsert(self.collection, points=points, wait=True), retries=self.retries
+                )
                 bar.advance(hi - lo)
         return self
 
@@ -196,9 +228,12 @@ class QdrantIndex:
         keys = np.full((len(array), k), None, dtype=object)
         any_keys = False
         for row, query in enumerate(array):
-            result = with_retries(lambda: self.client.query_points(
-                self.collection, query=query.tolist(), using=self.using, limit=k, with_payload=[SEQ, KEY]),
-                retries=self.retries)
+            result = with_retries(
+                lambda: self.client.query_points(
+                    self.collection, query=query.tolist(), using=self.using, limit=k, with_payload=[SEQ, KEY]
+                ),
+                retries=self.retries,
+            )
             for col, point in enumerate(result.points):
                 payload = point.payload or {}
                 scores[row, col] = point.score
@@ -216,9 +251,12 @@ class QdrantIndex:
         self._vector_params()  # a clear error for a missing collection or vector name
         values = [ids] if isinstance(ids, (str, int, np.integer)) else list(np.asarray(ids).tolist())
         wanted = [point_id(v) for v in values]
-        found = with_retries(lambda: self.client.retrieve(self.collection, ids=wanted,
-                                                          with_vectors=[self.using] if self.using else True),
-                             retries=self.retries)
+        found = with_retries(
+            lambda: self.client.retrieve(
+                self.collection, ids=wanted, with_vectors=[self.using] if self.using else True
+            ),
+            retries=self.retries,
+        )
         by_id = {str(p.id): p.vector for p in found}
         missing = [v for v, w in zip(values, wanted) if str(w) not in by_id]
         if missing:
@@ -230,12 +268,21 @@ class QdrantIndex:
         """Every point's id and vector, in batches."""
         offset = None
         while True:
-            points, offset = with_retries(lambda: self.client.scroll(
-                self.collection, limit=batch, offset=offset, with_payload=[KEY],
-                with_vectors=[self.using] if self.using else True), retries=self.retries)
+            points, offset = with_retries(
+                lambda: self.client.scroll(
+                    self.collection,
+                    limit=batch,
+                    offset=offset,
+                    with_payload=[KEY],
+                    with_vectors=[self.using] if self.using else True,
+                ),
+                retries=self.retries,
+            )
             if points:
                 ids = [(p.payload or {}).get(KEY, p.id) for p in points]
-                vectors = np.asarray([p.vector[self.using] if self.using else p.vector for p in points], dtype=np.float32)
+                vectors = np.asarray(
+                    [p.vector[self.using] if self.using else p.vector for p in points], dtype=np.float32
+                )
                 yield ids, vectors
             if offset is None:
                 return
@@ -245,8 +292,15 @@ class QdrantIndex:
         """Save the connection description (collection, url or path, using), never the data or the API key."""
         if self.url is None and self.path is None:
             raise ValueError("an in-memory Qdrant collection cannot be reopened; use path= or a server url to save it")
-        params = {"collection": self.collection, "url": self.url, "path": self.path, "using": self.using,
-                  "metric": self.metric, "batch_size": self.batch_size, "retries": self.retries}
+        params = {
+            "collection": self.collection,
+            "url": self.url,
+            "path": self.path,
+            "using": self.using,
+            "metric": self.metric,
+            "batch_size": self.batch_size,
+            "retries": self.retries,
+        }
         return save_artifact(path, self, params, {})
 
     @classmethod
@@ -261,5 +315,3 @@ class QdrantIndex:
     def __repr__(self) -> str:
         where = self.url or self.path or ":memory:"
         return f"QdrantIndex(collection={self.collection!r}, using={self.using!r}, at={where!r})"
-
-

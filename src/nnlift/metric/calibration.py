@@ -20,8 +20,9 @@ class Calibration:
     cutpoints: dict[str, float]
 
 
-def calibrate_thresholds(distances: np.ndarray, correct: np.ndarray, targets: dict[str, float] | None = None,
-                         metric: str = "f1") -> Calibration:
+def calibrate_thresholds(
+    distances: np.ndarray, correct: np.ndarray, targets: dict[str, float] | None = None, metric: str = "f1"
+) -> Calibration:
     """Thresholds from the nearest-neighbour ``distances`` of held-out queries and whether its label was ``correct``.
 
     ``"optimal"`` maximises ``metric`` (``"f1"``, ``"precision"`` or ``"recall"``);
@@ -31,7 +32,9 @@ def calibrate_thresholds(distances: np.ndarray, correct: np.ndarray, targets: di
     distances = np.asarray(distances, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
     if distances.shape != correct.shape or distances.ndim != 1 or len(distances) == 0:
-        raise ValueError(f"distances and correct must be equal-length non-empty 1-D arrays; got {distances.shape}, {correct.shape}")
+        raise ValueError(
+            f"distances and correct must be equal-length non-empty 1-D arrays; got {distances.shape}, {correct.shape}"
+        )
     if not correct.any():
         raise ValueError("calibration needs positives: no held-out query's nearest neighbour had its label")
     if metric not in ("f1", "precision", "recall"):
@@ -67,5 +70,10 @@ def classification_at(distances: np.ndarray, correct: np.ndarray, threshold: flo
     precision = true_matches / matched.sum() if matched.any() else 0.0
     recall = true_matches / correct.sum() if correct.any() else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    return {"threshold": float(threshold), "precision": float(precision), "recall": float(recall), "f1": float(f1),
-            "matched": int(matched.sum())}
+    return {
+        "threshold": float(threshold),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "matched": int(matched.sum()),
+    }

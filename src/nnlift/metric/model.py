@@ -142,18 +142,21 @@ class SimilarityModel(nn.Module):
             raise ValueError(f"classes_per_batch={classes_per_batch} but y has only {len(classes)} classes")
         lonely = classes[counts < 2]
         if len(lonely):
-            raise ValueError(f"every class needs at least 2 examples to form positive pairs; "
-                             f"class(es) {lonely[:5].tolist()} have 1")
+            raise ValueError(
+                f"every class needs at least 2 examples to form positive pairs; class(es) {lonely[:5].tolist()} have 1"
+            )
         criterion = self._loss(loss, pml_losses)
         batch_size = classes_per_batch * examples_per_class
         batches = batches_per_epoch or max(1, len(inputs) // batch_size)
         torch.manual_seed(seed)
         common.NUMPY_RANDOM = np.random.RandomState(seed)
         codes = torch.as_tensor(np.searchsorted(classes, labels))
-        sampler = samplers.MPerClassSampler(codes, m=examples_per_class, batch_size=batch_size,
-                                            length_before_new_iter=batches * batch_size)
-        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(inputs, codes), batch_size=batch_size,
-                                             sampler=sampler, drop_last=True)
+        sampler = samplers.MPerClassSampler(
+            codes, m=examples_per_class, batch_size=batch_size, length_before_new_iter=batches * batch_size
+        )
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(inputs, codes), batch_size=batch_size, sampler=sampler, drop_last=True
+        )
         self.embed(inputs[:2])  # materialise the lazy head before building the optimiser
         optimiser = torch.optim.Adam(self.parameters(), lr=lr)
         val_inputs = val_labels = None
@@ -183,8 +186,12 @@ class SimilarityModel(nn.Module):
     def _loss(loss: str | Any, pml_losses: Any) -> Any:
         if not isinstance(loss, str):
             return loss
-        choices = {"multi_similarity": pml_losses.MultiSimilarityLoss, "triplet": pml_losses.TripletMarginLoss,
-                   "circle": pml_losses.CircleLoss, "contrastive": pml_losses.ContrastiveLoss}
+        choices = {
+            "multi_similarity": pml_losses.MultiSimilarityLoss,
+            "triplet": pml_losses.TripletMarginLoss,
+            "circle": pml_losses.CircleLoss,
+            "contrastive": pml_losses.ContrastiveLoss,
+        }
         if loss not in choices:
             raise ValueError(f"loss must be one of {sorted(choices)} or a pytorch-metric-learning loss; got {loss!r}")
         return choices[loss]()
@@ -223,8 +230,14 @@ class SimilarityModel(nn.Module):
                     continue
                 key = found.keys[row, col] if found.keys is not None else position
                 internal = self.index_.positions([key])[0] if self.index_._external is not None else position
-                records.append(Lookup(key.item() if hasattr(key, "item") else key, self.labels_[internal],
-                                      float(1.0 - found.scores[row, col]), self.data_[internal]))
+                records.append(
+                    Lookup(
+                        key.item() if hasattr(key, "item") else key,
+                        self.labels_[internal],
+                        float(1.0 - found.scores[row, col]),
+                        self.data_[internal],
+                    )
+                )
             out.append(records)
         return out
 
@@ -270,8 +283,13 @@ class SimilarityModel(nn.Module):
         indexed = np.asarray(self.labels_, dtype=object)
         width = max(max(ks), int(max((indexed == t).sum() for t in set(labels.tolist()))))
         found = self._neighbors(x, min(width, len(self.index_)))
-        positions = found.ids if self.index_._external is None else np.vectorize(
-            lambda key: -1 if key is None else self.index_.positions([key])[0], otypes=[np.int64])(found.keys)
+        positions = (
+            found.ids
+            if self.index_._external is None
+            else np.vectorize(lambda key: -1 if key is None else self.index_.positions([key])[0], otypes=[np.int64])(
+                found.keys
+            )
+        )
         targets = [np.flatnonzero(indexed == t) for t in labels.tolist()]
         out = {"precision@1": precision_at_k(positions, targets, 1), "map@r": map_at_r(positions, targets)}
         out.update({f"hit_rate@{k}": hit_rate_at_k(positions, targets, k) for k in ks})
@@ -280,8 +298,13 @@ class SimilarityModel(nn.Module):
     def evaluate_classification(self, x: Any, y: Any, cutpoints: Sequence[str | float] | None = None) -> list[dict]:
         """Precision, recall and F1 of ``match`` at each cutpoint (all calibrated ones by default)."""
         distances, correct, _ = self._nearest(x, y)
-        names = list(cutpoints) if cutpoints is not None else list((self.calibration_ or Calibration(
-            np.empty(0), np.empty(0), np.empty(0), np.empty(0), {})).cutpoints)
+        names = (
+            list(cutpoints)
+            if cutpoints is not None
+            else list(
+                (self.calibration_ or Calibration(np.empty(0), np.empty(0), np.empty(0), np.empty(0), {})).cutpoints
+            )
+        )
         if not names:
             raise ValueError("no cutpoints: calibrate first or pass cutpoints=")
         return [{"cutpoint": name, **classification_at(distances, correct, self._threshold(name))} for name in names]
@@ -300,9 +323,12 @@ class SimilarityModel(nn.Module):
             arrays["data"] = data
         elif data is not None:
             logger.warning("item data of mixed types is not saved (only arrays of numbers or strings are)")
-        extra = {"index": "index", "in_features": int(self.head.in_features),
-                 "history": self.history_,
-                 "cutpoints": None if self.calibration_ is None else self.calibration_.cutpoints}
+        extra = {
+            "index": "index",
+            "in_features": int(self.head.in_features),
+            "history": self.history_,
+            "cutpoints": None if self.calibration_ is None else self.calibration_.cutpoints,
+        }
         if self.calibration_ is not None:
             for name in ("thresholds", "precision", "recall", "f1"):
                 arrays[f"calibration_{name}"] = getattr(self.calibration_, name)
@@ -316,14 +342,20 @@ class SimilarityModel(nn.Module):
         manifest, arrays = read_artifact(path, expected_class=cls)
         model = cls(backbone, manifest["params"]["embedding_dim"], index=load_artifact(Path(path) / "index"))
         model.head = nn.Linear(manifest["extra"]["in_features"], model.embedding_dim)
-        state = {name.split(":", 1)[1]: torch.as_tensor(value) for name, value in arrays.items() if name.startswith("weight:")}
+        state = {
+            name.split(":", 1)[1]: torch.as_tensor(value)
+            for name, value in arrays.items()
+            if name.startswith("weight:")
+        }
         model.load_state_dict(state)
         model.labels_ = arrays["labels"].tolist()
         model.data_ = arrays["data"].tolist() if "data" in arrays else [None] * len(model.labels_)
         model.history_ = manifest["extra"]["history"]
         if manifest["extra"]["cutpoints"] is not None:
-            model.calibration_ = Calibration(*(arrays[f"calibration_{n}"] for n in ("thresholds", "precision", "recall", "f1")),
-                                             cutpoints=manifest["extra"]["cutpoints"])
+            model.calibration_ = Calibration(
+                *(arrays[f"calibration_{n}"] for n in ("thresholds", "precision", "recall", "f1")),
+                cutpoints=manifest["extra"]["cutpoints"],
+            )
         model.eval()
         return model
 
@@ -337,5 +369,7 @@ def _self_retrieval(embeddings: np.ndarray, labels: np.ndarray) -> dict[str, flo
     counts = {label: int((labels == label).sum()) for label in set(labels.tolist())}
     k = min(max(counts.values()), len(labels) - 1)
     found = _topk_arrays(embeddings, embeddings, k, exclude_self=True, progress=False)
-    targets = [np.flatnonzero((labels == label) & (np.arange(len(labels)) != i)) for i, label in enumerate(labels.tolist())]
+    targets = [
+        np.flatnonzero((labels == label) & (np.arange(len(labels)) != i)) for i, label in enumerate(labels.tolist())
+    ]
     return {"val_map@r": map_at_r(found.ids, targets), "val_precision@1": precision_at_k(found.ids, targets, 1)}
