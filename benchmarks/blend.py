@@ -34,13 +34,11 @@ def _explained_by_ties(emb, thresholds, k, rows, tol=1e-6) -> int:
         return 0
     current = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     flagged = np.zeros(len(rows), dtype=bool)
-    blender = nnlift.NeighborhoodBlender(thresholds=thresholds, k=k, progress=False)
     for threshold in thresholds:
         sims = np.sort(current[rows] @ current.T, axis=1)[:, ::-1][:, : k + 1]
         flagged |= np.abs(sims[:, k - 1] - sims[:, k]) <= tol
         flagged |= (np.abs(sims[:, :k] - threshold) <= tol).any(axis=1)
         current = nnlift.NeighborhoodBlender(thresholds=(threshold,), k=k, progress=False).fit_transform(current)
-    del blender
     return int(flagged.sum())
 
 

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from ._base import Estimator, check_is_fitted
 from ._check import check_array, check_finite_scalar, check_k, check_positive_int, normalize_rows
 from .kernel import _self_topk_arrays, _topk_arrays
-from .neighbors import Neighbors
+from .neighbors import Neighbors, sort_neighbors
 
 __all__ = [
     "neighborhood_search",
@@ -107,8 +107,6 @@ def neighbor_graph(
     self_scores = np.einsum("ij,ij->i", unit, unit).astype(np.float32)
     ids = np.concatenate([np.arange(n, dtype=np.int64)[:, None], ids], axis=1)
     scores = np.concatenate([self_scores[:, None], scores], axis=1)
-    from .neighbors import sort_neighbors
-
     return sort_neighbors(ids, scores), recall
 
 

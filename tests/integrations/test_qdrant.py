@@ -130,35 +130,36 @@ def test_resume_after_interruption(items, rng, monkeypatch):
     assert a == b
 
 
-def test_cosine_vector_refused_for_folded_bias(items, rng):
+def collection_with_nnn_vector(distance):
+    """An in-memory client holding "items" with a dense vector and a 17-d "nnn" vector of ``distance``."""
     from qdrant_client import QdrantClient, models
 
-    vectors, ids = items
     client = QdrantClient(":memory:")
     client.create_collection(
         "items",
         vectors_config={
             "dense": models.VectorParams(size=16, distance=models.Distance.COSINE),
-            "nnn": models.VectorParams(size=17, distance=models.Distance.COSINE),
+            "nnn": models.VectorParams(size=17, distance=distance),
         },
     )
+    return client
+
+
+def test_cosine_vector_refused_for_folded_bias(items, rng):
+    from qdrant_client import models
+
+    vectors, ids = items
+    client = collection_with_nnn_vector(models.Distance.COSINE)
     index = make_index(vectors, ids, client=client)
     with pytest.raises(ValueError, match="needs Dot"):
         write_nnn(index, unit(rng, 50, 16), k=4)
 
 
 def test_named_vector_in_place_and_blended_and_sparse(items, rng):
-    from qdrant_client import QdrantClient, models
+    from qdrant_client import models
 
     vectors, ids = items
-    client = QdrantClient(":memory:")
-    client.create_collection(
-        "items",
-        vectors_config={
-            "dense": models.VectorParams(size=16, distance=models.Distance.COSINE),
-            "nnn": models.VectorParams(size=17, distance=models.Distance.DOT),
-        },
-    )
+    client = collection_with_nnn_vector(models.Distance.DOT)
     index = make_index(vectors, ids, client=client)
     report = write_nnn(index, unit(rng, 80, 16), k=4)
     assert not report["destination"].companion

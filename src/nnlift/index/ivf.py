@@ -197,15 +197,8 @@ class IVFIndex(BaseIndex):
         chunks, so the buffer stays small). With ``exclude_self``, query row i
         is database row i (a self-join) and is left out of its own results.
         """
-        if self._centroids is None:
-            self._build()
+        n_probe = self._probe_count(k + (1 if exclude_self else 0))
         n_lists = len(self._centroids)
-        n_probe = min(check_positive_int(self.n_probe, "n_probe"), n_lists)
-        # Every query must see at least k candidates (k + 1 with itself excluded):
-        # probe enough lists that even the smallest ones hold that many.
-        need = k + (1 if exclude_self else 0)
-        smallest_total = np.cumsum(np.sort(np.diff(self._offsets)))
-        n_probe = min(max(n_probe, int(np.searchsorted(smallest_total, need)) + 1), n_lists)
         if exclude_self and len(queries) == len(self._vectors) and self._own_probes.shape[1] == n_probe:
             probes = self._own_probes  # query i is stored vector i: its probes are already known
         else:
@@ -264,19 +257,21 @@ class IVFIndex(BaseIndex):
         for _ in pool.map(run, np.flatnonzero(np.diff(bounds))):
             pass
 
+    def _probe_count(self, need: int) -> int:
+        """Lists each query probes: ``n_probe``, raised so that even the smallest lists hold ``need`` candidates."""
+        if self._centroids is None:
+            self._build()
+        smallest_total = np.cumsum(np.sort(np.diff(self._offsets)))
+        wanted = max(check_positive_int(self.n_probe, "n_probe"), int(np.searchsorted(smallest_total, need)) + 1)
+        return min(wanted, len(self._centroids))
+
     def topk_mean(self, queries: np.ndarray, k: int) -> np.ndarray:
         """Approximate mean of each query's k largest scores (NNN's bias), on validated arrays.
 
         Only the mean is needed, so candidates are merged as float32 scores with one
         partition: no ids, no order and no tie rule (ties do not change a mean).
         """
-        if self._centroids is None:
-            self._build()
-        n_lists = len(self._centroids)
-        smallest_total = np.cumsum(np.sort(np.diff(self._offsets)))
-        n_probe = min(
-            max(check_positive_int(self.n_probe, "n_probe"), int(np.searchsorted(smallest_total, k)) + 1), n_lists
-        )
+        n_probe = self._probe_count(k)
         probes = _topk_arrays(self._unit(queries), self._centroids, n_probe, progress=False).ids
         largest = int(np.diff(self._offsets).max())
         width = min(largest, k)
