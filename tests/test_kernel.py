@@ -172,3 +172,57 @@ def test_column_selection_equals_row_selection_of_transpose(r, c, k, seed):
     np.testing.assert_array_equal(
         _tile_topk_keys_columns(scores, k, 7), _tile_topk_keys(np.ascontiguousarray(scores.T), k, 7)
     )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 400),
+    k_frac=st.floats(0.0, 1.0),
+    threshold=st.sampled_from([-10.0, -1.0, 0.0, 2.0, 5.0, 100.0]),
+    wm=st.sampled_from([1024, 6000, 40000, None]),
+    exclude_self=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_thresholded_self_join_equals_sorted_reference(n, k_frac, threshold, wm, exclude_self, seed):
+    """The self-join's threshold path (pairs above it, no selection) against a full sort, ties included.
+
+    Small integer vectors give many exact ties and many scores equal to the
+    threshold; low thresholds make tiles fall back to the top-k selection.
+    """
+    rng = np.random.default_rng(seed)
+    data = rng.integers(-2, 3, size=(n, 6)).astype(np.float32)
+    limit = n - 1 if exclude_self else n
+    k = max(1, int(round(k_frac * limit)))
+    found = nnlift.topk(data, data, k, metric="ip", exclude_self=exclude_self, threshold=threshold, working_memory=wm)
+    scores = data.astype(np.float64) @ data.T.astype(np.float64)
+    if exclude_self:
+        np.fill_diagonal(scores, -np.inf)
+    ref_ids, ref_scores = reference_topk(scores, k)
+    drop = ref_scores <= threshold
+    np.testing.assert_array_equal(found.ids, np.where(drop, -1, ref_ids))
+    np.testing.assert_array_equal(found.scores, np.where(drop, -np.inf, ref_scores).astype(np.float32))
+
+
+def test_pairs_above_finds_every_entry_and_refuses_too_many(rng):
+    from nnlift.kernel import _pairs_above
+
+    scores = rng.normal(size=(77, 130)).astype(np.float32)  # 77 rows: two full groups of 32 and a tail
+    rows, columns, values = _pairs_above(scores, 2.0, budget=10**6)
+    want_rows, want_columns = np.nonzero(scores > 2.0)
+    assert sorted(zip(rows.tolist(), columns.tolist())) == sorted(zip(want_rows.tolist(), want_columns.tolist()))
+    np.testing.assert_array_equal(values, scores[rows, columns])
+    assert _pairs_above(scores, -5.0, budget=100) is None  # every entry clears it: more than the budget
+
+
+def test_merge_owner_keys_keeps_each_rows_best(rng):
+    from nnlift.kernel import _KEY_PAD, _merge_owner_keys
+
+    acc = np.full((5, 3), _KEY_PAD, dtype=np.uint64)
+    acc[2] = _encode(np.array([0.9, 0.5, 0.1], np.float32), np.array([7, 8, 9]))
+    owners = np.array([2, 2, 4, 2, 4])
+    keys = _encode(np.array([0.7, 0.95, 0.3, 0.05, 0.3], np.float32), np.array([1, 2, 3, 4, 0]))
+    _merge_owner_keys(acc, owners, keys, 3)
+    scores, ids = _decode(acc)
+    assert ids[2].tolist() == [2, 7, 1] and scores[2].tolist() == pytest.approx([0.95, 0.9, 0.7])
+    assert ids[4, :2].tolist() == [0, 3]  # a tie: the lower id first
+    assert (acc[[0, 1, 3]] == _KEY_PAD).all() and acc[4, 2] == _KEY_PAD

@@ -89,7 +89,7 @@ def neighbor_graph(
 
         params = {"n_probe": 8, **(index_params or {})}
         index = IVFIndex("ip", progress=progress, **params).add(unit)
-        found = index.search_arrays(unit, others, exclude_self=True)
+        found = index.search_arrays(unit, others, exclude_self=True, threshold=threshold)
         rng = np.random.default_rng(0)
         sample = np.sort(rng.choice(n, size=min(n, 1000), replace=False))
         exact = _exact_others(unit, sample, others, working_memory)
@@ -99,7 +99,9 @@ def neighbor_graph(
         recall = neighbor_recall(found[sample], exact)
         logger.info("approximate neighbour graph: recall@%d %.4f on %d sampled rows", others, recall, len(sample))
     else:
-        found = _self_topk_arrays(unit, others, exclude_self=True, working_memory=working_memory, progress=progress)
+        found = _self_topk_arrays(
+            unit, others, exclude_self=True, threshold=threshold, working_memory=working_memory, progress=progress
+        )
     ids, scores = found.ids, found.scores
     if threshold is not None:
         drop = scores <= threshold

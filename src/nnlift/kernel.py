@@ -174,6 +174,11 @@ class _LogSumExpReduction:
 
 
 # --------------------------------------------------------------------------- driver
+def _tile(buffer: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """A C-contiguous (rows, columns) view at the start of a reusable buffer (reshapes stay views)."""
+    return buffer.reshape(-1)[: rows * columns].reshape(rows, columns)
+
+
 def _plan(n_rows: int, n_cols: int, workers: int, working_memory: int) -> tuple[int, int]:
     """Tile shape (rows, columns) so that ``workers`` tiles fit in ``working_memory``.
 
@@ -223,7 +228,7 @@ def _blocked(
         state = reduction.start(r1 - r0)
         for c0 in range(0, n_cols, col_block):
             c1 = min(c0 + col_block, n_cols)
-            scores = buffer[: r1 - r0, : c1 - c0]
+            scores = _tile(buffer, r1 - r0, c1 - c0)
             np.matmul(block, database[c0:c1].T, out=scores)
             if bias is not None:
                 scores -= bias[c0:c1]
@@ -303,6 +308,11 @@ def _self_topk_arrays(
     (column-wise selection, no transpose). Each worker accumulates the column
     candidates in its own buffer, merged with the row results at the end, so
     about half the GEMM flops of a plain self-join are skipped.
+
+    With a ``threshold`` only scores above it can be returned, and the set of
+    such pairs is itself symmetric: a tile where they are few gives its pairs to
+    both rows and columns from one scan (:func:`_pairs_above`), with no top-k
+    selection at all. Tiles with too many pairs use the selection above.
     """
     n = database.shape[0]
     working_memory = DEFAULT_WORKING_MEMORY if working_memory is None else working_memory
@@ -312,37 +322,56 @@ def _self_topk_arrays(
     row_keys: list[np.ndarray | None] = [None] * len(starts)
     local = threading.local()
     accumulators: list[np.ndarray] = []
+    pending_pairs: list[list] = []
     lock = threading.Lock()
 
-    def accumulator() -> np.ndarray:
+    def accumulator() -> tuple[np.ndarray, list]:
         acc = getattr(local, "acc", None)
         if acc is None:
             acc = local.acc = np.full((n, k), _KEY_PAD, dtype=np.uint64)
+            local.pairs = [0]  # pending pair count, then (owners, keys) chunks
             with lock:
                 accumulators.append(acc)
-        return acc
+                pending_pairs.append(local.pairs)
+        return acc, local.pairs
 
     def run(index: int) -> int:
         r0 = starts[index]
         r1 = min(r0 + rows, n)
-        acc = accumulator()
+        acc, pairs = accumulator()
+        buffer = getattr(local, "buffer", None)
+        if buffer is None:  # reused: a fresh tile would page-fault on every touch
+            buffer = local.buffer = np.empty((rows, cols), dtype=np.float32)
         block = database[r0:r1]
         state = None
         for c0 in range(r0, n, cols):
             c1 = min(c0 + cols, n)
-            scores = block @ database[c0:c1].T
+            scores = np.matmul(block, database[c0:c1].T, out=_tile(buffer, r1 - r0, c1 - c0))
             if exclude_self:
                 lo, hi = max(r0, c0), min(r1, c1)
                 if lo < hi:
                     diagonal = np.arange(lo, hi)
                     scores[diagonal - r0, diagonal - c0] = -np.inf
+            first = max(c0, r1)  # columns past this row block also take candidates from it
+            if threshold is not None:
+                found = _pairs_above(scores, threshold, budget=8 * k * (r1 - r0 + c1 - c0))
+                if found is not None:
+                    tile_rows, tile_columns, values = found
+                    row_ids, column_ids = tile_rows + r0, tile_columns + c0
+                    later = column_ids >= first
+                    pairs.append((row_ids, _encode(values, column_ids)))
+                    pairs.append((column_ids[later], _encode(values[later], row_ids[later])))
+                    pairs[0] += len(values) + int(later.sum())
+                    if pairs[0] > 4 * k * n:  # keep pending pairs bounded: fold them into the accumulator
+                        _fold_pairs(acc, pairs, k)
+                    continue
             keys = _tile_topk_keys(scores, k, c0)
             state = keys if state is None else _smallest(np.concatenate([state, keys], axis=1), k)
-            # Columns past this row block get their candidates among its rows.
-            first = max(c0, r1)
             if first < c1:
                 acc[first:c1] = _merge_column_candidates(acc[first:c1], scores[:, first - c0 :], k, r0)
-        if state.shape[1] < k:  # the last columns may number fewer than k
+        if state is None:
+            state = np.full((r1 - r0, k), _KEY_PAD, dtype=np.uint64)
+        elif state.shape[1] < k:  # the last columns may number fewer than k
             state = np.pad(state, ((0, 0), (0, k - state.shape[1])), constant_values=_KEY_PAD)
         row_keys[index] = state
         return r1 - r0
@@ -353,10 +382,81 @@ def _self_topk_arrays(
         with single_threaded_blas(workers > 1), ThreadPoolExecutor(max_workers=workers) as pool:
             for done in pool.map(run, range(len(starts))):
                 bar.advance(done)
+    for acc, pairs in zip(accumulators, pending_pairs):
+        _fold_pairs(acc, pairs, k)
     keys = np.concatenate(row_keys, axis=0)
     for acc in accumulators:
         keys = _smallest(np.concatenate([keys, acc], axis=1), k)
     return _keys_to_neighbors(keys, threshold)
+
+
+_PAIR_GROUP = 32  # rows whose column-wise maximum is tested against the threshold at once
+
+
+def _pairs_above(scores: np.ndarray, threshold: float, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Every entry of a tile strictly above ``threshold``; None when there are more than ``budget``.
+
+    Rows are grouped as (g, G, c): row ``j·G + i`` is member j of group i. The
+    maximum over the first axis is one streaming pass of elementwise maxima,
+    and only the (group, column) cells whose maximum clears the threshold are
+    opened: g scores each, gathered from the flat tile.
+    Returns tile-local rows, columns and scores.
+    """
+    r, c = scores.shape
+    g = _PAIR_GROUP
+    n_groups = r // g
+    main = n_groups * g
+    parts = []
+    if n_groups:
+        group_max = scores[:main].reshape(g, n_groups, c).max(axis=0)
+        groups, columns = np.nonzero(group_max > threshold)
+        if len(groups) * g > max(budget, scores.size // 4):  # opening them would cost a selection's worth
+            return None
+        flat = (groups[:, None] + np.arange(g) * n_groups) * c + columns[:, None]
+        values = np.take(scores if scores.flags.c_contiguous else np.ascontiguousarray(scores), flat)
+        hit = values > threshold
+        flat = flat[hit]
+        parts.append((flat // c, flat % c, values[hit]))
+    if main < r:  # the last rows that do not fill a group are compared directly
+        tail = scores[main:]
+        tail_rows, tail_columns = np.nonzero(tail > threshold)
+        parts.append((tail_rows + main, tail_columns, tail[tail_rows, tail_columns]))
+    tile_rows, tile_columns, values = (np.concatenate(part) for part in zip(*parts))
+    if len(values) > budget:
+        return None
+    return tile_rows.astype(np.int64), tile_columns.astype(np.int64), values
+
+
+def _fold_pairs(acc: np.ndarray, pairs: list, k: int) -> None:
+    """Merge pending ``[count, (owners, keys), ...]`` chunks into ``acc`` and empty the list."""
+    chunks = pairs[1:]
+    del pairs[1:]
+    pairs[0] = 0
+    if chunks:
+        _merge_owner_keys(
+            acc, np.concatenate([owner for owner, _ in chunks]), np.concatenate([key for _, key in chunks]), k
+        )
+
+
+def _rank_by_owner(owners: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort (owner, key) pairs by owner then key; return the sorted owners, keys and each one's rank in its owner."""
+    order = np.lexsort((keys, owners))
+    owners, keys = owners[order], keys[order]
+    starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+    counts = np.diff(np.r_[starts, len(owners)])
+    return owners, keys, np.arange(len(owners)) - np.repeat(starts, counts)
+
+
+def _merge_owner_keys(acc: np.ndarray, owners: np.ndarray, keys: np.ndarray, k: int) -> None:
+    """Merge keys addressed to rows ``owners`` into the sorted per-row keys ``acc`` (n, k), in place."""
+    if not len(owners):
+        return
+    owners, keys, rank = _rank_by_owner(owners, keys)
+    keep = rank < k
+    touched, where = np.unique(owners[keep], return_inverse=True)
+    dense = np.full((len(touched), k), _KEY_PAD, dtype=np.uint64)
+    dense[where, rank[keep]] = keys[keep]
+    acc[touched] = _smallest(np.concatenate([acc[touched], dense], axis=1), k)
 
 
 def _merge_column_candidates(current: np.ndarray, scores: np.ndarray, k: int, row_offset: int) -> np.ndarray:

@@ -42,6 +42,23 @@ def test_ivf_self_join_excludes_self_and_bias(rng):
     assert not (found.ids == np.arange(1500)[:, None]).any()
 
 
+@pytest.mark.parametrize("threshold", [-2.0, 0.6, 0.8, 0.85])
+@pytest.mark.parametrize("self_join", [True, False])
+def test_ivf_threshold_equals_masking_the_plain_search(rng, threshold, self_join):
+    """The threshold path (entries above it, no top-k selection) returns what masking the plain search does."""
+    database = mixture(rng, 1200)
+    database[5] = database[6]  # an exact tie
+    queries = database if self_join else mixture(rng, 300)
+    index = nnlift.IVFIndex(n_lists=12, n_probe=3).add(database)
+    plain = index.search_arrays(queries, 6, exclude_self=self_join)
+    found = index.search_arrays(queries, 6, exclude_self=self_join, threshold=threshold)
+    drop = plain.scores <= threshold
+    np.testing.assert_array_equal(found.ids, np.where(drop, -1, plain.ids))
+    np.testing.assert_array_equal(found.scores, np.where(drop, -np.inf, plain.scores))
+    if threshold >= 0.8:
+        assert (found.ids >= 0).any() and (found.ids < 0).any()  # the threshold binds in this data
+
+
 def test_tiny_lists_widen_the_probe(rng):
     database = unit(rng, 40, 8)
     index = nnlift.IVFIndex(n_lists=20, n_probe=1).add(database)

@@ -25,6 +25,9 @@ from ..kernel import (
     _LOW32,
     _decode,
     _encode,
+    _merge_owner_keys,
+    _pairs_above,
+    _rank_by_owner,
     _smallest,
     _tile_topk_keys,
     _tile_topk_keys_columns,
@@ -188,6 +191,7 @@ class IVFIndex(BaseIndex):
         *,
         bias: np.ndarray | None = None,
         exclude_self: bool = False,
+        threshold: float | None = None,
     ) -> Neighbors:
         """Approximate top-k of ``s(q, x) − bias(x)`` on validated arrays.
 
@@ -196,6 +200,9 @@ class IVFIndex(BaseIndex):
         top-k candidates go to a per-query buffer merged at the end (in query
         chunks, so the buffer stays small). With ``exclude_self``, query row i
         is database row i (a self-join) and is left out of its own results.
+        With a ``threshold`` only scores strictly above it are returned (the
+        rest is padding), and a tile with few such scores skips top-k
+        selection: its entries above the threshold are the candidates.
         """
         n_probe = self._probe_count(k + (1 if exclude_self else 0))
         n_lists = len(self._centroids)
@@ -214,7 +221,7 @@ class IVFIndex(BaseIndex):
         # candidates among the queries probing it, so a pair is found when either side
         # probes the other's list, at no extra multiply.
         symmetric = exclude_self and bias is None and n_queries == len(self._vectors)
-        context = {"probes": probes, "symmetric": symmetric}
+        context = {"probes": probes, "symmetric": symmetric, "threshold": threshold}
         if symmetric:
             context["list_of"] = np.repeat(np.arange(n_lists), np.diff(self._offsets))[np.argsort(self._order)]
             context["columns"] = np.full((n_queries, k), _KEY_PAD, dtype=np.uint64)
@@ -234,6 +241,8 @@ class IVFIndex(BaseIndex):
         scores, ids = _decode(keys)
         scores = np.array(scores, dtype=np.float32)
         pad = ~np.isfinite(scores)
+        if threshold is not None:
+            pad |= scores <= threshold
         ids[pad] = -1
         scores[pad] = -np.inf
         return Neighbors(ids, scores)
@@ -320,6 +329,10 @@ class IVFIndex(BaseIndex):
                 inside = position < len(members)
                 hit = inside & (members[np.minimum(position, len(members) - 1)] == start + rows)
                 tile[np.flatnonzero(hit), position[hit]] = -np.inf
+            if context["threshold"] is not None and self._pairs_above(
+                tile, rows, slots, members, k, candidates, context
+            ):
+                return
             if tile.shape[1] <= width and width > k:  # small list: every member is a candidate
                 keys = _encode(tile, np.broadcast_to(members, tile.shape))
             else:
@@ -330,8 +343,36 @@ class IVFIndex(BaseIndex):
             if context["symmetric"]:
                 self._column_candidates(tile, members, start + rows, k, context)
 
+        context["start"] = start
         self._each_list(chunk_probes, pool, run)
         return _smallest(candidates.reshape(n_rows, n_probe * width), k)
+
+    @staticmethod
+    def _pairs_above(tile, rows, slots, members, k, candidates, context) -> bool:
+        """Fill a tile's candidates from its entries above the threshold; False when they are too many.
+
+        Only entries above the threshold can be returned, so when they are few
+        a row's best ``width`` of them are its candidates and no top-k
+        selection runs. For self-joins the same entries go to the members'
+        column candidates.
+        """
+        width = candidates.shape[2]
+        found = _pairs_above(tile, context["threshold"], budget=width * tile.shape[0])
+        if found is None:
+            return False
+        tile_rows, tile_columns, values = found
+        if not len(values):
+            return True
+        by_row, keys, rank = _rank_by_owner(tile_rows, _encode(values, members[tile_columns]))
+        keep = rank < width  # a row's best ``width`` (≥ k) entries hold its top-k in this tile
+        candidates[rows[by_row[keep]], slots[by_row[keep]], rank[keep]] = keys[keep]
+        if context["symmetric"]:
+            partners = context["start"] + rows[tile_rows]
+            owners = members[tile_columns]
+            # A pair the member's own probes also find is left to them, as in _column_candidates.
+            seen = (context["probes"][owners] == context["list_of"][partners][:, None]).any(axis=1)
+            _merge_owner_keys(context["columns"], owners[~seen], _encode(values[~seen], partners[~seen]), k)
+        return True
 
     @staticmethod
     def _column_candidates(tile: np.ndarray, members: np.ndarray, query_ids: np.ndarray, k: int, context: dict) -> None:
