@@ -93,7 +93,8 @@ def test_nnn_approximate_matches_exact_on_clustered_data(rng):
 def test_nnn_approximate_warns_when_agreement_is_low(rng):
     database, bank, queries = unit(rng, 3000, 64), unit(rng, 500, 64), unit(rng, 100, 64)
     with pytest.warns(UserWarning, match="bias has mean absolute error"):
-        model = nnlift.NNN(k=8, approximate=True, n_lists=200, n_probe=1, min_agreement=0.99).fit(database, bank)
+        # 20 lists of ~25 bank rows: one probe holds k=8 candidates, but on random data not the best ones
+        model = nnlift.NNN(k=8, approximate=True, n_lists=20, n_probe=1, min_agreement=0.99).fit(database, bank)
     with pytest.warns(UserWarning, match="agrees with exact search on only"):
         model.search(queries, 5)
     assert model.agreement_["top1_agreement"] < 0.99
@@ -137,3 +138,16 @@ def test_topk_mean_equals_mean_of_topk_search(rng):
     np.testing.assert_allclose(
         full.topk_mean(queries, 16), nnlift.topk_mean(queries, database, 16, metric="ip"), atol=1e-5
     )
+
+
+def test_topk_mean_is_exact_for_queries_whose_lists_are_too_small(rng):
+    """A query whose probed lists hold fewer than k vectors gets its exact mean (not -inf, not a wider probe)."""
+    database, queries = unit(rng, 40, 8), unit(rng, 30, 8)
+    index = nnlift.IVFIndex(metric="ip", n_lists=20, n_probe=1).add(database)
+    found = index.topk_mean(queries, 5)
+    sizes = np.diff(index._offsets)
+    probes = nnlift.topk(queries, index._centroids, 1, metric="ip").ids
+    short = sizes[probes].sum(axis=1) < 5
+    assert short.any() and np.isfinite(found).all()
+    exact = nnlift.topk_mean(queries, database, 5, metric="ip")
+    np.testing.assert_allclose(found[short], exact[short], atol=1e-6)

@@ -167,7 +167,8 @@ class IVFIndex(BaseIndex):
         unit = self._vectors
         if self.metric == "ip":  # cluster by direction; scores stay raw inner products
             norms = np.linalg.norm(unit, axis=1, keepdims=True)
-            unit = unit / np.where(norms == 0, 1, norms)
+            if not np.allclose(norms, 1.0, rtol=0.0, atol=1e-5):  # unit rows (blending's) need no copy
+                unit = unit / np.where(norms == 0, 1, norms)
         self._centroids = kmeans(unit, n_lists, n_iter=self.n_iter, seed=self.seed)
         # Each stored vector's n_probe nearest lists: the first is its own list, and a
         # self-join reuses them all as its probes instead of multiplying again.
@@ -279,8 +280,12 @@ class IVFIndex(BaseIndex):
 
         Only the mean is needed, so candidates are merged as float32 scores with one
         partition: no ids, no order and no tie rule (ties do not change a mean).
+        Each query probes ``n_probe`` lists; the rare query whose lists hold
+        fewer than k vectors gets its exact mean instead of probing more for all.
         """
-        n_probe = self._probe_count(k)
+        if self._centroids is None:
+            self._build()
+        n_probe = min(check_positive_int(self.n_probe, "n_probe"), len(self._centroids))
         probes = _topk_arrays(self._unit(queries), self._centroids, n_probe, progress=False).ids
         largest = int(np.diff(self._offsets).max())
         width = min(largest, k)
@@ -304,6 +309,10 @@ class IVFIndex(BaseIndex):
                 flat_scores = candidates.reshape(stop - start, -1)
                 top = np.partition(flat_scores, flat_scores.shape[1] - k, axis=1)[:, -k:]
                 out[start:stop] = top.mean(axis=1, dtype=np.float64)
+        short = np.flatnonzero(np.diff(self._offsets)[probes].sum(axis=1) < k)
+        if len(short):
+            exact = _topk_arrays(queries[short], self._vectors, k, progress=False)
+            out[short] = exact.scores.mean(axis=1, dtype=np.float64)
         return out
 
     def _unit(self, queries: np.ndarray) -> np.ndarray:
