@@ -54,7 +54,9 @@ def reference(database, bank, queries, k, alpha, top):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--large", action="store_true", help="1M database, 100k bank, approximate only")
-    parser.add_argument("--n-probe", type=int, default=8)
+    parser.add_argument(
+        "--n-probe", type=int, nargs="+", default=[8, 3], help="lists probed; one approximate row each (--large: first)"
+    )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     k, alpha, top, d, clusters, spread = 128, 0.75, 10, 384, 100, 1.5
@@ -67,12 +69,15 @@ def main() -> None:
     queries = unit_vectors(q, d, seed=3, clusters=clusters, spread=spread)
 
     rows = []
-    approx = nnlift.NNN(k=k, alpha=alpha, approximate=True, n_probe=args.n_probe)
-    a_fit, _ = timed(lambda: approx.fit(database, bank, progress=False))
-    a_search, a_found = timed(lambda: approx.search(queries, top, progress=False))
     sample = np.random.default_rng(7).choice(n, size=2000, replace=False)
     exact_sample_bias = nnn_bias(database[sample], bank, k, progress=False)
-    bias_mae = float(np.abs(exact_sample_bias - approx.bias_[sample]).mean())
+    approximate = []  # (n_probe, model, fit s, search s, found, bias MAE)
+    for n_probe in args.n_probe[:1] if args.large else args.n_probe:
+        approx = nnlift.NNN(k=k, alpha=alpha, approximate=True, n_probe=n_probe)
+        a_fit, _ = timed(lambda: approx.fit(database, bank, progress=False))
+        a_search, a_found = timed(lambda: approx.search(queries, top, progress=False))
+        bias_mae = float(np.abs(exact_sample_bias - approx.bias_[sample]).mean())
+        approximate.append((n_probe, approx, a_fit, a_search, a_found, bias_mae))
 
     if not args.large:
         exact = nnlift.NNN(k=k, alpha=alpha)
@@ -83,8 +88,6 @@ def main() -> None:
         ids_equal = float(np.mean(e_found.ids == r_ids))
         bias_diff = float(np.abs(exact.bias_ - r_bias).max())
         score_diff = float(np.abs(e_found.scores - r_scores).max())
-        agreement = float(np.mean(a_found.ids[:, 0] == e_found.ids[:, 0]))
-        recall10 = nnlift.neighbor_recall(a_found, e_found)
         rows.append(
             [
                 "nnn-retrieval NNNRanker (torch)",
@@ -105,26 +108,33 @@ def main() -> None:
                 f"ids equal on {100 * ids_equal:.2f}% of slots; max |Δbias| {bias_diff:.1e}; max |Δscore| {score_diff:.1e}",
             ]
         )
-        rows.append(
-            [
-                "nnlift NNN approximate (IVF-GEMM)",
-                f"{a_fit:.2f}",
-                f"{a_search:.2f}",
-                f"{a_fit + a_search:.2f}",
-                f"{r_total / (a_fit + a_search):.2f}",
-                f"agreement@1 with exact {agreement:.4f}; recall@10 {recall10:.4f}; bias MAE {bias_mae:.1e}",
-            ]
-        )
+        results = []
+        for n_probe, _, a_fit, a_search, a_found, bias_mae in approximate:
+            agreement = float(np.mean(a_found.ids[:, 0] == e_found.ids[:, 0]))
+            recall10 = nnlift.neighbor_recall(a_found, e_found)
+            results.append((r_total / (a_fit + a_search), agreement, n_probe))
+            rows.append(
+                [
+                    f"nnlift NNN approximate (IVF-GEMM, n_probe={n_probe})",
+                    f"{a_fit:.2f}",
+                    f"{a_search:.2f}",
+                    f"{a_fit + a_search:.2f}",
+                    f"{r_total / (a_fit + a_search):.2f}",
+                    f"agreement@1 with exact {agreement:.4f}; recall@10 {recall10:.4f}; bias MAE {bias_mae:.1e}",
+                ]
+            )
+        approx_claims = "; ".join(f"n_probe={p}: **{x:.2f}×**, agreement **{a:.4f}**" for x, a, p in results)
         header = ["method", "fit s", "search s", "total s", "speed-up vs reference", "output"]
         body = (
             f"N={n:,}, M={m:,}, Q={q:,}, d={d}, k={k}, alpha={alpha}, top-{top}; mixture of {clusters} clusters "
             f"(spread {spread}).\n\n{markdown_table(header, rows)}\n\n"
             f"Targets: exact ≥ 2.5× faster than the reference in total with identical output "
             f"(**{r_total / (e_fit + e_search):.2f}×**); approximate ≥ 10× faster with agreement@1 ≥ 0.99 "
-            f"(**{r_total / (a_fit + a_search):.2f}×**, agreement **{agreement:.4f}**)."
+            f"({approx_claims}). n_probe=8 is the default."
         )
         name = "NNN (50k database, 20k bank)"
     else:
+        n_probe, approx, a_fit, a_search, a_found, bias_mae = approximate[0]
         measured = approx.agreement_
         rows.append(
             [
@@ -137,7 +147,7 @@ def main() -> None:
         )
         body = (
             f"N={n:,}, M={m:,}, Q={q:,}, d={d}, k={k}, alpha={alpha}; mixture of {clusters} clusters (spread {spread}); "
-            f"n_probe={args.n_probe}.\n\n"
+            f"n_probe={n_probe}.\n\n"
             f"{markdown_table(['method', 'fit s', 'search s', 'total s', 'accuracy'], rows)}\n\n"
             f"Target: ≤ 120 s with bias MAE ≤ 1e-3 (**{a_fit + a_search:.0f} s**, MAE **{bias_mae:.1e}**)."
         )

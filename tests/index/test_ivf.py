@@ -140,14 +140,16 @@ def test_topk_mean_equals_mean_of_topk_search(rng):
     )
 
 
-def test_topk_mean_is_exact_for_queries_whose_lists_are_too_small(rng):
-    """A query whose probed lists hold fewer than k vectors gets its exact mean (not -inf, not a wider probe)."""
-    database, queries = unit(rng, 40, 8), unit(rng, 30, 8)
-    index = nnlift.IVFIndex(metric="ip", n_lists=20, n_probe=1).add(database)
-    found = index.topk_mean(queries, 5)
+def test_topk_mean_widens_the_probe_only_for_queries_whose_lists_are_too_small(rng):
+    """A query whose probed lists hold fewer than k vectors probes as many lists as the smallest ones need."""
+    database, queries = unit(rng, 60, 8), unit(rng, 60, 8)
+    index = nnlift.IVFIndex(metric="ip", n_lists=10, n_probe=1).add(database)
+    found = index.topk_mean(queries, 6)
     sizes = np.diff(index._offsets)
     probes = nnlift.topk(queries, index._centroids, 1, metric="ip").ids
-    short = sizes[probes].sum(axis=1) < 5
-    assert short.any() and np.isfinite(found).all()
-    exact = nnlift.topk_mean(queries, database, 5, metric="ip")
-    np.testing.assert_allclose(found[short], exact[short], atol=1e-6)
+    short = sizes[probes].sum(axis=1) < 6
+    assert short.any() and (~short).any() and np.isfinite(found).all()
+    wide = nnlift.IVFIndex(metric="ip", n_lists=10, n_probe=index._probe_count(6)).add(database)
+    np.testing.assert_allclose(found[short], wide.topk_mean(queries, 6)[short], atol=1e-6)
+    narrow, _ = index._topk_mean(queries, 6, 1)
+    np.testing.assert_allclose(found[~short], narrow[~short], atol=1e-6)

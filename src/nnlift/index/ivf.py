@@ -280,12 +280,19 @@ class IVFIndex(BaseIndex):
 
         Only the mean is needed, so candidates are merged as float32 scores with one
         partition: no ids, no order and no tie rule (ties do not change a mean).
-        Each query probes ``n_probe`` lists; the rare query whose lists hold
-        fewer than k vectors gets its exact mean instead of probing more for all.
+        Each query probes ``n_probe`` lists; only the rare query whose lists
+        hold fewer than k vectors probes as many as the smallest lists need.
         """
         if self._centroids is None:
             self._build()
         n_probe = min(check_positive_int(self.n_probe, "n_probe"), len(self._centroids))
+        out, short = self._topk_mean(queries, k, n_probe)
+        if len(short):
+            out[short], _ = self._topk_mean(queries[short], k, self._probe_count(k))
+        return out
+
+    def _topk_mean(self, queries: np.ndarray, k: int, n_probe: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k means over ``n_probe`` lists per query, and the queries whose lists held fewer than k."""
         probes = _topk_arrays(self._unit(queries), self._centroids, n_probe, progress=False).ids
         largest = int(np.diff(self._offsets).max())
         width = min(largest, k)
@@ -310,10 +317,7 @@ class IVFIndex(BaseIndex):
                 top = np.partition(flat_scores, flat_scores.shape[1] - k, axis=1)[:, -k:]
                 out[start:stop] = top.mean(axis=1, dtype=np.float64)
         short = np.flatnonzero(np.diff(self._offsets)[probes].sum(axis=1) < k)
-        if len(short):
-            exact = _topk_arrays(queries[short], self._vectors, k, progress=False)
-            out[short] = exact.scores.mean(axis=1, dtype=np.float64)
-        return out
+        return out, short
 
     def _unit(self, queries: np.ndarray) -> np.ndarray:
         if self.metric != "ip":
