@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--large", action="store_true", help="1M database, 100k bank, approximate only")
     parser.add_argument(
-        "--n-probe", type=int, nargs="+", default=[8, 3], help="lists probed; one approximate row each (--large: first)"
+        "--n-probe", type=int, nargs="+", default=[8], help="lists probed; one approximate row each (--large: first)"
     )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
@@ -153,10 +153,10 @@ def main() -> None:
         )
         name = "NNN at 1M (approximate)"
     print(body)
+    flags = " --large" if args.large else ""
+    flags += "" if args.n_probe == [8] else " --n-probe " + " ".join(map(str, args.n_probe))
     if args.write:
-        write_section(
-            name, f"OMP_NUM_THREADS=2 python benchmarks/nnn.py{' --large' if args.large else ''} --write", body
-        )
+        write_section(name, f"OMP_NUM_THREADS=2 python benchmarks/nnn.py{flags} --write", body)
 
 
 if __name__ == "__main__":
