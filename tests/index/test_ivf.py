@@ -88,6 +88,26 @@ def test_nnn_approximate_matches_exact_on_clustered_data(rng):
     found, reference = approx.search(queries, 10), exact.search(queries, 10)
     assert np.mean(found.ids[:, 0] == reference.ids[:, 0]) >= 0.99
     assert approx.agreement_["top1_agreement"] >= 0.99
+    # the search index listed the database by the bank's centroids from the fit: no second k-means
+    assert approx._folded_index._centroids.shape == (round(np.sqrt(1500)), 32)
+
+
+def test_ivf_use_lists_refuses_a_piled_up_partition(rng):
+    """Borrowed lists are used only when the vectors spread over them; otherwise the index builds its own."""
+    centres = unit(np.random.default_rng(3), 10, 32)
+    bank = mixture(rng, 1500, d=32, centres=centres)
+    source = nnlift.IVFIndex(metric="ip", n_lists=20, n_probe=4).add(bank)
+    source._build()
+    spread = mixture(rng, 1000, d=32, centres=centres)
+    index = nnlift.IVFIndex(metric="ip", n_probe=4).add(spread)
+    probes = nnlift.topk(spread, source._centroids, 4, metric="ip").ids
+    assert index.use_lists(source._centroids, probes)
+    assert index._centroids is source._centroids and index._offsets[-1] == 1000
+    piled = mixture(rng, 1000, d=32, centres=centres[:1], spread=0.05)  # one tight region: one list holds all
+    other = nnlift.IVFIndex(metric="ip", n_probe=4).add(piled)
+    assert not other.use_lists(source._centroids, nnlift.topk(piled, source._centroids, 4, metric="ip").ids)
+    assert other._centroids is None  # untouched: it will run its own k-means
+    assert other.search(piled[:3], 2).ids.shape == (3, 2)
 
 
 def test_nnn_approximate_warns_when_agreement_is_low(rng):
@@ -151,5 +171,5 @@ def test_topk_mean_widens_the_probe_only_for_queries_whose_lists_are_too_small(r
     assert short.any() and (~short).any() and np.isfinite(found).all()
     wide = nnlift.IVFIndex(metric="ip", n_lists=10, n_probe=index._probe_count(6)).add(database)
     np.testing.assert_allclose(found[short], wide.topk_mean(queries, 6)[short], atol=1e-6)
-    narrow, _ = index._topk_mean(queries, 6, 1)
+    narrow, _ = index._topk_mean(queries, 6, probes)
     np.testing.assert_allclose(found[~short], narrow[~short], atol=1e-6)

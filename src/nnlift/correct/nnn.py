@@ -107,8 +107,9 @@ class NNN(Correction):
         k = _check_k_param(self.k, bank, "NNN")
         check_finite_scalar(self.alpha, "alpha")
         self._folded_index = None
+        self._bank_lists = None
         if self.approximate:
-            self.bias_, self.agreement_ = _approximate_bias(self, database, bank, k, progress)
+            self.bias_, self.agreement_, self._bank_lists = _approximate_bias(self, database, bank, k, progress)
         else:
             self.bias_ = nnn_bias(database, bank, k, working_memory=self.working_memory, progress=progress)
 
@@ -145,6 +146,10 @@ class NNN(Correction):
 
                 self._folded_index = IVFIndex("ip", n_lists=self.n_lists, n_probe=self.n_probe, progress=False)
                 self._folded_index.add(self.database_)
+                # The fit already placed every item among the bank's lists: reuse them, no second k-means.
+                if getattr(self, "_bank_lists", None) is not None:
+                    self._folded_index.use_lists(*self._bank_lists)
+                    self._bank_lists = None
             else:
                 from ..index.faiss import FaissIndex
 
@@ -182,17 +187,20 @@ class NNN(Correction):
         return self
 
 
-def _approximate_bias(model: NNN, database, bank, k, progress) -> tuple[np.ndarray, dict[str, Any]]:
+def _approximate_bias(model: NNN, database, bank, k, progress) -> tuple[np.ndarray, dict[str, Any], tuple | None]:
+    """The approximate bias, its measured error, and (IVF path) the bank's centroids with each item's probes."""
     if model.index is None:
         from ..index.ivf import IVFIndex
 
         index = IVFIndex("ip", n_lists=model.n_lists, n_probe=model.n_probe, progress=progress).add(bank)
-        bias = index.topk_mean(database, k)
+        bias, probes = index.topk_mean_and_probes(database, k)
+        lists = (index._centroids, probes)
     else:
         from ..index.faiss import FaissIndex
 
         found = FaissIndex(model.index, metric="ip", ef_search=max(2 * k, 64)).add(bank).search(database, k)
         bias = found.scores.mean(axis=1, dtype=np.float64).astype(np.float32)
+        lists = None
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(len(database), size=min(len(database), model.check_sample), replace=False))
     exact = nnn_bias(database[sample], bank, k, progress=False)
@@ -204,4 +212,4 @@ def _approximate_bias(model: NNN, database, bank, k, progress) -> tuple[np.ndarr
             "sampled items; raise n_probe or use approximate=False",
             stacklevel=4,
         )
-    return bias, {"bias_mae": mae}
+    return bias, {"bias_mae": mae}, lists

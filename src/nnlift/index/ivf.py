@@ -173,13 +173,40 @@ class IVFIndex(BaseIndex):
         # Each stored vector's n_probe nearest lists: the first is its own list, and a
         # self-join reuses them all as its probes instead of multiplying again.
         own_probes = min(check_positive_int(self.n_probe, "n_probe"), n_lists)
-        self._own_probes = _topk_arrays(unit, self._centroids, own_probes, progress=False).ids
-        assign = self._own_probes[:, 0]
+        self._set_lists(self._centroids, _topk_arrays(unit, self._centroids, own_probes, progress=False).ids)
+
+    def _set_lists(self, centroids: np.ndarray, own_probes: np.ndarray) -> None:
+        """Store the vectors list by list, given the centroids and each vector's nearest lists (first: its own)."""
+        self._centroids = centroids
+        self._own_probes = own_probes
+        assign = own_probes[:, 0]
         # Stored in list order (ids ascending within a list), so a list is a contiguous slice.
         self._order = np.argsort(assign, kind="stable")
-        self._offsets = np.searchsorted(assign[self._order], np.arange(n_lists + 1))
+        self._offsets = np.searchsorted(assign[self._order], np.arange(len(centroids) + 1))
         self._sorted = np.ascontiguousarray(self._vectors[self._order])
-        logger.info("IVF: %d lists, largest %d, over %d vectors", n_lists, int(np.diff(self._offsets).max()), n)
+        logger.info(
+            "IVF: %d lists, largest %d, over %d vectors",
+            len(centroids),
+            int(np.diff(self._offsets).max()),
+            len(self._vectors),
+        )
+
+    def use_lists(self, centroids: np.ndarray, probes: np.ndarray) -> bool:
+        """List this index's vectors by another index's centroids, given their probes into it.
+
+        NNN computes each database item's nearest bank lists while fitting the
+        bias; the same lists, filled with the database, serve its search with
+        no second k-means. Returns False (and changes nothing) when the
+        vectors would pile into few lists, as when bank and database lie in
+        different regions (a modality gap); the index then builds its own.
+        """
+        if len(probes) != len(self._vectors) or len(self._vectors) == 0:
+            return False
+        sizes = np.bincount(probes[:, 0], minlength=len(centroids))
+        if sizes.max() > 8 * len(probes) / len(centroids):
+            return False
+        self._set_lists(centroids, probes)
+        return True
 
     # -- search --------------------------------------------------------------
     def _search(self, queries: np.ndarray, k: int) -> Neighbors:
@@ -283,17 +310,23 @@ class IVFIndex(BaseIndex):
         Each query probes ``n_probe`` lists; only the rare query whose lists
         hold fewer than k vectors probes as many as the smallest lists need.
         """
+        return self.topk_mean_and_probes(queries, k)[0]
+
+    def topk_mean_and_probes(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`topk_mean`, and each query's ``n_probe`` nearest lists (for :meth:`use_lists`)."""
         if self._centroids is None:
             self._build()
         n_probe = min(check_positive_int(self.n_probe, "n_probe"), len(self._centroids))
-        out, short = self._topk_mean(queries, k, n_probe)
-        if len(short):
-            out[short], _ = self._topk_mean(queries[short], k, self._probe_count(k))
-        return out
-
-    def _topk_mean(self, queries: np.ndarray, k: int, n_probe: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k means over ``n_probe`` lists per query, and the queries whose lists held fewer than k."""
         probes = _topk_arrays(self._unit(queries), self._centroids, n_probe, progress=False).ids
+        out, short = self._topk_mean(queries, k, probes)
+        if len(short):
+            wide = _topk_arrays(self._unit(queries[short]), self._centroids, self._probe_count(k), progress=False)
+            out[short], _ = self._topk_mean(queries[short], k, wide.ids)
+        return out, probes
+
+    def _topk_mean(self, queries: np.ndarray, k: int, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k means over the given lists per query, and the queries whose lists held fewer than k."""
+        n_probe = probes.shape[1]
         largest = int(np.diff(self._offsets).max())
         width = min(largest, k)
         chunk = max(1, int(_MERGE_BUFFER_BYTES // (4 * n_probe * width)))
