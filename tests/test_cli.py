@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+import nnlift
+
 pytest.importorskip("typer")
 
 from nnlift.cli import main  # noqa: E402
@@ -124,6 +126,24 @@ def test_nnn_fit_search_and_blend(monkeypatch, capsys, data):
     )
     assert code == 0, out
     assert np.load(data / "b.npy").shape == (600, 16)
+    code, out = run(
+        monkeypatch,
+        capsys,
+        "blend",
+        "--input",
+        data / "database.npy",
+        "--output",
+        data / "a.npy",
+        "--approximate",
+        "--n-lists",
+        12,
+        "--n-probe",
+        12,
+    )
+    assert code == 0, out
+    assert "neighbour recall per pass (sampled): 1.0000, 1.0000" in out  # 12 of 12 lists probed: exact
+    exact = nnlift.NeighborhoodBlender(progress=False).fit_transform(np.load(data / "database.npy"))
+    np.testing.assert_allclose(np.load(data / "a.npy"), exact, atol=1e-5)
 
 
 @pytest.mark.parametrize(

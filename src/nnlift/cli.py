@@ -343,6 +343,8 @@ def blend(
     thresholds: Annotated[str, typer.Option(help="Comma-separated thresholds, one pass each.")] = "0.9,0.8",
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per row, itself included.")] = 10,
     approximate: Annotated[bool, typer.Option(help="IVF neighbour graph (large inputs); recall is reported.")] = False,
+    n_probe: Annotated[int, typer.Option(min=1, help="--approximate: lists probed per row.")] = 8,
+    n_lists: Annotated[Optional[int], typer.Option(min=1, help="--approximate: IVF lists (default √rows).")] = None,
 ) -> None:
     """Iterative neighbourhood blending: each row becomes the similarity-weighted mean of its neighbours."""
     from .blend import NeighborhoodBlender
@@ -351,7 +353,7 @@ def blend(
         values = tuple(float(t) for t in thresholds.split(","))
     except ValueError:
         raise UserError(f"--thresholds must be numbers separated by commas; got {thresholds!r}") from None
-    blender = NeighborhoodBlender(thresholds=values, k=k, approximate=approximate)
+    blender = NeighborhoodBlender(thresholds=values, k=k, approximate=approximate, n_probe=n_probe, n_lists=n_lists)
     out = blender.fit_transform(load_matrix(input, "--input"))
     np.save(output, out)
     kept = (blender.neighbors_.ids >= 0).sum(axis=1)
