@@ -406,25 +406,23 @@ def _pairs_above(scores: np.ndarray, threshold: float, budget: int) -> tuple[np.
     g = _PAIR_GROUP
     n_groups = r // g
     main = n_groups * g
-    parts = []
+    opened = []  # flat indices of the entries to compare, one block of cells at a time
     if n_groups:
         group_max = scores[:main].reshape(g, n_groups, c).max(axis=0)
         groups, columns = np.nonzero(group_max > threshold)
         if len(groups) * g > max(budget, scores.size // 4):  # opening them would cost a selection's worth
             return None
-        flat = (groups[:, None] + np.arange(g) * n_groups) * c + columns[:, None]
-        values = np.take(scores if scores.flags.c_contiguous else np.ascontiguousarray(scores), flat)
-        hit = values > threshold
-        flat = flat[hit]
-        parts.append((flat // c, flat % c, values[hit]))
-    if main < r:  # the last rows that do not fill a group are compared directly
-        tail = scores[main:]
-        tail_rows, tail_columns = np.nonzero(tail > threshold)
-        parts.append((tail_rows + main, tail_columns, tail[tail_rows, tail_columns]))
-    tile_rows, tile_columns, values = (np.concatenate(part) for part in zip(*parts))
+        opened.append(((groups[:, None] + np.arange(g) * n_groups) * c + columns[:, None]).ravel())
+    if main < r:  # the last rows, too few for a group, are one more group of their own
+        columns = np.flatnonzero(scores[main:].max(axis=0) > threshold)
+        opened.append((columns[:, None] + np.arange(main, r) * c).ravel())
+    flat = opened[0] if len(opened) == 1 else np.concatenate(opened)
+    values = np.take(scores if scores.flags.c_contiguous else np.ascontiguousarray(scores), flat)
+    hit = values > threshold
+    flat, values = flat[hit], values[hit]
     if len(values) > budget:
         return None
-    return tile_rows.astype(np.int64), tile_columns.astype(np.int64), values
+    return flat // c, flat % c, values
 
 
 def _fold_pairs(acc: np.ndarray, pairs: list, k: int) -> None:
