@@ -322,17 +322,17 @@ def _self_topk_arrays(
     row_keys: list[np.ndarray | None] = [None] * len(starts)
     local = threading.local()
     accumulators: list[np.ndarray] = []
-    pending_pairs: list[list] = []
+    pending: list[_PendingPairs] = []
     lock = threading.Lock()
 
-    def accumulator() -> tuple[np.ndarray, list]:
+    def accumulator() -> tuple[np.ndarray, _PendingPairs]:
         acc = getattr(local, "acc", None)
         if acc is None:
             acc = local.acc = np.full((n, k), _KEY_PAD, dtype=np.uint64)
-            local.pairs = [0]  # pending pair count, then (owners, keys) chunks
+            local.pairs = _PendingPairs(acc, k, limit=4 * k * n)
             with lock:
                 accumulators.append(acc)
-                pending_pairs.append(local.pairs)
+                pending.append(local.pairs)
         return acc, local.pairs
 
     def run(index: int) -> int:
@@ -359,11 +359,8 @@ def _self_topk_arrays(
                     tile_rows, tile_columns, values = found
                     row_ids, column_ids = tile_rows + r0, tile_columns + c0
                     later = column_ids >= first
-                    pairs.append((row_ids, _encode(values, column_ids)))
-                    pairs.append((column_ids[later], _encode(values[later], row_ids[later])))
-                    pairs[0] += len(values) + int(later.sum())
-                    if pairs[0] > 4 * k * n:  # keep pending pairs bounded: fold them into the accumulator
-                        _fold_pairs(acc, pairs, k)
+                    pairs.add(row_ids, _encode(values, column_ids))
+                    pairs.add(column_ids[later], _encode(values[later], row_ids[later]))
                     continue
             keys = _tile_topk_keys(scores, k, c0)
             state = keys if state is None else _smallest(np.concatenate([state, keys], axis=1), k)
@@ -382,8 +379,8 @@ def _self_topk_arrays(
         with single_threaded_blas(workers > 1), ThreadPoolExecutor(max_workers=workers) as pool:
             for done in pool.map(run, range(len(starts))):
                 bar.advance(done)
-    for acc, pairs in zip(accumulators, pending_pairs):
-        _fold_pairs(acc, pairs, k)
+    for pairs in pending:
+        pairs.fold()
     keys = np.concatenate(row_keys, axis=0)
     for acc in accumulators:
         keys = _smallest(np.concatenate([keys, acc], axis=1), k)
@@ -425,15 +422,30 @@ def _pairs_above(scores: np.ndarray, threshold: float, budget: int) -> tuple[np.
     return flat // c, flat % c, values
 
 
-def _fold_pairs(acc: np.ndarray, pairs: list, k: int) -> None:
-    """Merge pending ``[count, (owners, keys), ...]`` chunks into ``acc`` and empty the list."""
-    chunks = pairs[1:]
-    del pairs[1:]
-    pairs[0] = 0
-    if chunks:
-        _merge_owner_keys(
-            acc, np.concatenate([owner for owner, _ in chunks]), np.concatenate([key for _, key in chunks]), k
-        )
+class _PendingPairs:
+    """(owner row, key) pairs waiting to be merged into one worker's accumulator.
+
+    Merging a tile's few pairs at once would sort the accumulator's rows for
+    every tile, so pairs are gathered and merged in bulk, once they exceed
+    ``limit`` (which bounds their memory) and at the end.
+    """
+
+    def __init__(self, acc: np.ndarray, k: int, limit: int) -> None:
+        self.acc, self.k, self.limit = acc, k, limit
+        self.chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        self.count = 0
+
+    def add(self, owners: np.ndarray, keys: np.ndarray) -> None:
+        self.chunks.append((owners, keys))
+        self.count += len(owners)
+        if self.count > self.limit:
+            self.fold()
+
+    def fold(self) -> None:
+        if self.chunks:
+            owners, keys = (np.concatenate(part) for part in zip(*self.chunks))
+            _merge_owner_keys(self.acc, owners, keys, self.k)
+        self.chunks, self.count = [], 0
 
 
 def _rank_by_owner(owners: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -450,10 +462,11 @@ def _merge_owner_keys(acc: np.ndarray, owners: np.ndarray, keys: np.ndarray, k: 
     if not len(owners):
         return
     owners, keys, rank = _rank_by_owner(owners, keys)
+    first = rank == 0
+    touched, where = owners[first], np.cumsum(first) - 1  # owners are sorted: no second sort
     keep = rank < k
-    touched, where = np.unique(owners[keep], return_inverse=True)
     dense = np.full((len(touched), k), _KEY_PAD, dtype=np.uint64)
-    dense[where, rank[keep]] = keys[keep]
+    dense[where[keep], rank[keep]] = keys[keep]
     acc[touched] = _smallest(np.concatenate([acc[touched], dense], axis=1), k)
 
 
@@ -493,13 +506,7 @@ def _merge_column_candidates(current: np.ndarray, scores: np.ndarray, k: int, ro
     values = scores[rows, columns]
     keep = values >= bound[columns]
     rows, columns, values = rows[keep], columns[keep], values[keep]
-    if len(rows):
-        order = np.argsort(columns, kind="stable")
-        rows, columns, values = rows[order], columns[order], values[order]
-        keys = _encode(values, rows.astype(np.int64) + row_offset)
-        touched, where = np.unique(columns, return_inverse=True)
-        dense = _pack_rows(where, keys, len(touched))
-        merged[touched] = _smallest(np.concatenate([merged[touched], dense], axis=1), k)
+    _merge_owner_keys(merged, columns, _encode(values, rows.astype(np.int64) + row_offset), k)
     return merged
 
 

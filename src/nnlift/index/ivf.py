@@ -375,8 +375,8 @@ class IVFIndex(BaseIndex):
                 inside = position < len(members)
                 hit = inside & (members[np.minimum(position, len(members) - 1)] == start + rows)
                 tile[np.flatnonzero(hit), position[hit]] = -np.inf
-            if context["threshold"] is not None and self._pairs_above(
-                tile, rows, slots, members, k, candidates, context
+            if context["threshold"] is not None and self._candidates_above_threshold(
+                tile, rows, slots, members, start + rows, k, candidates, context
             ):
                 return
             if tile.shape[1] <= width and width > k:  # small list: every member is a candidate
@@ -389,12 +389,11 @@ class IVFIndex(BaseIndex):
             if context["symmetric"]:
                 self._column_candidates(tile, members, start + rows, k, context)
 
-        context["start"] = start
         self._each_list(chunk_probes, pool, run)
         return _smallest(candidates.reshape(n_rows, n_probe * width), k)
 
     @staticmethod
-    def _pairs_above(tile, rows, slots, members, k, candidates, context) -> bool:
+    def _candidates_above_threshold(tile, rows, slots, members, query_ids, k, candidates, context) -> bool:
         """Fill a tile's candidates from its entries above the threshold; False when they are too many.
 
         Only entries above the threshold can be returned, so when they are few
@@ -413,7 +412,7 @@ class IVFIndex(BaseIndex):
         keep = rank < width  # a row's best ``width`` (≥ k) entries hold its top-k in this tile
         candidates[rows[by_row[keep]], slots[by_row[keep]], rank[keep]] = keys[keep]
         if context["symmetric"]:
-            partners = context["start"] + rows[tile_rows]
+            partners = query_ids[tile_rows]
             owners = members[tile_columns]
             # A pair the member's own probes also find is left to them, as in _column_candidates.
             seen = (context["probes"][owners] == context["list_of"][partners][:, None]).any(axis=1)
