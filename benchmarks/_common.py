@@ -47,6 +47,27 @@ def best_time(fn, repeats: int = 3):
     return best, result
 
 
+def interleaved_times(contenders: dict, repeats: int) -> dict:
+    """Run each contender ``repeats`` times in turn (A, B, C, A, B, C, ...); per name: (times, last result).
+
+    Interleaving spreads the machine's slow spells over every contender, and
+    the first round pays the process's one-time costs (imports, first touch of
+    fresh memory) for each of them alike; report the best and the spread.
+    """
+    out = {name: ([], None) for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            result = fn()
+            out[name] = (out[name][0] + [time.perf_counter() - start], result)
+    return out
+
+
+def spread(times: list[float]) -> str:
+    """``best`` with the range of all runs when there were several."""
+    return f"{min(times):.2f}" + (f" ({min(times):.2f}–{max(times):.2f})" if len(times) > 1 else "")
+
+
 def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 

@@ -95,7 +95,20 @@ def test_approximate_path_recall_and_close_output():
     blender = NeighborhoodBlender(thresholds=(0.9, 0.8), k=10, approximate=True, n_probe=8)
     approx = blender.fit_transform(emb)
     assert len(blender.recall_) == 2 and min(blender.recall_) >= 0.99
+    assert len(blender.recall_standard_error_) == 2 and max(blender.recall_standard_error_) < 0.01
     assert np.mean(np.abs(approx - exact).max(axis=1) < 1e-4) >= 0.99
+    # the sampled estimate agrees with the recall over every row, within a few standard errors
+    found, recall = nnlift.blend.neighbor_graph(blender.stages_[0], 10, 0.9, approximate=True, progress=False)
+    truth, _ = nnlift.blend.neighbor_graph(blender.stages_[0], 10, 0.9, progress=False)
+    rows = np.arange(len(emb))[:, None]  # the sampled recall counts edges to other rows only
+    everywhere = nnlift.neighbor_recall(
+        *(nnlift.Neighbors(np.where(g.ids == rows, -1, g.ids), g.scores) for g in (found, truth))
+    )
+    assert recall.value == blender.recall_[0] and recall.rows == 256
+    assert abs(recall.value - everywhere) <= max(4 * recall.standard_error, 2e-3)
+    dba = nnlift.DatabaseAugmentation(n=5, approximate=True, check_sample=100, progress=False).fit(emb)
+    assert 0.99 <= dba.recall_ <= 1.0
+    assert nnlift.DatabaseAugmentation(n=5, progress=False).fit(emb).recall_ is None
 
 
 def test_graph_and_transform_of_new_rows():
@@ -136,6 +149,7 @@ def test_database_augmentation_and_alpha_qe_by_hand():
         (lambda e: blend_neighborhood(e, [np.array([-1])] * 10, [np.array([1.0])] * 10), ValueError, "padding"),
         (lambda e: blend_neighborhood(e, [np.array([0])] * 3, [np.array([1.0])] * 3), ValueError, "one entry per row"),
         (lambda e: NeighborhoodBlender(k=0).fit(e), ValueError, "k must be >= 1"),
+        (lambda e: NeighborhoodBlender(approximate=True, check_sample=0).fit(e), ValueError, "check_sample"),
         (lambda e: NeighborhoodBlender().transform(e), nnlift.NotFittedError, "not fitted"),
     ],
 )
@@ -150,6 +164,12 @@ def test_save_load_round_trip(tmp_path):
     blender = NeighborhoodBlender(thresholds=(0.9,), k=4).fit(emb)
     again = nnlift.load(blender.save(tmp_path / "b"))
     np.testing.assert_array_equal(again.transform(emb[:5]), blender.transform(emb[:5]))
+    approx = NeighborhoodBlender(thresholds=(0.9,), k=4, approximate=True, n_probe=2, check_sample=50).fit(emb)
+    again = nnlift.load(approx.save(tmp_path / "a"))
+    assert again.recall_ == approx.recall_ and again.recall_standard_error_ == approx.recall_standard_error_
+    assert again.check_sample == 50
+    dba = nnlift.DatabaseAugmentation(n=3, approximate=True, progress=False).fit(emb)
+    assert nnlift.load(dba.save(tmp_path / "d")).recall_ == dba.recall_
 
 
 def test_low_recall_falls_back_to_exact_or_warns(caplog):

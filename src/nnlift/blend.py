@@ -16,7 +16,7 @@ import logging
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -71,15 +71,17 @@ def neighbor_graph(
     *,
     approximate: bool = False,
     index_params: dict | None = None,
+    check_sample: int = 256,
     working_memory: int | None = None,
     progress: bool = True,
-) -> tuple[Neighbors, float | None]:
+) -> tuple[Neighbors, Recall | None]:
     """Each row's self plus its top-(k−1) other rows with similarity > threshold (validated unit rows).
 
     Self is always kept, first unless an exact duplicate with a lower id ties
     it. Returns the neighbours (padded with -1) and, for the approximate
-    path, the recall of the graph's edges measured on a sample: the share of
-    the exact above-threshold neighbours that the approximate lists contain.
+    path, the recall of the graph's edges measured on ``check_sample`` rows:
+    the share of the exact above-threshold neighbours that the approximate
+    lists contain, with its standard error.
     """
     n = unit.shape[0]
     others = k - 1
@@ -87,19 +89,12 @@ def neighbor_graph(
     if others == 0:
         found = Neighbors(np.empty((n, 0), np.int64), np.empty((n, 0), np.float32))
     elif approximate:
-        from .index.ivf import IVFIndex, neighbor_recall
+        from .index.ivf import IVFIndex
 
         params = {"n_probe": 8, **(index_params or {})}
         index = IVFIndex("ip", progress=progress, **params).add(unit)
         found = index.search_arrays(unit, others, exclude_self=True, threshold=threshold)
-        rng = np.random.default_rng(0)
-        sample = np.sort(rng.choice(n, size=min(n, 1000), replace=False))
-        exact = _exact_others(unit, sample, others, working_memory)
-        if threshold is not None:  # only edges above the threshold enter the graph
-            kept = exact.scores > threshold
-            exact = Neighbors(np.where(kept, exact.ids, -1), np.where(kept, exact.scores, -np.inf))
-        recall = neighbor_recall(found[sample], exact)
-        logger.info("approximate neighbour graph: recall@%d %.4f on %d sampled rows", others, recall, len(sample))
+        recall = _sampled_recall(unit, found, others, threshold, check_sample, working_memory)
     else:
         found = _self_topk_arrays(
             unit, others, exclude_self=True, threshold=threshold, working_memory=working_memory, progress=progress
@@ -112,6 +107,39 @@ def neighbor_graph(
     ids = np.concatenate([np.arange(n, dtype=np.int64)[:, None], ids], axis=1)
     scores = np.concatenate([self_scores[:, None], scores], axis=1)
     return sort_neighbors(ids, scores), recall
+
+
+class Recall(NamedTuple):
+    """A neighbour recall measured on sampled rows, with its standard error (rows are the sampling unit)."""
+
+    value: float
+    standard_error: float
+    rows: int
+
+
+def _sampled_recall(
+    unit: np.ndarray, found: Neighbors, others: int, threshold: float | None, check_sample: int, working_memory
+) -> Recall:
+    """Recall of the approximate lists ``found`` against exact search on ``check_sample`` seeded rows."""
+    from .index.ivf import recall_counts, recall_standard_error
+
+    n = unit.shape[0]
+    sample = np.sort(np.random.default_rng(0).choice(n, size=min(n, check_sample), replace=False))
+    exact = _exact_others(unit, sample, others, working_memory)
+    if threshold is not None:  # only edges above the threshold enter the graph
+        kept = exact.scores > threshold
+        exact = Neighbors(np.where(kept, exact.ids, -1), np.where(kept, exact.scores, -np.inf))
+    hits, totals = recall_counts(found[sample], exact)
+    value = float(hits.sum() / totals.sum()) if totals.sum() else 1.0  # no exact edge: none was missed
+    recall = Recall(value, recall_standard_error(hits, totals), len(sample))
+    logger.info(
+        "approximate neighbour graph: recall@%d %.4f ± %.4f (standard error) on %d sampled rows",
+        others,
+        recall.value,
+        recall.standard_error,
+        recall.rows,
+    )
+    return recall
 
 
 def _exact_others(unit: np.ndarray, rows: np.ndarray, others: int, working_memory) -> Neighbors:
@@ -281,6 +309,10 @@ class NeighborhoodBlender(Estimator):
         k-means lists of the approximate path (default ``√n``). More, smaller
         lists with a proportionally larger ``n_probe`` cost the same multiply
         and separate neighbours better when the data has many small clusters.
+    check_sample : int
+        Rows sampled per approximate pass to measure its recall against exact
+        search (as NNN's ``check_sample``); the standard error of each
+        measurement is kept in ``recall_standard_error_``.
     min_recall : float
         An approximate pass whose measured recall is below this is redone
         exactly when the data has at most ``exact_limit`` rows (exact search is
@@ -296,6 +328,8 @@ class NeighborhoodBlender(Estimator):
         The last pass's neighbour lists (self included).
     recall_ : list of float
         Approximate path: measured neighbour recall of each pass (1.0 for a pass redone exactly).
+    recall_standard_error_ : list of float
+        The standard error of each ``recall_`` (0.0 for a pass redone exactly).
 
     Examples
     --------
@@ -316,6 +350,7 @@ class NeighborhoodBlender(Estimator):
         approximate: bool = False,
         n_probe: int = 8,
         n_lists: int | None = None,
+        check_sample: int = 256,
         min_recall: float = 0.95,
         exact_limit: int = 300_000,
         working_memory: int | None = None,
@@ -326,6 +361,7 @@ class NeighborhoodBlender(Estimator):
         self.approximate = approximate
         self.n_probe = n_probe
         self.n_lists = n_lists
+        self.check_sample = check_sample
         self.min_recall = min_recall
         self.exact_limit = exact_limit
         self.working_memory = working_memory
@@ -341,7 +377,8 @@ class NeighborhoodBlender(Estimator):
         current = _unit(emb)
         k = check_k(self.k, current.shape[0], name="k", what="rows")
         stages = []
-        self.recall_ = []
+        check_sample = check_positive_int(self.check_sample, "check_sample")
+        self.recall_, self.recall_standard_error_ = [], []
         for threshold in thresholds:
             stages.append(current)
             found, recall = neighbor_graph(
@@ -350,24 +387,26 @@ class NeighborhoodBlender(Estimator):
                 threshold,
                 approximate=self.approximate,
                 index_params={"n_probe": self.n_probe, "n_lists": self.n_lists},
+                check_sample=check_sample,
                 working_memory=self.working_memory,
                 progress=self.progress,
             )
             if recall is not None:
-                self.recall_.append(recall)
-                if recall < self.min_recall and len(current) <= self.exact_limit:
+                self.recall_.append(recall.value)
+                self.recall_standard_error_.append(recall.standard_error)
+                if recall.value < self.min_recall and len(current) <= self.exact_limit:
                     logger.warning(
                         "approximate neighbour graph recall %.3f < %g: redoing this pass exactly",
-                        recall,
+                        recall.value,
                         self.min_recall,
                     )
                     found, _ = neighbor_graph(
                         current, k, threshold, working_memory=self.working_memory, progress=self.progress
                     )
-                    self.recall_[-1] = 1.0
-                elif recall < self.min_recall:
+                    self.recall_[-1], self.recall_standard_error_[-1] = 1.0, 0.0
+                elif recall.value < self.min_recall:
                     warnings.warn(
-                        f"approximate neighbour graph recall {recall:.3f} < {self.min_recall}; "
+                        f"approximate neighbour graph recall {recall.value:.3f} < {self.min_recall}; "
                         "raise n_probe or use approximate=False",
                         stacklevel=2,
                     )
@@ -400,16 +439,22 @@ class NeighborhoodBlender(Estimator):
 
     def _restore_extra(self, extra, arrays) -> None:
         self.recall_ = extra.get("recall", [])
+        self.recall_standard_error_ = extra.get("recall_standard_error", [0.0] * len(self.recall_))
 
     def _artifact_extra(self) -> dict:
-        return {"recall": list(getattr(self, "recall_", []))}
+        return {
+            "recall": list(getattr(self, "recall_", [])),
+            "recall_standard_error": list(getattr(self, "recall_standard_error_", [])),
+        }
 
 
 class DatabaseAugmentation(Estimator):
     """DBA: ``x'_i = normalize(Σ_{j ∈ top-n(i) ∪ {i}} max(s_ij, 0)^alpha · x_j)``.
 
     Negative similarities get weight 0 (an odd power would otherwise push a
-    row away from its dissimilar neighbours).
+    row away from its dissimilar neighbours). With ``approximate=True`` the
+    neighbours come from the IVF index and their recall, measured on
+    ``check_sample`` rows, is kept in ``recall_`` (None on the exact path).
 
     Examples
     --------
@@ -423,11 +468,18 @@ class DatabaseAugmentation(Estimator):
     _artifact_arrays = ("augmented_",)
 
     def __init__(
-        self, n: int = 10, alpha: float = 3.0, approximate: bool = False, working_memory=None, progress: bool = True
+        self,
+        n: int = 10,
+        alpha: float = 3.0,
+        approximate: bool = False,
+        check_sample: int = 256,
+        working_memory=None,
+        progress: bool = True,
     ) -> None:
         self.n = n
         self.alpha = alpha
         self.approximate = approximate
+        self.check_sample = check_sample
         self.working_memory = working_memory
         self.progress = progress
 
@@ -439,14 +491,27 @@ class DatabaseAugmentation(Estimator):
         unit = _unit(database, "database")
         n = check_k(self.n, unit.shape[0] - 1, name="n", what="other database rows") if unit.shape[0] > 1 else 0
         alpha = check_finite_scalar(self.alpha, "alpha", low=0.0)
-        found, _ = neighbor_graph(
-            unit, n + 1, None, approximate=self.approximate, working_memory=self.working_memory, progress=self.progress
+        found, recall = neighbor_graph(
+            unit,
+            n + 1,
+            None,
+            approximate=self.approximate,
+            check_sample=check_positive_int(self.check_sample, "check_sample"),
+            working_memory=self.working_memory,
+            progress=self.progress,
         )
+        self.recall_ = None if recall is None else recall.value
         weights = np.where(found.ids >= 0, np.maximum(found.scores, 0.0) ** alpha, 0.0)
         graph = Neighbors(found.ids, weights).to_csr(n_columns=unit.shape[0])
         self.graph_ = graph
         self.augmented_ = _blend(unit, graph)
         return self.augmented_
+
+    def _restore_extra(self, extra, arrays) -> None:
+        self.recall_ = extra.get("recall")
+
+    def _artifact_extra(self) -> dict:
+        return {"recall": getattr(self, "recall_", None)}
 
 
 def alpha_query_expansion(queries: Any, index: Any, n: int = 10, alpha: float = 3.0) -> np.ndarray:

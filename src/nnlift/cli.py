@@ -362,7 +362,11 @@ def blend(
         f"per row on average (min {kept.min()}, max {kept.max()})"
     )
     if blender.recall_:
-        console.print("neighbour recall per pass (sampled): " + ", ".join(f"{r:.4f}" for r in blender.recall_))
+        measured = zip(blender.recall_, blender.recall_standard_error_)
+        console.print(
+            f"neighbour recall per pass ({blender.check_sample} sampled rows, ± standard error): "
+            + ", ".join(f"{r:.4f} ± {se:.4f}" for r, se in measured)
+        )
     console.print(f"wrote {output}")
 
 

@@ -173,3 +173,32 @@ def test_topk_mean_widens_the_probe_only_for_queries_whose_lists_are_too_small(r
     np.testing.assert_allclose(found[short], wide.topk_mean(queries, 6)[short], atol=1e-6)
     narrow, _ = index._topk_mean(queries, 6, probes)
     np.testing.assert_allclose(found[~short], narrow[~short], atol=1e-6)
+
+
+def test_recall_counts_by_hand_and_vacuous_recall():
+    from nnlift.index.ivf import recall_counts
+
+    exact = nnlift.Neighbors(np.array([[3, 1, -1], [2, -1, -1], [-1, -1, -1]]), np.zeros((3, 3), np.float32))
+    found = nnlift.Neighbors(np.array([[1, 7, -1], [2, 2, 5], [4, -1, -1]]), np.zeros((3, 3), np.float32))
+    hits, totals = recall_counts(found, exact)
+    assert hits.tolist() == [1, 1, 0] and totals.tolist() == [2, 1, 0]  # a repeated id counts once; -1 never
+    assert nnlift.neighbor_recall(found, exact) == pytest.approx(2 / 3)
+    empty = nnlift.Neighbors(np.full((2, 3), -1), np.zeros((2, 3), np.float32))
+    assert nnlift.neighbor_recall(found[:2], empty) == 1.0  # nothing to find: nothing missed
+    with pytest.raises(ValueError, match="same rows"):
+        recall_counts(found, exact[:2])
+
+
+def test_recall_standard_error_matches_the_spread_of_sampled_recalls():
+    from nnlift.index.ivf import recall_standard_error
+
+    rng = np.random.default_rng(5)
+    totals = rng.integers(0, 10, 20_000)
+    hits = np.minimum(totals, rng.binomial(totals, 0.97) + (rng.random(20_000) < 0.01))
+    estimates, errors = [], []
+    for _ in range(400):
+        rows = rng.choice(20_000, 256, replace=False)
+        estimates.append(hits[rows].sum() / totals[rows].sum())
+        errors.append(recall_standard_error(hits[rows], totals[rows]))
+    assert np.mean(errors) == pytest.approx(np.std(estimates), rel=0.15)
+    assert recall_standard_error(np.array([3, 0]), np.array([3, 0])) == 0.0  # one row with neighbours: no spread

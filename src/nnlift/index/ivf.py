@@ -36,7 +36,7 @@ from ..kernel import (
 from ..neighbors import Neighbors
 from .base import BaseIndex
 
-__all__ = ["kmeans", "IVFIndex", "neighbor_recall"]
+__all__ = ["kmeans", "IVFIndex", "neighbor_recall", "recall_counts", "recall_standard_error"]
 logger = logging.getLogger("nnlift")
 # Bytes of per-query candidate keys held at once while merging lists.
 _MERGE_BUFFER_BYTES = 64 * 2**20
@@ -98,13 +98,44 @@ def kmeans(
 
 
 def neighbor_recall(found: Neighbors, exact: Neighbors) -> float:
-    """Share of the exact top-k ids that the approximate result also returned (padding ignored)."""
-    hits = total = 0
-    for approx_row, exact_row in zip(found.ids, exact.ids):
-        wanted = exact_row[exact_row >= 0]
-        hits += np.isin(wanted, approx_row).sum()
-        total += len(wanted)
-    return float(hits / max(total, 1))
+    """Share of the exact top-k ids that the approximate result also returned (padding ignored).
+
+    With no exact neighbour at all (every row padded) nothing can be missed: 1.0.
+    """
+    hits, totals = recall_counts(found, exact)
+    total = totals.sum()
+    return float(hits.sum() / total) if total else 1.0
+
+
+def recall_counts(found: Neighbors, exact: Neighbors) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: how many of its exact ids (padding ignored) the approximate result holds, and how many there are."""
+    if len(found) != len(exact):
+        raise ValueError(f"found and exact must have the same rows, got {len(found)} and {len(exact)}")
+    wanted = exact.ids >= 0
+    hits = np.empty(len(exact), dtype=np.int64)
+    block = 1 + 2**22 // max(1, exact.ids.shape[1] * found.ids.shape[1])  # bounds the comparison cube
+    for start in range(0, len(exact), block):
+        part = slice(start, start + block)
+        # An id found in any slot of the row counts once; padding (-1) is never wanted.
+        held = (exact.ids[part, :, None] == found.ids[part, None, :]).any(axis=2) & wanted[part]
+        hits[part] = held.sum(axis=1)
+    return hits, wanted.sum(axis=1)
+
+
+def recall_standard_error(hits: np.ndarray, totals: np.ndarray) -> float:
+    """Standard error of the pooled recall ``Σhits / Σtotals`` over sampled rows (ratio estimator).
+
+    Rows are the sampling unit: a row's misses are correlated, so edges are not
+    treated as independent. 0.0 for fewer than two rows with neighbours.
+    """
+    rows = totals > 0
+    m = int(rows.sum())
+    if m < 2:
+        return 0.0
+    hits, totals = hits[rows].astype(np.float64), totals[rows].astype(np.float64)
+    ratio = hits.sum() / totals.sum()
+    residual = hits - ratio * totals
+    return float(np.sqrt((residual**2).sum() / (m * (m - 1))) / totals.mean())
 
 
 class IVFIndex(BaseIndex):
