@@ -108,9 +108,14 @@ def check_array(
     return array
 
 
+def row_norms(array: np.ndarray) -> np.ndarray:
+    """Euclidean norm of each row of a 2-D float array (one fused pass; ``np.linalg.norm`` makes a squared copy)."""
+    return np.sqrt(np.einsum("ij,ij->i", array, array))
+
+
 def normalize_rows(array: np.ndarray, name: str) -> np.ndarray:
     """Return unit-norm rows of a float32 2-D array (a copy unless already unit); zero rows are an error."""
-    norms = np.linalg.norm(array, axis=1)
+    norms = row_norms(array)
     zero = np.flatnonzero(norms == 0)
     if len(zero):
         raise ValueError(

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._base import Estimator, check_is_fitted
-from ._check import check_array, check_finite_scalar, check_k, check_positive_int, normalize_rows
+from ._check import check_array, check_finite_scalar, check_k, check_positive_int, normalize_rows, row_norms
 from ._threads import default_workers
 from .kernel import _self_topk_arrays, _topk_arrays
 from .neighbors import Neighbors, sort_neighbors
@@ -92,7 +92,7 @@ def neighbor_graph(
         from .index.ivf import IVFIndex
 
         params = {"n_probe": 8, **(index_params or {})}
-        index = IVFIndex("ip", progress=progress, **params).add(unit)
+        index = IVFIndex._over(unit, progress=progress, **params)
         found = index.search_arrays(unit, others, exclude_self=True, threshold=threshold)
         recall = _sampled_recall(unit, found, others, threshold, check_sample, working_memory)
     else:
@@ -152,10 +152,10 @@ def _exact_others(unit: np.ndarray, rows: np.ndarray, others: int, working_memor
     return Neighbors(ids, scores)
 
 
-def _blend(unit: np.ndarray, graph: sp.csr_matrix) -> np.ndarray:
-    """``normalize(W·X)``; a row whose weights cancel to zero keeps its input vector."""
-    mixed = _weighted_rows(unit, graph)
-    norms = np.linalg.norm(mixed, axis=1)
+def _blend(unit: np.ndarray, graph: sp.csr_matrix, out: np.ndarray | None = None) -> np.ndarray:
+    """``normalize(W·X)``, into ``out`` if given; a row whose weights cancel to zero keeps its input vector."""
+    mixed = _weighted_rows(unit, graph, out)
+    norms = row_norms(mixed)
     zero = norms <= 1e-12
     if zero.any():
         logger.warning("%d row(s) blended to zero (negative weights cancelled); they keep their input", zero.sum())
@@ -168,7 +168,7 @@ def _blend(unit: np.ndarray, graph: sp.csr_matrix) -> np.ndarray:
 _BLEND_ROWS = 1024  # rows per task: their gathered neighbours (rows × width × d floats) stay in cache
 
 
-def _weighted_rows(unit: np.ndarray, graph: sp.csr_matrix) -> np.ndarray:
+def _weighted_rows(unit: np.ndarray, graph: sp.csr_matrix, out: np.ndarray | None = None) -> np.ndarray:
     """``W·X`` for a graph of a few entries per row, as gathered rows weighted and summed, in parallel row blocks.
 
     scipy's sparse-dense product runs on one core and misses the cache on
@@ -179,15 +179,17 @@ def _weighted_rows(unit: np.ndarray, graph: sp.csr_matrix) -> np.ndarray:
     n = graph.shape[0]
     counts = np.diff(graph.indptr)
     width = int(counts.max(initial=0))
+    if out is None:
+        out = np.empty((n, unit.shape[1]), dtype=np.float32)
     if width == 0 or width > 64:  # empty, or too wide to pad: the sparse product is the right tool
-        return np.ascontiguousarray(graph @ unit, dtype=np.float32)
+        out[:] = graph @ unit
+        return out
     rows = np.repeat(np.arange(n), counts)
     slots = np.arange(len(rows)) - np.repeat(graph.indptr[:-1], counts)
     ids = np.zeros((n, width), dtype=np.int64)
     weights = np.zeros((n, width), dtype=np.float32)
     ids[rows, slots] = graph.indices
     weights[rows, slots] = graph.data
-    out = np.empty((n, unit.shape[1]), dtype=np.float32)
 
     def run(start: int) -> None:
         stop = min(start + _BLEND_ROWS, n)
@@ -374,13 +376,15 @@ class NeighborhoodBlender(Estimator):
     def fit_transform(self, emb: Any, y: Any = None) -> np.ndarray:
         """Blend ``emb`` (a normalised copy) and return the blended unit rows."""
         thresholds = _check_thresholds(self.thresholds)
-        current = _unit(emb)
-        k = check_k(self.k, current.shape[0], name="k", what="rows")
-        stages = []
+        unit = _unit(emb)
+        k = check_k(self.k, unit.shape[0], name="k", what="rows")
+        # Each pass's input is kept for transform; passes blend straight into this buffer.
+        stages = np.empty((len(thresholds), *unit.shape), dtype=np.float32)
+        stages[0] = unit
+        current = stages[0]
         check_sample = check_positive_int(self.check_sample, "check_sample")
         self.recall_, self.recall_standard_error_ = [], []
-        for threshold in thresholds:
-            stages.append(current)
+        for step, threshold in enumerate(thresholds):
             found, recall = neighbor_graph(
                 current,
                 k,
@@ -411,8 +415,8 @@ class NeighborhoodBlender(Estimator):
                         stacklevel=2,
                     )
             graph = found.to_csr(n_columns=current.shape[0])
-            current = _blend(current, graph)
-        self.stages_ = np.stack(stages)
+            current = _blend(current, graph, stages[step + 1] if step + 1 < len(stages) else None)
+        self.stages_ = stages
         self.neighbors_, self.graph_ = found, graph
         return current
 
@@ -433,7 +437,7 @@ class NeighborhoodBlender(Estimator):
                 weights = np.where(valid, found.scores, 0.0).astype(np.float32)
                 mixed = current * np.einsum("ij,ij->i", current, current)[:, None]
                 mixed = mixed + np.einsum("qk,qkd->qd", weights, stage[np.where(valid, found.ids, 0)])
-            norms = np.linalg.norm(mixed, axis=1, keepdims=True)
+            norms = row_norms(mixed)[:, None]
             current = np.ascontiguousarray(mixed / np.where(norms > 1e-12, norms, 1.0), dtype=np.float32)
         return current
 

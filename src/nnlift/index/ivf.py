@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .._check import check_positive_int
+from .._check import check_positive_int, row_norms
 from .._progress import progress_bar
 from .._threads import default_workers, single_threaded_blas
 from ..kernel import (
@@ -180,6 +180,17 @@ class IVFIndex(BaseIndex):
         self._vectors = np.empty((0, 0), dtype=np.float32)
         self._centroids: np.ndarray | None = None
 
+    @classmethod
+    def _over(cls, unit: np.ndarray, **params: Any) -> IVFIndex:
+        """An inner-product index over validated float32 rows, kept without a copy (internal self-joins).
+
+        The caller owns ``unit`` and must not change it while the index is used.
+        """
+        index = cls("ip", **params)
+        index.dim = unit.shape[1]
+        index._vectors = unit
+        return index
+
     # -- structure -----------------------------------------------------------
     def _add(self, vectors: np.ndarray) -> None:
         self._vectors = vectors.copy() if len(self._vectors) == 0 else np.concatenate([self._vectors, vectors])
@@ -197,7 +208,7 @@ class IVFIndex(BaseIndex):
         n_lists = min(check_positive_int(n_lists, "n_lists"), n)
         unit = self._vectors
         if self.metric == "ip":  # cluster by direction; scores stay raw inner products
-            norms = np.linalg.norm(unit, axis=1, keepdims=True)
+            norms = row_norms(unit)[:, None]
             if not np.allclose(norms, 1.0, rtol=0.0, atol=1e-5):  # unit rows (blending's) need no copy
                 unit = unit / np.where(norms == 0, 1, norms)
         self._centroids = kmeans(unit, n_lists, n_iter=self.n_iter, seed=self.seed)
@@ -386,7 +397,7 @@ class IVFIndex(BaseIndex):
     def _unit(self, queries: np.ndarray) -> np.ndarray:
         if self.metric != "ip":
             return queries
-        norms = np.linalg.norm(queries, axis=1, keepdims=True)
+        norms = row_norms(queries)[:, None]
         return queries / np.where(norms == 0, 1, norms)
 
     def _search_chunk(self, queries, context, start, stop, k, width, sorted_bias, exclude_self, pool) -> np.ndarray:
