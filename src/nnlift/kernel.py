@@ -397,7 +397,7 @@ def _pairs_above(scores: np.ndarray, threshold: float, budget: int) -> tuple[np.
     maximum over the first axis is one streaming pass of elementwise maxima,
     and only the (group, column) cells whose maximum clears the threshold are
     opened: g scores each, gathered from the flat tile.
-    Returns tile-local rows, columns and scores.
+    Returns tile-local rows, columns and scores, ordered by row then column.
     """
     r, c = scores.shape
     g = _PAIR_GROUP
@@ -414,12 +414,12 @@ def _pairs_above(scores: np.ndarray, threshold: float, budget: int) -> tuple[np.
         columns = np.flatnonzero(scores[main:].max(axis=0) > threshold)
         opened.append((columns[:, None] + np.arange(main, r) * c).ravel())
     flat = opened[0] if len(opened) == 1 else np.concatenate(opened)
-    values = np.take(scores if scores.flags.c_contiguous else np.ascontiguousarray(scores), flat)
-    hit = values > threshold
-    flat, values = flat[hit], values[hit]
-    if len(values) > budget:
+    scores = scores if scores.flags.c_contiguous else np.ascontiguousarray(scores)
+    flat = flat[np.take(scores, flat) > threshold]
+    if len(flat) > budget:
         return None
-    return flat // c, flat % c, values
+    flat.sort()  # the few hits in row-major order: callers need no sort by row
+    return flat // c, flat % c, np.take(scores, flat)
 
 
 class _PendingPairs:

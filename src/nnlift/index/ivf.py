@@ -447,12 +447,21 @@ class IVFIndex(BaseIndex):
         found = _pairs_above(tile, context["threshold"], budget=width * tile.shape[0])
         if found is None:
             return False
-        tile_rows, tile_columns, values = found
+        tile_rows, tile_columns, values = found  # ordered by row
         if not len(values):
             return True
-        by_row, keys, rank = _rank_by_owner(tile_rows, _encode(values, members[tile_columns]))
-        keep = rank < width  # a row's best ``width`` (≥ k) entries hold its top-k in this tile
-        candidates[rows[by_row[keep]], slots[by_row[keep]], rank[keep]] = keys[keep]
+        keys = _encode(values, members[tile_columns])
+        counts = np.bincount(tile_rows)
+        crowded = (counts > width)[tile_rows]
+        # A row with at most ``width`` (≥ k) entries keeps them all, each in its place in the row;
+        # a crowded row keeps its best ``width``, which hold its top-k in this tile.
+        few_rows, few_keys = tile_rows[~crowded], keys[~crowded]
+        place = np.arange(len(few_keys)) - np.searchsorted(few_rows, few_rows)
+        candidates[rows[few_rows], slots[few_rows], place] = few_keys
+        if crowded.any():
+            by_row, ranked, rank = _rank_by_owner(tile_rows[crowded], keys[crowded])
+            keep = rank < width
+            candidates[rows[by_row[keep]], slots[by_row[keep]], rank[keep]] = ranked[keep]
         if context["symmetric"]:
             partners = query_ids[tile_rows]
             owners = members[tile_columns]
