@@ -48,7 +48,7 @@ def reference(database, bank, queries, k, alpha, top):
             lambda: nnn.NNNRanker(retriever, database, bank, alternate_ks=k, batch_size=128, alternate_weight=alpha)
         )
         search_s, (scores, ids) = timed(lambda: ranker.search(queries, top))
-    return fit_s, search_s, ids, scores, ranker.alignment_means.numpy()[:, 0]
+    return fit_s, search_s, (ids, scores, ranker.alignment_means.numpy()[:, 0])
 
 
 def main() -> None:
@@ -57,8 +57,10 @@ def main() -> None:
     parser.add_argument(
         "--n-probe", type=int, nargs="+", default=[8], help="lists probed; one approximate row each (--large: first)"
     )
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per contender (default 3; 1 at 1M)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
+    repeats = args.repeats or (1 if args.large else 3)
     k, alpha, top, d, clusters, spread = 128, 0.75, 10, 384, 100, 1.5
     if args.large:
         n, m, q = 1_000_000, 100_000, 5_000
@@ -71,19 +73,34 @@ def main() -> None:
     rows = []
     sample = np.random.default_rng(7).choice(n, size=2000, replace=False)
     exact_sample_bias = nnn_bias(database[sample], bank, k, progress=False)
+
+    def nnlift_run(**params):
+        model = nnlift.NNN(k=k, alpha=alpha, **params)
+        fit_s, _ = timed(lambda: model.fit(database, bank, progress=False))
+        search_s, found = timed(lambda: model.search(queries, top, progress=False))
+        return fit_s, search_s, (model, found)
+
+    probes = args.n_probe[:1] if args.large else args.n_probe
+    contenders = {("approximate", p): (lambda p=p: nnlift_run(approximate=True, n_probe=p)) for p in probes}
+    if not args.large:
+        contenders["exact"] = lambda: nnlift_run()
+        contenders["reference"] = lambda: reference(database, bank, queries, k, alpha, top)
+    best, totals = {}, {name: [] for name in contenders}
+    for _ in range(repeats):  # in turn, so slow spells and first-touch costs fall on every contender alike
+        for name, fn in contenders.items():
+            fit_s, search_s, payload = fn()
+            totals[name].append(fit_s + search_s)
+            if fit_s + search_s <= min(totals[name]):
+                best[name] = (fit_s, search_s, payload)
     approximate = []  # (n_probe, model, fit s, search s, found, bias MAE)
-    for n_probe in args.n_probe[:1] if args.large else args.n_probe:
-        approx = nnlift.NNN(k=k, alpha=alpha, approximate=True, n_probe=n_probe)
-        a_fit, _ = timed(lambda: approx.fit(database, bank, progress=False))
-        a_search, a_found = timed(lambda: approx.search(queries, top, progress=False))
+    for p in probes:
+        a_fit, a_search, (approx, a_found) = best["approximate", p]
         bias_mae = float(np.abs(exact_sample_bias - approx.bias_[sample]).mean())
-        approximate.append((n_probe, approx, a_fit, a_search, a_found, bias_mae))
+        approximate.append((p, approx, a_fit, a_search, a_found, bias_mae))
 
     if not args.large:
-        exact = nnlift.NNN(k=k, alpha=alpha)
-        e_fit, _ = timed(lambda: exact.fit(database, bank, progress=False))
-        e_search, e_found = timed(lambda: exact.search(queries, top, progress=False))
-        r_fit, r_search, r_ids, r_scores, r_bias = reference(database, bank, queries, k, alpha, top)
+        e_fit, e_search, (exact, e_found) = best["exact"]
+        r_fit, r_search, (r_ids, r_scores, r_bias) = best["reference"]
         r_total = r_fit + r_search
         ids_equal = float(np.mean(e_found.ids == r_ids))
         bias_diff = float(np.abs(exact.bias_ - r_bias).max())
@@ -123,11 +140,14 @@ def main() -> None:
                     f"agreement@1 with exact {agreement:.4f}; recall@10 {recall10:.4f}; bias MAE {bias_mae:.1e}",
                 ]
             )
+        names = {"reference": "reference", "exact": "exact", **{("approximate", p): f"n_probe={p}" for p in probes}}
+        ranges = "; ".join(f"{label} {', '.join(f'{t:.2f}' for t in totals[name])}" for name, label in names.items())
         approx_claims = "; ".join(f"n_probe={p}: **{x:.2f}×**, agreement **{a:.4f}**" for x, a, p in results)
         header = ["method", "fit s", "search s", "total s", "speed-up vs reference", "output"]
         body = (
             f"N={n:,}, M={m:,}, Q={q:,}, d={d}, k={k}, alpha={alpha}, top-{top}; mixture of {clusters} clusters "
-            f"(spread {spread}).\n\n{markdown_table(header, rows)}\n\n"
+            f"(spread {spread}). Each contender ran {repeats} times, in turn, in one process; each row is its "
+            f"fastest run (total seconds of all runs: {ranges}).\n\n{markdown_table(header, rows)}\n\n"
             f"Targets: exact ≥ 2.5× faster than the reference in total with identical output "
             f"(**{r_total / (e_fit + e_search):.2f}×**); approximate ≥ 10× faster with agreement@1 ≥ 0.99 "
             f"({approx_claims}). n_probe=8 is the default."
@@ -155,6 +175,7 @@ def main() -> None:
     print(body)
     flags = " --large" if args.large else ""
     flags += "" if args.n_probe == [8] else " --n-probe " + " ".join(map(str, args.n_probe))
+    flags += f" --repeats {args.repeats}" if args.repeats else ""
     if args.write:
         write_section(name, f"OMP_NUM_THREADS=2 python benchmarks/nnn.py{flags} --write", body)
 

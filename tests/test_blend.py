@@ -104,7 +104,7 @@ def test_approximate_path_recall_and_close_output():
     everywhere = nnlift.neighbor_recall(
         *(nnlift.Neighbors(np.where(g.ids == rows, -1, g.ids), g.scores) for g in (found, truth))
     )
-    assert recall.value == blender.recall_[0] and recall.rows == 256
+    assert recall.value == blender.recall_[0] and recall.rows == 1000
     assert abs(recall.value - everywhere) <= max(4 * recall.standard_error, 2e-3)
     dba = nnlift.DatabaseAugmentation(n=5, approximate=True, check_sample=100, progress=False).fit(emb)
     assert 0.99 <= dba.recall_ <= 1.0

@@ -139,10 +139,12 @@ def test_nnn_fit_search_and_blend(monkeypatch, capsys, data):
         12,
         "--n-probe",
         12,
+        "--check-sample",
+        100,
     )
     assert code == 0, out
     # 12 of 12 lists probed: exact, so the sampled recall is 1 with no error
-    assert "256 sampled rows, ± standard error): 1.0000 ± 0.0000, 1.0000 ± 0.0000" in " ".join(out.split())
+    assert "100 sampled rows, ± standard error): 1.0000 ± 0.0000, 1.0000 ± 0.0000" in " ".join(out.split())
     exact = nnlift.NeighborhoodBlender(progress=False).fit_transform(np.load(data / "database.npy"))
     np.testing.assert_allclose(np.load(data / "a.npy"), exact, atol=1e-5)
 

@@ -71,7 +71,7 @@ def neighbor_graph(
     *,
     approximate: bool = False,
     index_params: dict | None = None,
-    check_sample: int = 256,
+    check_sample: int = 1000,
     working_memory: int | None = None,
     progress: bool = True,
 ) -> tuple[Neighbors, Recall | None]:
@@ -121,10 +121,9 @@ def _sampled_recall(
     unit: np.ndarray, found: Neighbors, others: int, threshold: float | None, check_sample: int, working_memory
 ) -> Recall:
     """Recall of the approximate lists ``found`` against exact search on ``check_sample`` seeded rows."""
-    from .index.ivf import recall_counts, recall_standard_error
+    from .index.ivf import check_rows, recall_counts, recall_standard_error
 
-    n = unit.shape[0]
-    sample = np.sort(np.random.default_rng(0).choice(n, size=min(n, check_sample), replace=False))
+    sample = check_rows(unit.shape[0], check_sample)
     exact = _exact_others(unit, sample, others, working_memory)
     if threshold is not None:  # only edges above the threshold enter the graph
         kept = exact.scores > threshold
@@ -313,8 +312,11 @@ class NeighborhoodBlender(Estimator):
         and separate neighbours better when the data has many small clusters.
     check_sample : int
         Rows sampled per approximate pass to measure its recall against exact
-        search (as NNN's ``check_sample``); the standard error of each
-        measurement is kept in ``recall_standard_error_``.
+        search; the standard error of each measurement is kept in
+        ``recall_standard_error_``. Misses come in clumps (a row whose
+        neighbours sit in an unprobed list misses several at once), so a few
+        hundred rows can catch none of them. 1,000 rows took 0.22 s of a
+        1.1 s pass at 50k×384.
     min_recall : float
         An approximate pass whose measured recall is below this is redone
         exactly when the data has at most ``exact_limit`` rows (exact search is
@@ -352,7 +354,7 @@ class NeighborhoodBlender(Estimator):
         approximate: bool = False,
         n_probe: int = 8,
         n_lists: int | None = None,
-        check_sample: int = 256,
+        check_sample: int = 1000,
         min_recall: float = 0.95,
         exact_limit: int = 300_000,
         working_memory: int | None = None,
@@ -476,7 +478,7 @@ class DatabaseAugmentation(Estimator):
         n: int = 10,
         alpha: float = 3.0,
         approximate: bool = False,
-        check_sample: int = 256,
+        check_sample: int = 1000,
         working_memory=None,
         progress: bool = True,
     ) -> None:

@@ -345,6 +345,9 @@ def blend(
     approximate: Annotated[bool, typer.Option(help="IVF neighbour graph (large inputs); recall is reported.")] = False,
     n_probe: Annotated[int, typer.Option(min=1, help="--approximate: lists probed per row.")] = 8,
     n_lists: Annotated[Optional[int], typer.Option(min=1, help="--approximate: IVF lists (default √rows).")] = None,
+    check_sample: Annotated[
+        int, typer.Option(min=1, help="--approximate: rows sampled per pass to measure recall against exact search.")
+    ] = 1000,
 ) -> None:
     """Iterative neighbourhood blending: each row becomes the similarity-weighted mean of its neighbours."""
     from .blend import NeighborhoodBlender
@@ -353,7 +356,14 @@ def blend(
         values = tuple(float(t) for t in thresholds.split(","))
     except ValueError:
         raise UserError(f"--thresholds must be numbers separated by commas; got {thresholds!r}") from None
-    blender = NeighborhoodBlender(thresholds=values, k=k, approximate=approximate, n_probe=n_probe, n_lists=n_lists)
+    blender = NeighborhoodBlender(
+        thresholds=values,
+        k=k,
+        approximate=approximate,
+        n_probe=n_probe,
+        n_lists=n_lists,
+        check_sample=check_sample,
+    )
     out = blender.fit_transform(load_matrix(input, "--input"))
     np.save(output, out)
     kept = (blender.neighbors_.ids >= 0).sum(axis=1)

@@ -202,3 +202,17 @@ def test_recall_standard_error_matches_the_spread_of_sampled_recalls():
         errors.append(recall_standard_error(hits[rows], totals[rows]))
     assert np.mean(errors) == pytest.approx(np.std(estimates), rel=0.15)
     assert recall_standard_error(np.array([3, 0]), np.array([3, 0])) == 0.0  # one row with neighbours: no spread
+
+
+@pytest.mark.parametrize("n, size", [(50_000, 2_000), (50_000, 4_000), (3_000, 1_000)])
+def test_check_rows_are_independent_of_the_kmeans_sample(n, size):
+    """Rows drawn with the k-means seed can be the k-means training rows, which flatter recall."""
+    from nnlift.index.ivf import check_rows
+
+    rows = check_rows(n, size)
+    assert len(np.unique(rows)) == size and (np.diff(rows) > 0).all()
+    np.testing.assert_array_equal(rows, check_rows(n, size))  # deterministic
+    for seed in range(3):  # kmeans draws its training rows like this
+        train = np.random.default_rng(seed).choice(n, size=7168 if n > 7168 else n // 2, replace=False)
+        expected = len(train) / n
+        assert abs(np.isin(rows, train).mean() - expected) < 0.05

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._base import check_is_fitted
 from .._check import check_finite_scalar, check_k
+from ..index.ivf import check_rows
 from ..kernel import _topk_arrays
 from ..neighbors import Neighbors
 from .base import Correction, _check_k_param
@@ -125,8 +126,7 @@ class NNN(Correction):
             found = index.search_arrays(queries, k, bias=self._search_bias())
         else:
             found = index.search(self.fold_queries(queries, _prepared=True), k)
-        rng = np.random.default_rng(0)
-        sample = np.sort(rng.choice(len(queries), size=min(len(queries), self.check_sample), replace=False))
+        sample = check_rows(len(queries), self.check_sample)
         exact = super()._search_arrays(queries[sample], 1, progress=False)
         agreement = float(np.mean(found.ids[sample, 0] == exact.ids[:, 0]))
         self.agreement_ = {**getattr(self, "agreement_", {}), "top1_agreement": agreement}
@@ -201,8 +201,7 @@ def _approximate_bias(model: NNN, database, bank, k, progress) -> tuple[np.ndarr
         found = FaissIndex(model.index, metric="ip", ef_search=max(2 * k, 64)).add(bank).search(database, k)
         bias = found.scores.mean(axis=1, dtype=np.float64).astype(np.float32)
         lists = None
-    rng = np.random.default_rng(0)
-    sample = np.sort(rng.choice(len(database), size=min(len(database), model.check_sample), replace=False))
+    sample = check_rows(len(database), model.check_sample)
     exact = nnn_bias(database[sample], bank, k, progress=False)
     mae = float(np.abs(exact - bias[sample]).mean())
     logger.info("approximate NNN bias: mean absolute error %.2e on %d sampled items", mae, len(sample))

@@ -97,6 +97,18 @@ def kmeans(
     return centroids
 
 
+# The rows that measure an approximate result come from a stream of their own: an
+# integer seed cannot reach it. Drawn with the k-means seed, ``choice`` can return
+# a subset of the k-means training rows, which sit near their centroids and flatter
+# the recall (seen: 0.9999 on 2,000 such rows against 0.9973 over all 50,000).
+_CHECK_STREAM = np.random.SeedSequence(0, spawn_key=(0x636865636B,))
+
+
+def check_rows(n: int, size: int) -> np.ndarray:
+    """``min(n, size)`` sorted rows, the same on every call, independent of any seeded sample nnlift takes."""
+    return np.sort(np.random.default_rng(_CHECK_STREAM).choice(n, size=min(n, size), replace=False))
+
+
 def neighbor_recall(found: Neighbors, exact: Neighbors) -> float:
     """Share of the exact top-k ids that the approximate result also returned (padding ignored).
 
