@@ -83,6 +83,32 @@ def neighbor_graph(
     the share of the exact above-threshold neighbours that the approximate
     lists contain, with its standard error.
     """
+    found, recall, _ = _neighbor_graph(
+        unit,
+        k,
+        threshold,
+        approximate=approximate,
+        index_params=index_params,
+        check_sample=check_sample,
+        working_memory=working_memory,
+        progress=progress,
+    )
+    return found, recall
+
+
+def _neighbor_graph(
+    unit: np.ndarray,
+    k: int,
+    threshold: float | None,
+    *,
+    approximate: bool,
+    index_params: dict | None,
+    check_sample: int,
+    working_memory: int | None,
+    progress: bool,
+    centroids: np.ndarray | None = None,
+) -> tuple[Neighbors, Recall | None, np.ndarray | None]:
+    """:func:`neighbor_graph`, plus the approximate path's IVF centroids; ``centroids`` starts its k-means."""
     n = unit.shape[0]
     others = k - 1
     recall = None
@@ -92,8 +118,9 @@ def neighbor_graph(
         from .index.ivf import IVFIndex
 
         params = {"n_probe": 8, **(index_params or {})}
-        index = IVFIndex._over(unit, progress=progress, **params)
+        index = IVFIndex._over(unit, init=centroids, progress=progress, **params)
         found = index.search_arrays(unit, others, exclude_self=True, threshold=threshold)
+        centroids = index._centroids
         recall = _sampled_recall(unit, found, others, threshold, check_sample, working_memory)
     else:
         found = _self_topk_arrays(
@@ -106,7 +133,7 @@ def neighbor_graph(
     self_scores = np.einsum("ij,ij->i", unit, unit).astype(np.float32)
     ids = np.concatenate([np.arange(n, dtype=np.int64)[:, None], ids], axis=1)
     scores = np.concatenate([self_scores[:, None], scores], axis=1)
-    return sort_neighbors(ids, scores), recall
+    return sort_neighbors(ids, scores), recall, (centroids if approximate else None)
 
 
 class Recall(NamedTuple):
@@ -386,8 +413,10 @@ class NeighborhoodBlender(Estimator):
         current = stages[0]
         check_sample = check_positive_int(self.check_sample, "check_sample")
         self.recall_, self.recall_standard_error_ = [], []
+        centroids = None
         for step, threshold in enumerate(thresholds):
-            found, recall = neighbor_graph(
+            # Each pass's lists start from the previous pass's centroids: blending moves rows little.
+            found, recall, centroids = _neighbor_graph(
                 current,
                 k,
                 threshold,
@@ -396,6 +425,7 @@ class NeighborhoodBlender(Estimator):
                 check_sample=check_sample,
                 working_memory=self.working_memory,
                 progress=self.progress,
+                centroids=centroids,
             )
             if recall is not None:
                 self.recall_.append(recall.value)

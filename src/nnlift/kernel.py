@@ -58,8 +58,10 @@ def _decode(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _smallest(keys: np.ndarray, k: int) -> np.ndarray:
+    """The k smallest keys of each row, sorted; ``keys`` is reordered in place (callers pass scratch arrays)."""
     if keys.shape[1] > k:
-        keys = np.partition(keys, k - 1, axis=1)[:, :k]
+        keys.partition(k - 1, axis=1)  # in place: np.partition would first copy the whole buffer
+        keys = keys[:, :k]
     return np.sort(keys, axis=1)
 
 

@@ -216,3 +216,15 @@ def test_check_rows_are_independent_of_the_kmeans_sample(n, size):
         train = np.random.default_rng(seed).choice(n, size=7168 if n > 7168 else n // 2, replace=False)
         expected = len(train) / n
         assert abs(np.isin(rows, train).mean() - expected) < 0.05
+
+
+def test_kmeans_from_given_centroids(rng):
+    centres = unit(np.random.default_rng(99), 12, 24)
+    data = mixture(rng, 3000, centres=centres, spread=0.3)
+    np.testing.assert_array_equal(kmeans(data, 12, n_iter=0, init=centres), centres)
+    refined = kmeans(data, 12, n_iter=2, init=centres)
+    assert (np.einsum("ij,ij->i", refined, centres) > 0.95).all()  # each centre stays with its cluster
+    # an index told the previous centroids starts from them (two iterations instead of a fresh k-means)
+    index = nnlift.IVFIndex._over(data, init=centres, n_lists=12, n_probe=2, progress=False)
+    index.search_arrays(data[:5], 3)
+    np.testing.assert_allclose(index._centroids, refined, atol=1e-6)
