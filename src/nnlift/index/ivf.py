@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -43,6 +44,20 @@ logger = logging.getLogger("nnlift")
 _WARM_ITERATIONS = 2
 # Bytes of per-query candidate keys held at once while merging lists.
 _MERGE_BUFFER_BYTES = 64 * 2**20
+
+
+def _grown(local: threading.local, name: str, rows: int, columns: int) -> np.ndarray:
+    """A C-contiguous float32 (rows, columns) view of a per-thread buffer, enlarged when too small."""
+    buffer = getattr(local, name, None)
+    if buffer is None or buffer.size < rows * columns:
+        buffer = np.empty(max(rows * columns, 2 * (0 if buffer is None else buffer.size)), dtype=np.float32)
+        setattr(local, name, buffer)
+    return buffer[: rows * columns].reshape(rows, columns)
+
+
+def _order_by_list(lists: np.ndarray, n_lists: int) -> np.ndarray:
+    """Stable argsort of list numbers: as uint16 when they fit, which numpy sorts by radix (7× faster on 400k)."""
+    return np.argsort(lists.astype(np.uint16) if n_lists <= 2**16 else lists, kind="stable")
 
 
 def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray, block: int = 8192) -> np.ndarray:
@@ -258,7 +273,7 @@ class IVFIndex(BaseIndex):
         self._own_probes = own_probes
         assign = own_probes[:, 0]
         # Stored in list order (ids ascending within a list), so a list is a contiguous slice.
-        self._order = np.argsort(assign, kind="stable")
+        self._order = _order_by_list(assign, len(centroids))
         self._offsets = np.searchsorted(assign[self._order], np.arange(len(centroids) + 1))
         self._sorted = np.ascontiguousarray(self._vectors[self._order])
         logger.info(
@@ -328,7 +343,8 @@ class IVFIndex(BaseIndex):
         symmetric = exclude_self and bias is None and n_queries == len(self._vectors)
         context = {"probes": probes, "symmetric": symmetric, "threshold": threshold}
         if symmetric:
-            context["list_of"] = np.repeat(np.arange(n_lists), np.diff(self._offsets))[np.argsort(self._order)]
+            context["list_of"] = own_list = np.empty(n_queries, dtype=np.int64)
+            own_list[self._order] = np.repeat(np.arange(n_lists), np.diff(self._offsets))
             context["columns"] = np.full((n_queries, k), _KEY_PAD, dtype=np.uint64)
         keys = np.empty((n_queries, k), dtype=np.uint64)
         workers = default_workers()
@@ -360,7 +376,7 @@ class IVFIndex(BaseIndex):
         """
         n_probe = chunk_probes.shape[1]
         flat = chunk_probes.ravel()
-        by_list = np.argsort(flat, kind="stable")
+        by_list = _order_by_list(flat, len(self._centroids))
         bounds = np.searchsorted(flat[by_list], np.arange(len(self._centroids) + 1))
 
         def run(lst: int) -> None:
@@ -409,6 +425,7 @@ class IVFIndex(BaseIndex):
         chunk = max(1, int(_MERGE_BUFFER_BYTES // (4 * n_probe * width)))
         out = np.empty(len(queries), dtype=np.float32)
         workers = default_workers()
+        buffers = threading.local()
         with single_threaded_blas(workers > 1), ThreadPoolExecutor(workers) as pool:
             for start in range(0, len(queries), chunk):
                 stop = min(start + chunk, len(queries))
@@ -416,10 +433,10 @@ class IVFIndex(BaseIndex):
                 candidates = np.full((stop - start, n_probe, width), -np.inf, dtype=np.float32)
 
                 def run(lst: int, rows: np.ndarray, slots: np.ndarray) -> None:
-                    lo, hi = self._offsets[lst], self._offsets[lst + 1]
-                    tile = queries[start + rows] @ self._sorted[lo:hi].T
+                    tile = self._list_scores(buffers, queries, start + rows, lst)
                     if tile.shape[1] > width:
-                        tile = np.partition(tile, tile.shape[1] - width, axis=1)[:, -width:]
+                        tile.partition(tile.shape[1] - width, axis=1)  # in place: the tile is scratch
+                        tile = tile[:, -width:]
                     candidates[rows, slots, : tile.shape[1]] = tile
 
                 self._each_list(chunk_probes, pool, run)
@@ -428,6 +445,17 @@ class IVFIndex(BaseIndex):
                 out[start:stop] = top.mean(axis=1, dtype=np.float64)
         short = np.flatnonzero(np.diff(self._offsets)[probes].sum(axis=1) < k)
         return out, short
+
+    def _list_scores(
+        self, buffers: threading.local, queries: np.ndarray, query_ids: np.ndarray, lst: int
+    ) -> np.ndarray:
+        """Scores of the given queries against list ``lst``, in this worker's reusable buffers (scratch)."""
+        lo, hi = self._offsets[lst], self._offsets[lst + 1]
+        gathered = _grown(buffers, "gathered", len(query_ids), queries.shape[1])
+        np.take(queries, query_ids, axis=0, out=gathered)
+        tile = _grown(buffers, "tile", len(query_ids), hi - lo)
+        np.matmul(gathered, self._sorted[lo:hi].T, out=tile)
+        return tile
 
     def _unit(self, queries: np.ndarray) -> np.ndarray:
         if self.metric != "ip":
@@ -440,10 +468,11 @@ class IVFIndex(BaseIndex):
         chunk_probes = probes[start:stop]
         n_rows, n_probe = chunk_probes.shape
         candidates = np.full((n_rows, n_probe, width), _KEY_PAD, dtype=np.uint64)
+        buffers = threading.local()  # per-worker buffers: fresh ones would page-fault on every tile
 
         def run(lst: int, rows: np.ndarray, slots: np.ndarray) -> None:
             lo, hi = self._offsets[lst], self._offsets[lst + 1]
-            tile = queries[start + rows] @ self._sorted[lo:hi].T
+            tile = self._list_scores(buffers, queries, start + rows, lst)
             if sorted_bias is not None:
                 tile -= sorted_bias[lo:hi]
             members = self._order[lo:hi]
