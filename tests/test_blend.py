@@ -78,6 +78,22 @@ def test_properties_self_kept_unit_rows_inputs_unchanged(seed, thresh, k):
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), thresh=st.floats(-0.5, 0.99), k=st.integers(1, 12), dups=st.integers(0, 5))
+def test_graph_rows_are_in_the_canonical_order(seed, thresh, k, dups):
+    """Self first unless a duplicate with a lower id ties it; descending score, ties by lower id, padding last."""
+    from nnlift.blend import neighbor_graph
+    from nnlift.neighbors import sort_neighbors
+
+    emb = nnlift._check.normalize_rows(np.random.default_rng(seed).standard_normal((40, 6)).astype(np.float32), "e")
+    emb[35 : 35 + dups] = emb[0]  # exact duplicates, after the row they copy
+    for approximate in (False, True):
+        graph, _ = neighbor_graph(emb, k, thresh, approximate=approximate, index_params={"n_lists": 4}, progress=False)
+        canonical = sort_neighbors(graph.ids, graph.scores)
+        np.testing.assert_array_equal(graph.ids, canonical.ids)
+        np.testing.assert_array_equal(graph.scores, canonical.scores)
+
+
 @pytest.mark.parametrize("wm", [None, 8192, 100_000])
 def test_exact_symmetric_equals_plain_search_and_working_memory(wm):
     emb = clustered(2, n_clusters=50)

@@ -131,9 +131,15 @@ def _neighbor_graph(
         drop = scores <= threshold
         ids, scores = np.where(drop, -1, ids), np.where(drop, -np.inf, scores)
     self_scores = np.einsum("ij,ij->i", unit, unit).astype(np.float32)
+    # Rows come sorted, padding last; self goes first unless a neighbour ties or beats it
+    # (an exact duplicate, or rounding), and only such rows need sorting again.
+    unsorted = np.flatnonzero(scores[:, 0] >= self_scores) if scores.shape[1] else np.empty(0, np.int64)
     ids = np.concatenate([np.arange(n, dtype=np.int64)[:, None], ids], axis=1)
     scores = np.concatenate([self_scores[:, None], scores], axis=1)
-    return sort_neighbors(ids, scores), recall, (centroids if approximate else None)
+    if len(unsorted):
+        again = sort_neighbors(ids[unsorted], scores[unsorted])
+        ids[unsorted], scores[unsorted] = again.ids, again.scores
+    return Neighbors(ids, scores), recall, (centroids if approximate else None)
 
 
 class Recall(NamedTuple):
