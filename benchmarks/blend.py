@@ -50,11 +50,11 @@ def main() -> None:
     parser.add_argument("--large", action="store_true")
     parser.add_argument("--n-probe", type=int, default=8)
     parser.add_argument("--n-lists", type=int, default=None, help="IVF lists (default √n)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per contender (default 3; 1 at 1M)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per contender (default 5; 1 at 1M)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     n = 1_000_000 if args.large else 50_000
-    repeats = args.repeats or (1 if args.large else 3)
+    repeats = args.repeats or (1 if args.large else 5)
     d, k, thresholds = 384, 10, [0.9, 0.8]
     emb = unit_vectors(n, d, seed=11, clusters=n // 10, spread=0.3)
     index_params = {"n_probe": args.n_probe, "n_lists": args.n_lists}
