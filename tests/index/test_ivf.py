@@ -228,3 +228,9 @@ def test_kmeans_from_given_centroids(rng):
     index = nnlift.IVFIndex._over(data, init=centres, n_lists=12, n_probe=2, progress=False)
     index.search_arrays(data[:5], 3)
     np.testing.assert_allclose(index._centroids, refined, atol=1e-6)
+
+
+def test_kmeans_init_must_match_the_rows(rng):
+    data = mixture(rng, 200)
+    with pytest.raises(ValueError, match=r"init must be \(n_clusters, 24\)"):
+        kmeans(data, 4, init=np.ones((4, 5), np.float32))

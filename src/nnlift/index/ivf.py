@@ -103,6 +103,8 @@ def kmeans(
     ``init`` (unit rows, one per cluster) replaces the k-means++ seeding, as when
     the rows are a slightly moved version of rows clustered before.
     """
+    if init is not None and (init.ndim != 2 or init.shape[1] != vectors.shape[1] or not len(init)):
+        raise ValueError(f"init must be (n_clusters, {vectors.shape[1]}) centroids; got shape {init.shape}")
     rng = np.random.default_rng(seed)
     n = vectors.shape[0]
     n_clusters = min(n_clusters, n) if init is None else len(init)
@@ -166,7 +168,10 @@ def recall_standard_error(hits: np.ndarray, totals: np.ndarray) -> float:
     """Standard error of the pooled recall ``Σhits / Σtotals`` over sampled rows (ratio estimator).
 
     Rows are the sampling unit: a row's misses are correlated, so edges are not
-    treated as independent. 0.0 for fewer than two rows with neighbours.
+    treated as independent. 0.0 for fewer than two rows with neighbours. Misses
+    are rare and come in clumps, so a sample that happens to catch few of them
+    understates this error (at 1M rows, 256 rows said 0.9981 ± 0.0011 where
+    2,000 said 0.9931): trust it from about 1,000 rows.
     """
     rows = totals > 0
     m = int(rows.sum())
