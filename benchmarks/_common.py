@@ -47,19 +47,23 @@ def best_time(fn, repeats: int = 3):
     return best, result
 
 
-def interleaved_times(contenders: dict, repeats: int) -> dict:
-    """Run each contender ``repeats`` times in turn (A, B, C, A, B, C, ...); per name: (times, last result).
+def interleaved_times(contenders: dict, repeats: int, seconds=None) -> dict:
+    """Run each contender ``repeats`` times in turn (A, B, C, A, B, C, ...); per name: (times, fastest run's result).
 
     Interleaving spreads the machine's slow spells over every contender, and
     the first round pays the process's one-time costs (imports, first touch of
     fresh memory) for each of them alike; report the best and the spread.
+    ``seconds(result)``, when given, reads a run's time from its result (for
+    contenders that time their own phases); otherwise the call is timed.
     """
     out = {name: ([], None) for name in contenders}
     for _ in range(repeats):
         for name, fn in contenders.items():
             start = time.perf_counter()
             result = fn()
-            out[name] = (out[name][0] + [time.perf_counter() - start], result)
+            took = time.perf_counter() - start if seconds is None else seconds(result)
+            times, best = out[name]
+            out[name] = (times + [took], result if not times or took <= min(times) else best)
     return out
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table, unit_vectors, write_section  # noqa: E402
+from _common import interleaved_times, markdown_table, unit_vectors, write_section  # noqa: E402
 
 import nnlift  # noqa: E402
 from nnlift.correct.nnn import nnn_bias  # noqa: E402
@@ -85,13 +85,9 @@ def main() -> None:
     if not args.large:
         contenders["exact"] = lambda: nnlift_run()
         contenders["reference"] = lambda: reference(database, bank, queries, k, alpha, top)
-    best, totals = {}, {name: [] for name in contenders}
-    for _ in range(repeats):  # in turn, so slow spells and first-touch costs fall on every contender alike
-        for name, fn in contenders.items():
-            fit_s, search_s, payload = fn()
-            totals[name].append(fit_s + search_s)
-            if fit_s + search_s <= min(totals[name]):
-                best[name] = (fit_s, search_s, payload)
+    runs = interleaved_times(contenders, repeats, seconds=lambda run: run[0] + run[1])  # fit + search
+    totals = {name: times for name, (times, _) in runs.items()}
+    best = {name: run for name, (_, run) in runs.items()}
     approximate = []  # (n_probe, model, fit s, search s, found, bias MAE)
     for p in probes:
         a_fit, a_search, (approx, a_found) = best["approximate", p]

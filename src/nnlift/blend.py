@@ -154,7 +154,7 @@ def _sampled_recall(
     unit: np.ndarray, found: Neighbors, others: int, threshold: float | None, check_sample: int, working_memory
 ) -> Recall:
     """Recall of the approximate lists ``found`` against exact search on ``check_sample`` seeded rows."""
-    from .index.ivf import check_rows, recall_counts, recall_standard_error
+    from .index.ivf import check_rows, pooled_recall, recall_counts, recall_standard_error
 
     sample = check_rows(unit.shape[0], check_sample)
     exact = _exact_others(unit, sample, others, working_memory)
@@ -162,8 +162,7 @@ def _sampled_recall(
         kept = exact.scores > threshold
         exact = Neighbors(np.where(kept, exact.ids, -1), np.where(kept, exact.scores, -np.inf))
     hits, totals = recall_counts(found[sample], exact)
-    value = float(hits.sum() / totals.sum()) if totals.sum() else 1.0  # no exact edge: none was missed
-    recall = Recall(value, recall_standard_error(hits, totals), len(sample))
+    recall = Recall(pooled_recall(hits, totals), recall_standard_error(hits, totals), len(sample))
     logger.info(
         "approximate neighbour graph: recall@%d %.4f ± %.4f (standard error) on %d sampled rows",
         others,

@@ -65,11 +65,16 @@ def _smallest(keys: np.ndarray, k: int) -> np.ndarray:
     return np.sort(keys, axis=1)
 
 
+def _run_positions(owners: np.ndarray) -> np.ndarray:
+    """Each entry's position within its run of equal values in the sorted array ``owners``."""
+    starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+    return np.arange(len(owners)) - np.repeat(starts, np.diff(np.r_[starts, len(owners)]))
+
+
 def _pack_rows(rows: np.ndarray, keys: np.ndarray, n_rows: int) -> np.ndarray:
     """Pack keys of ``rows`` (sorted ascending) into a (n_rows, width, ...) matrix padded with the pad key."""
-    counts = np.bincount(rows, minlength=n_rows)
-    slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-    dense = np.full((n_rows, int(counts.max(initial=0)), *keys.shape[1:]), _KEY_PAD, dtype=np.uint64)
+    slot = _run_positions(rows)
+    dense = np.full((n_rows, int(slot.max(initial=-1)) + 1, *keys.shape[1:]), _KEY_PAD, dtype=np.uint64)
     dense[rows, slot] = keys
     return dense.reshape(n_rows, -1)
 
@@ -176,9 +181,17 @@ class _LogSumExpReduction:
 
 
 # --------------------------------------------------------------------------- driver
-def _tile(buffer: np.ndarray, rows: int, columns: int) -> np.ndarray:
-    """A C-contiguous (rows, columns) view at the start of a reusable buffer (reshapes stay views)."""
-    return buffer.reshape(-1)[: rows * columns].reshape(rows, columns)
+def _scratch(local: threading.local, name: str, rows: int, columns: int) -> np.ndarray:
+    """A C-contiguous float32 (rows, columns) view of this thread's reusable buffer ``name``.
+
+    Fresh tiles would page-fault on every touch, so each worker keeps one
+    buffer per use, grown (to exactly the size asked) only when too small.
+    """
+    buffer = getattr(local, name, None)
+    if buffer is None or buffer.size < rows * columns:
+        buffer = np.empty(rows * columns, dtype=np.float32)
+        setattr(local, name, buffer)
+    return buffer[: rows * columns].reshape(rows, columns)
 
 
 def _plan(n_rows: int, n_cols: int, workers: int, working_memory: int) -> tuple[int, int]:
@@ -223,14 +236,10 @@ def _blocked(
     def run_block(r0: int) -> Any:
         r1 = min(r0 + row_block, n_rows)
         block = queries[r0:r1]
-        # One reusable tile buffer per worker: fresh tiles would page-fault on every touch.
-        buffer = getattr(local, "buffer", None)
-        if buffer is None:
-            buffer = local.buffer = np.empty((row_block, min(col_block, n_cols)), dtype=np.float32)
         state = reduction.start(r1 - r0)
         for c0 in range(0, n_cols, col_block):
             c1 = min(c0 + col_block, n_cols)
-            scores = _tile(buffer, r1 - r0, c1 - c0)
+            scores = _scratch(local, "tile", r1 - r0, c1 - c0)
             np.matmul(block, database[c0:c1].T, out=scores)
             if bias is not None:
                 scores -= bias[c0:c1]
@@ -341,14 +350,11 @@ def _self_topk_arrays(
         r0 = starts[index]
         r1 = min(r0 + rows, n)
         acc, pairs = accumulator()
-        buffer = getattr(local, "buffer", None)
-        if buffer is None:  # reused: a fresh tile would page-fault on every touch
-            buffer = local.buffer = np.empty((rows, cols), dtype=np.float32)
         block = database[r0:r1]
         state = None
         for c0 in range(r0, n, cols):
             c1 = min(c0 + cols, n)
-            scores = np.matmul(block, database[c0:c1].T, out=_tile(buffer, r1 - r0, c1 - c0))
+            scores = np.matmul(block, database[c0:c1].T, out=_scratch(local, "tile", r1 - r0, c1 - c0))
             if exclude_self:
                 lo, hi = max(r0, c0), min(r1, c1)
                 if lo < hi:
@@ -454,9 +460,7 @@ def _rank_by_owner(owners: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np
     """Sort (owner, key) pairs by owner then key; return the sorted owners, keys and each one's rank in its owner."""
     order = np.lexsort((keys, owners))
     owners, keys = owners[order], keys[order]
-    starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
-    counts = np.diff(np.r_[starts, len(owners)])
-    return owners, keys, np.arange(len(owners)) - np.repeat(starts, counts)
+    return owners, keys, _run_positions(owners)
 
 
 def _merge_owner_keys(acc: np.ndarray, owners: np.ndarray, keys: np.ndarray, k: int) -> None:

@@ -29,6 +29,8 @@ from ..kernel import (
     _merge_owner_keys,
     _pairs_above,
     _rank_by_owner,
+    _run_positions,
+    _scratch,
     _smallest,
     _tile_topk_keys,
     _tile_topk_keys_columns,
@@ -37,22 +39,13 @@ from ..kernel import (
 from ..neighbors import Neighbors
 from .base import BaseIndex
 
-__all__ = ["kmeans", "IVFIndex", "neighbor_recall", "recall_counts", "recall_standard_error"]
+__all__ = ["kmeans", "IVFIndex", "neighbor_recall", "pooled_recall", "recall_counts", "recall_standard_error"]
 logger = logging.getLogger("nnlift")
 # k-means iterations from given centroids: blending moves rows little, and two
 # iterations from the previous pass's centroids gave the same recall as six from scratch.
 _WARM_ITERATIONS = 2
 # Bytes of per-query candidate keys held at once while merging lists.
 _MERGE_BUFFER_BYTES = 64 * 2**20
-
-
-def _grown(local: threading.local, name: str, rows: int, columns: int) -> np.ndarray:
-    """A C-contiguous float32 (rows, columns) view of a per-thread buffer, enlarged when too small."""
-    buffer = getattr(local, name, None)
-    if buffer is None or buffer.size < rows * columns:
-        buffer = np.empty(max(rows * columns, 2 * (0 if buffer is None else buffer.size)), dtype=np.float32)
-        setattr(local, name, buffer)
-    return buffer[: rows * columns].reshape(rows, columns)
 
 
 def _order_by_list(lists: np.ndarray, n_lists: int) -> np.ndarray:
@@ -144,7 +137,11 @@ def neighbor_recall(found: Neighbors, exact: Neighbors) -> float:
 
     With no exact neighbour at all (every row padded) nothing can be missed: 1.0.
     """
-    hits, totals = recall_counts(found, exact)
+    return pooled_recall(*recall_counts(found, exact))
+
+
+def pooled_recall(hits: np.ndarray, totals: np.ndarray) -> float:
+    """``Σhits / Σtotals`` from :func:`recall_counts`; 1.0 when there was nothing to find (none was missed)."""
     total = totals.sum()
     return float(hits.sum() / total) if total else 1.0
 
@@ -224,6 +221,7 @@ class IVFIndex(BaseIndex):
         self.progress = progress
         self._vectors = np.empty((0, 0), dtype=np.float32)
         self._centroids: np.ndarray | None = None
+        self._init: np.ndarray | None = None  # centroids to start k-means from (see _over)
 
     @classmethod
     def _over(cls, unit: np.ndarray, *, init: np.ndarray | None = None, **params: Any) -> IVFIndex:
@@ -260,11 +258,9 @@ class IVFIndex(BaseIndex):
             norms = row_norms(unit)[:, None]
             if not np.allclose(norms, 1.0, rtol=0.0, atol=1e-5):  # unit rows (blending's) need no copy
                 unit = unit / np.where(norms == 0, 1, norms)
-        init = getattr(self, "_init", None)
-        if init is not None and len(init) == n_lists:
-            self._centroids = kmeans(
-                unit, n_lists, n_iter=min(self.n_iter, _WARM_ITERATIONS), seed=self.seed, init=init
-            )
+        if self._init is not None and len(self._init) == n_lists:
+            n_iter = min(self.n_iter, _WARM_ITERATIONS)
+            self._centroids = kmeans(unit, n_lists, n_iter=n_iter, seed=self.seed, init=self._init)
         else:
             self._centroids = kmeans(unit, n_lists, n_iter=self.n_iter, seed=self.seed)
         # Each stored vector's n_probe nearest lists: the first is its own list, and a
@@ -456,9 +452,9 @@ class IVFIndex(BaseIndex):
     ) -> np.ndarray:
         """Scores of the given queries against list ``lst``, in this worker's reusable buffers (scratch)."""
         lo, hi = self._offsets[lst], self._offsets[lst + 1]
-        gathered = _grown(buffers, "gathered", len(query_ids), queries.shape[1])
+        gathered = _scratch(buffers, "gathered", len(query_ids), queries.shape[1])
         np.take(queries, query_ids, axis=0, out=gathered)
-        tile = _grown(buffers, "tile", len(query_ids), hi - lo)
+        tile = _scratch(buffers, "tile", len(query_ids), hi - lo)
         np.matmul(gathered, self._sorted[lo:hi].T, out=tile)
         return tile
 
@@ -525,7 +521,7 @@ class IVFIndex(BaseIndex):
         # A row with at most ``width`` (≥ k) entries keeps them all, each in its place in the row;
         # a crowded row keeps its best ``width``, which hold its top-k in this tile.
         few_rows, few_keys = tile_rows[~crowded], keys[~crowded]
-        place = np.arange(len(few_keys)) - np.searchsorted(few_rows, few_rows)
+        place = _run_positions(few_rows)
         candidates[rows[few_rows], slots[few_rows], place] = few_keys
         if crowded.any():
             by_row, ranked, rank = _rank_by_owner(tile_rows[crowded], keys[crowded])
