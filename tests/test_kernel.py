@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import nnlift
-from nnlift.kernel import _decode, _encode
+from nnlift.kernel import _MIN_COLUMNS, _MIN_TILES_PER_WORKER, _decode, _encode, _plan
 
 from .conftest import assert_same_neighbors, reference_topk, unit
 
@@ -226,3 +226,25 @@ def test_merge_owner_keys_keeps_each_rows_best(rng):
     assert ids[2].tolist() == [2, 7, 1] and scores[2].tolist() == pytest.approx([0.95, 0.9, 0.7])
     assert ids[4, :2].tolist() == [0, 3]  # a tie: the lower id first
     assert (acc[[0, 1, 3]] == _KEY_PAD).all() and acc[4, 2] == _KEY_PAD
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n_rows=st.integers(1, 200_000),
+    n_cols=st.integers(1, 2_000_000),
+    workers=st.integers(1, 8),
+    wm_mb=st.integers(1, 1024),
+)
+@example(n_rows=1000, n_cols=50_000, workers=2, wm_mb=256)
+def test_plan_fits_memory_and_reuses_each_workers_tile(n_rows, n_cols, workers, wm_mb):
+    """Tiles fit the working memory, and each worker gets several tiles whenever columns allow narrower ones."""
+    working_memory = wm_mb * 2**20
+    rows, cols = _plan(n_rows, n_cols, workers, working_memory)
+    assert 1 <= rows <= n_rows and 1 <= cols <= n_cols
+    per_worker = max(working_memory // workers, 8 * _MIN_COLUMNS)
+    assert rows * cols * 8 <= per_worker
+    tiles = -(-n_rows // rows) * -(-n_cols // cols)
+    if tiles < _MIN_TILES_PER_WORKER * workers:  # only when the columns cannot be split further
+        assert cols <= _MIN_COLUMNS
+    if (n_rows, n_cols, workers, wm_mb) == (1000, 50_000, 2, 256):  # a recall check: 4 tiles per worker, not 2
+        assert tiles == 8

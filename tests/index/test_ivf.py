@@ -4,7 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnlift
-from nnlift.index.ivf import kmeans, nearest_centroid
+from nnlift.index import ivf
+from nnlift.index.ivf import kmeans, nearest_centroid, nearest_lists
 
 from ..conftest import unit
 
@@ -260,3 +261,37 @@ def test_recall_counts_match_a_set_per_row(seed, rows, k_found, k_exact):
         wanted = [i for i in exact[row] if i >= 0]  # an id listed twice is wanted twice, as the old loop did
         assert totals[row] == len(wanted)
         assert hits[row] == sum(i in set(found[row].tolist()) for i in wanted)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.integers(1, 300),
+    n_lists=st.integers(1, 40),
+    probe_frac=st.floats(0.0, 1.0),
+    levels=st.sampled_from([3, 1000]),  # few score levels make many ties
+    serial=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_nearest_lists_equal_a_stable_sort(rows, n_lists, probe_frac, levels, serial, seed):
+    """Rounds of argmax give each row's best lists in sorted order, ties to the lower index, on either path."""
+    rng = np.random.default_rng(seed)
+    n = max(1, round(probe_frac * n_lists))
+    vectors = rng.integers(-levels, levels, size=(rows, 4)).astype(np.float32)
+    centroids = np.eye(4, dtype=np.float32)[rng.integers(0, 4, n_lists)]
+    scores = vectors @ centroids.T
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+    old = ivf._ROUTING_SERIAL_ROWS, ivf._ROUTING_BLOCK
+    try:  # small blocks, so that a few hundred rows take the worker pool's path too
+        ivf._ROUTING_SERIAL_ROWS, ivf._ROUTING_BLOCK = (10**6, 64) if serial else (0, 64)
+        found = nearest_lists(vectors, centroids, n)
+    finally:
+        ivf._ROUTING_SERIAL_ROWS, ivf._ROUTING_BLOCK = old
+    np.testing.assert_array_equal(found, expected)
+    np.testing.assert_array_equal(nearest_centroid(vectors, centroids), expected[:, 0])
+
+
+def test_nearest_lists_beyond_argmax_rounds_use_the_kernel(rng):
+    vectors, centroids = unit(rng, 500, 16), unit(rng, 64, 16)
+    n = ivf._ARGMAX_ROUNDS + 4
+    expected = np.argsort(-(vectors @ centroids.T), axis=1, kind="stable")[:, :n]
+    np.testing.assert_array_equal(nearest_lists(vectors, centroids, n), expected)

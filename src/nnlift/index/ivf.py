@@ -53,12 +53,51 @@ def _order_by_list(lists: np.ndarray, n_lists: int) -> np.ndarray:
     return np.argsort(lists.astype(np.uint16) if n_lists <= 2**16 else lists, kind="stable")
 
 
-def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray, block: int = 8192) -> np.ndarray:
-    """Index of the highest-scoring centroid per row (argmax in row blocks; ties to the lower index)."""
-    out = np.empty(vectors.shape[0], dtype=np.int64)
-    for start in range(0, vectors.shape[0], block):
-        out[start : start + block] = np.argmax(vectors[start : start + block] @ centroids.T, axis=1)
+# Up to this many nearest lists are found by rounds of argmax (one vectorised pass
+# each), which beats a partition of the row: 8 of 224 lists for 50k rows took
+# 0.04 s against 0.075 s for ``argpartition``. More go through the top-k kernel.
+_ARGMAX_ROUNDS = 16
+# Rows per task: a block's scores (rows × lists) stay in cache between rounds.
+_ROUTING_BLOCK = 2048
+# Fewer rows (k-means samples, called once per iteration) run serially with BLAS
+# threads: starting a pool and pinning BLAS costs more than it saves there.
+_ROUTING_SERIAL_ROWS = 16384
+
+
+def nearest_lists(vectors: np.ndarray, centroids: np.ndarray, n: int) -> np.ndarray:
+    """Each row's ``n`` highest-scoring centroids, best first, ties to the lower index (``n`` ≤ centroids)."""
+    if n > _ARGMAX_ROUNDS:
+        return _topk_arrays(vectors, centroids, n, progress=False).ids
+    out = np.empty((vectors.shape[0], n), dtype=np.int64)
+    buffers = threading.local()
+    serial = vectors.shape[0] <= _ROUTING_SERIAL_ROWS or default_workers() == 1
+    block = _ROUTING_SERIAL_ROWS if serial else _ROUTING_BLOCK
+
+    def run(start: int) -> None:
+        stop = min(start + block, vectors.shape[0])
+        scores = _scratch(buffers, "scores", stop - start, len(centroids))
+        np.matmul(vectors[start:stop], centroids.T, out=scores)
+        rows = np.arange(stop - start)
+        for rank in range(n):
+            best = scores.argmax(axis=1)  # first maximum: the lower index on ties
+            out[start:stop, rank] = best
+            if rank + 1 < n:
+                scores[rows, best] = -np.inf
+
+    starts = range(0, vectors.shape[0], block)
+    if serial:
+        for start in starts:
+            run(start)
+        return out
+    with single_threaded_blas(), ThreadPoolExecutor(default_workers()) as pool:
+        for _ in pool.map(run, starts):
+            pass
     return out
+
+
+def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the highest-scoring centroid per row (ties to the lower index)."""
+    return nearest_lists(vectors, centroids, 1)[:, 0]
 
 
 def _seed_centroids(train: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
@@ -266,7 +305,7 @@ class IVFIndex(BaseIndex):
         # Each stored vector's n_probe nearest lists: the first is its own list, and a
         # self-join reuses them all as its probes instead of multiplying again.
         own_probes = min(check_positive_int(self.n_probe, "n_probe"), n_lists)
-        self._set_lists(self._centroids, _topk_arrays(unit, self._centroids, own_probes, progress=False).ids)
+        self._set_lists(self._centroids, nearest_lists(unit, self._centroids, own_probes))
 
     def _set_lists(self, centroids: np.ndarray, own_probes: np.ndarray) -> None:
         """Store the vectors list by list, given the centroids and each vector's nearest lists (first: its own)."""
@@ -330,7 +369,7 @@ class IVFIndex(BaseIndex):
         if exclude_self and len(queries) == len(self._vectors) and self._own_probes.shape[1] == n_probe:
             probes = self._own_probes  # query i is stored vector i: its probes are already known
         else:
-            probes = _topk_arrays(self._unit(queries), self._centroids, n_probe, progress=False).ids
+            probes = nearest_lists(self._unit(queries), self._centroids, n_probe)
         sorted_bias = None if bias is None else bias[self._order]
         n_queries = len(queries)
         # Lists of at most 2k vectors are passed whole to the final merge: selecting k of
@@ -411,11 +450,11 @@ class IVFIndex(BaseIndex):
         if self._centroids is None:
             self._build()
         n_probe = min(check_positive_int(self.n_probe, "n_probe"), len(self._centroids))
-        probes = _topk_arrays(self._unit(queries), self._centroids, n_probe, progress=False).ids
+        probes = nearest_lists(self._unit(queries), self._centroids, n_probe)
         out, short = self._topk_mean(queries, k, probes)
         if len(short):
-            wide = _topk_arrays(self._unit(queries[short]), self._centroids, self._probe_count(k), progress=False)
-            out[short], _ = self._topk_mean(queries[short], k, wide.ids)
+            wide = nearest_lists(self._unit(queries[short]), self._centroids, self._probe_count(k))
+            out[short], _ = self._topk_mean(queries[short], k, wide)
         return out, probes
 
     def _topk_mean(self, queries: np.ndarray, k: int, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
