@@ -280,12 +280,12 @@ def test_nearest_lists_equal_a_stable_sort(rows, n_lists, probe_frac, levels, se
     centroids = np.eye(4, dtype=np.float32)[rng.integers(0, 4, n_lists)]
     scores = vectors @ centroids.T
     expected = np.argsort(-scores, axis=1, kind="stable")[:, :n]
-    old = ivf._ROUTING_SERIAL_ROWS, ivf._ROUTING_BLOCK
-    try:  # small blocks, so that a few hundred rows take the worker pool's path too
-        ivf._ROUTING_SERIAL_ROWS, ivf._ROUTING_BLOCK = (10**6, 64) if serial else (0, 64)
+    old = ivf._ROUTING_SERIAL_ROWS, ivf._ROUTING_SCORES
+    try:  # 128-row blocks, so that a few hundred rows take the worker pool's path too
+        ivf._ROUTING_SERIAL_ROWS, ivf._ROUTING_SCORES = (10**6, 1) if serial else (0, 1)
         found = nearest_lists(vectors, centroids, n)
     finally:
-        ivf._ROUTING_SERIAL_ROWS, ivf._ROUTING_BLOCK = old
+        ivf._ROUTING_SERIAL_ROWS, ivf._ROUTING_SCORES = old
     np.testing.assert_array_equal(found, expected)
     np.testing.assert_array_equal(nearest_centroid(vectors, centroids), expected[:, 0])
 

@@ -57,8 +57,9 @@ def _order_by_list(lists: np.ndarray, n_lists: int) -> np.ndarray:
 # each), which beats a partition of the row: 8 of 224 lists for 50k rows took
 # 0.04 s against 0.075 s for ``argpartition``. More go through the top-k kernel.
 _ARGMAX_ROUNDS = 16
-# Rows per task: a block's scores (rows × lists) stay in cache between rounds.
-_ROUTING_BLOCK = 2048
+# Scores per task (2 MB): a block of rows × lists stays in cache between rounds.
+# 1M×384 rows, 14 of 2,000 lists: 2.10 s with 262-row blocks, 2.36 s with 2,048.
+_ROUTING_SCORES = 2**19
 # Fewer rows (k-means samples, called once per iteration) run serially with BLAS
 # threads: starting a pool and pinning BLAS costs more than it saves there.
 _ROUTING_SERIAL_ROWS = 16384
@@ -71,7 +72,7 @@ def nearest_lists(vectors: np.ndarray, centroids: np.ndarray, n: int) -> np.ndar
     out = np.empty((vectors.shape[0], n), dtype=np.int64)
     buffers = threading.local()
     serial = vectors.shape[0] <= _ROUTING_SERIAL_ROWS or default_workers() == 1
-    block = _ROUTING_SERIAL_ROWS if serial else _ROUTING_BLOCK
+    block = _ROUTING_SERIAL_ROWS if serial else min(2048, max(128, _ROUTING_SCORES // len(centroids)))
 
     def run(start: int) -> None:
         stop = min(start + block, vectors.shape[0])
