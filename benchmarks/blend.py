@@ -123,7 +123,7 @@ def main() -> None:
         )
         name = "Neighbourhood blending (50k)"
     else:
-        # The blender measures each pass on 256 rows; check each pass again, untimed, on 2,000 rows.
+        # The blender measures each pass on its own sample; check each pass again, untimed, on 2,000 rows.
         checks = [
             neighbor_graph(s, k, t, approximate=True, index_params=index_params, check_sample=2000, progress=False)[1]
             for s, t in zip(approx.stages_, thresholds)

@@ -220,6 +220,15 @@ def recall_standard_error(hits: np.ndarray, totals: np.ndarray) -> float:
     return float(np.sqrt((residual**2).sum() / (m * (m - 1))) / totals.mean())
 
 
+def _probes_reach(context: dict, owners: np.ndarray, partners: np.ndarray) -> np.ndarray:
+    """Whether each owner's own probes include its partner's list (same-shaped arrays, broadcast).
+
+    In a self-join such a pair is found from the owner's side, so the partner's
+    tile leaves it out of the owner's column candidates: no pair counts twice.
+    """
+    return (context["probes"][owners] == context["list_of"][partners][..., None]).any(axis=-1)
+
+
 class IVFIndex(BaseIndex):
     """Approximate inner-product/cosine search by IVF-blocked GEMM (numpy only).
 
@@ -294,10 +303,9 @@ class IVFIndex(BaseIndex):
         n_lists = self.n_lists if self.n_lists is not None else max(1, int(round(math.sqrt(n))))
         n_lists = min(check_positive_int(n_lists, "n_lists"), n)
         unit = self._vectors
-        if self.metric == "ip":  # cluster by direction; scores stay raw inner products
-            norms = row_norms(unit)[:, None]
-            if not np.allclose(norms, 1.0, rtol=0.0, atol=1e-5):  # unit rows (blending's) need no copy
-                unit = unit / np.where(norms == 0, 1, norms)
+        # Cluster by direction (scores stay raw inner products); unit rows, as blending's, need no copy.
+        if self.metric == "ip" and not np.allclose(row_norms(unit), 1.0, rtol=0.0, atol=1e-5):
+            unit = self._unit(unit)
         if self._init is not None and len(self._init) == n_lists:
             n_iter = min(self.n_iter, _WARM_ITERATIONS)
             self._centroids = kmeans(unit, n_lists, n_iter=n_iter, seed=self.seed, init=self._init)
@@ -570,8 +578,7 @@ class IVFIndex(BaseIndex):
         if context["symmetric"]:
             partners = query_ids[tile_rows]
             owners = members[tile_columns]
-            # A pair the member's own probes also find is left to them, as in _column_candidates.
-            seen = (context["probes"][owners] == context["list_of"][partners][:, None]).any(axis=1)
+            seen = _probes_reach(context, owners, partners)  # left to the member's own probes
             _merge_owner_keys(context["columns"], owners[~seen], _encode(values[~seen], partners[~seen]), k)
         return True
 
@@ -586,7 +593,7 @@ class IVFIndex(BaseIndex):
         local = (keys & _LOW32).astype(np.int64)
         valid = keys != _KEY_PAD
         partners = query_ids[np.where(valid, local, 0)]
-        seen = (context["probes"][members][:, :, None] == context["list_of"][partners][:, None, :]).any(axis=1)
+        seen = _probes_reach(context, members[:, None], partners)
         keys = np.where(valid & ~seen, (keys & ~_LOW32) | partners.astype(np.uint64), _KEY_PAD)
         columns = context["columns"]
         columns[members] = _smallest(np.concatenate([columns[members], keys], axis=1), k)
