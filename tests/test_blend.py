@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -125,6 +127,19 @@ def test_approximate_path_recall_and_close_output():
     dba = nnlift.DatabaseAugmentation(n=5, approximate=True, check_sample=100, progress=False).fit(emb)
     assert 0.99 <= dba.recall_ <= 1.0
     assert nnlift.DatabaseAugmentation(n=5, progress=False).fit(emb).recall_ is None
+
+
+def test_approximate_blending_lists_default_to_twice_root_n(caplog):
+    from nnlift.blend import _default_lists
+
+    assert _default_lists(1000) == 63 and _default_lists(50_000) == 447 and _default_lists(1) == 1
+    emb = clustered(4, n_clusters=100, per_cluster=10)
+    default = NeighborhoodBlender(thresholds=(0.9,), k=5, approximate=True, progress=False)
+    with caplog.at_level(logging.INFO, logger="nnlift"):
+        out = default.fit_transform(emb)
+    assert "IVF: 63 lists" in caplog.text
+    explicit = NeighborhoodBlender(thresholds=(0.9,), k=5, approximate=True, n_lists=63, progress=False)
+    np.testing.assert_array_equal(out, explicit.fit_transform(emb))
 
 
 def test_graph_and_transform_of_new_rows():

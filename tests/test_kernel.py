@@ -203,15 +203,30 @@ def test_thresholded_self_join_equals_sorted_reference(n, k_frac, threshold, wm,
     np.testing.assert_array_equal(found.scores, np.where(drop, -np.inf, ref_scores).astype(np.float32))
 
 
-def test_pairs_above_finds_every_entry_and_refuses_too_many(rng):
-    from nnlift.kernel import _pairs_above
+@pytest.mark.parametrize(
+    "shape, threshold",
+    [
+        ((77, 130), 2.0),  # a small tile: one masked pass
+        ((1000, 601), 4.0),  # a large tile with a few hits: only their group cells are opened
+        ((1000, 601), 1.5),  # a large tile with many hit cells: one masked pass again
+        ((1001, 600), 4.0),  # a large tile whose last row is a group of its own
+    ],
+)
+def test_pairs_above_finds_every_entry_in_row_order_and_refuses_too_many(rng, shape, threshold):
+    from nnlift.kernel import _DIRECT_MASK, _pairs_above
 
-    scores = rng.normal(size=(77, 130)).astype(np.float32)  # 77 rows: two full groups of 32 and a tail
-    rows, columns, values = _pairs_above(scores, 2.0, budget=10**6)
-    want_rows, want_columns = np.nonzero(scores > 2.0)
-    assert sorted(zip(rows.tolist(), columns.tolist())) == sorted(zip(want_rows.tolist(), want_columns.tolist()))
-    np.testing.assert_array_equal(values, scores[rows, columns])
-    assert _pairs_above(scores, -5.0, budget=100) is None  # every entry clears it: more than the budget
+    scores = rng.normal(size=shape).astype(np.float32)
+    assert (scores.size <= _DIRECT_MASK) == (shape == (77, 130))
+    rows, columns, values = _pairs_above(scores, threshold, budget=10**6)
+    want_rows, want_columns = np.nonzero(scores > threshold)  # row-major, as callers rely on
+    assert len(want_rows) > 0
+    np.testing.assert_array_equal(rows, want_rows)
+    np.testing.assert_array_equal(columns, want_columns)
+    np.testing.assert_array_equal(values, scores[want_rows, want_columns])
+    assert _pairs_above(scores, threshold, budget=len(want_rows) - 1) is None  # one more than the budget
+    assert _pairs_above(scores, -5.0, budget=100) is None  # every entry clears it
+    transposed = np.asfortranarray(scores)  # a non-contiguous view gives the same pairs
+    np.testing.assert_array_equal(_pairs_above(transposed, threshold, budget=10**6)[0], want_rows)
 
 
 def test_merge_owner_keys_keeps_each_rows_best(rng):

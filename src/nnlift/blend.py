@@ -13,6 +13,7 @@ approximate IVF path whose recall is measured.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -118,6 +119,8 @@ def _neighbor_graph(
         from .index.ivf import IVFIndex
 
         params = {"n_probe": 8, **(index_params or {})}
+        if params.get("n_lists") is None:
+            params["n_lists"] = _default_lists(n)
         index = IVFIndex._over(unit, init=centroids, progress=progress, **params)
         found = index.search_arrays(unit, others, exclude_self=True, threshold=threshold)
         centroids = index._centroids
@@ -140,6 +143,21 @@ def _neighbor_graph(
         again = sort_neighbors(ids[unsorted], scores[unsorted])
         ids[unsorted], scores[unsorted] = again.ids, again.scores
     return Neighbors(ids, scores), recall, (centroids if approximate else None)
+
+
+def _default_lists(n: int) -> int:
+    """IVF lists for a blending self-join of ``n`` rows: ``2√n``, twice an IVF index's default.
+
+    A self-join's neighbours are near-duplicates sitting in few lists, so
+    smaller lists hold them as well or better while each probe multiplies half
+    as much; routing to twice the centroids costs little beside it. Measured
+    with 8 probes (first-pass recall over all rows against exact search;
+    median build and search): 50k×384 clustered, recall 0.9973 → 0.9990,
+    build 0.22 → 0.34 s, search 0.53 → 0.35 s; 51.6k×256 WordNet glosses
+    embedded by wordllama (threshold 0.6), recall 0.903 → 0.916, build
+    0.13 → 0.24 s, search 0.42 → 0.30 s.
+    """
+    return max(1, min(n, round(2 * math.sqrt(n))))
 
 
 class Recall(NamedTuple):
@@ -339,16 +357,18 @@ class NeighborhoodBlender(Estimator):
     n_probe : int
         Lists probed by the approximate path.
     n_lists : int, optional
-        k-means lists of the approximate path (default ``√n``). More, smaller
-        lists with a proportionally larger ``n_probe`` cost the same multiply
-        and separate neighbours better when the data has many small clusters.
+        k-means lists of the approximate path (default ``2√n``: half the size
+        of an :class:`~nnlift.index.IVFIndex`'s default lists, which gave
+        higher recall in less time here). More, smaller lists with a
+        proportionally larger ``n_probe`` cost the same multiply and separate
+        neighbours better when the data has many small clusters.
     check_sample : int
         Rows sampled per approximate pass to measure its recall against exact
         search; the standard error of each measurement is kept in
         ``recall_standard_error_``. Misses come in clumps (a row whose
         neighbours sit in an unprobed list misses several at once), so a few
-        hundred rows can catch none of them. 1,000 rows took 0.22 s of a
-        1.1 s pass at 50k×384.
+        hundred rows can catch none of them. 1,000 rows took about 0.26 s of
+        a 1.0 s pass at 50k×384.
     min_recall : float
         An approximate pass whose measured recall is below this is redone
         exactly when the data has at most ``exact_limit`` rows (exact search is

@@ -344,7 +344,7 @@ def blend(
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per row, itself included.")] = 10,
     approximate: Annotated[bool, typer.Option(help="IVF neighbour graph (large inputs); recall is reported.")] = False,
     n_probe: Annotated[int, typer.Option(min=1, help="--approximate: lists probed per row.")] = 8,
-    n_lists: Annotated[Optional[int], typer.Option(min=1, help="--approximate: IVF lists (default √rows).")] = None,
+    n_lists: Annotated[Optional[int], typer.Option(min=1, help="--approximate: IVF lists (default 2√rows).")] = None,
     check_sample: Annotated[
         int, typer.Option(min=1, help="--approximate: rows sampled per pass to measure recall against exact search.")
     ] = 1000,

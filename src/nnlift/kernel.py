@@ -405,6 +405,26 @@ def _self_topk_arrays(
 
 
 _PAIR_GROUP = 32  # rows whose column-wise maximum is tested against the threshold at once
+# When the opened cells would hold more than 1/_DENSE_OPENING of the tile, one
+# masked pass over it is cheaper than their scattered reads (each cell's scores
+# lie n_groups rows apart): a 1,888×252 blending tile with 2,642 hits took
+# 0.35 ms by cells and 0.10 ms by mask.
+_DENSE_OPENING = 16
+# Tiles of at most this many scores (2 MB, about one core's L2) skip the group
+# maxima: the GEMM has just left the tile in cache, and in IVF tiles the hits
+# are dense enough that the cells would be opened anyway.
+_DIRECT_MASK = 2**19
+
+
+def _masked_pairs(
+    scores: np.ndarray, threshold: float, budget: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`_pairs_above` by one masked pass over a C-contiguous tile."""
+    flat = np.flatnonzero(scores > threshold)  # row-major already
+    if len(flat) > budget:
+        return None
+    c = scores.shape[1]
+    return flat // c, flat % c, np.take(scores, flat)
 
 
 def _pairs_above(scores: np.ndarray, threshold: float, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -413,25 +433,28 @@ def _pairs_above(scores: np.ndarray, threshold: float, budget: int) -> tuple[np.
     Rows are grouped as (g, G, c): row ``j·G + i`` is member j of group i. The
     maximum over the first axis is one streaming pass of elementwise maxima,
     and only the (group, column) cells whose maximum clears the threshold are
-    opened: g scores each, gathered from the flat tile.
+    opened: g scores each, gathered from the flat tile. Small tiles, and tiles
+    with many such cells, are scanned whole by one masked pass instead.
     Returns tile-local rows, columns and scores, ordered by row then column.
     """
     r, c = scores.shape
     g = _PAIR_GROUP
     n_groups = r // g
     main = n_groups * g
+    scores = scores if scores.flags.c_contiguous else np.ascontiguousarray(scores)
+    if scores.size <= _DIRECT_MASK:
+        return _masked_pairs(scores, threshold, budget)
     opened = []  # flat indices of the entries to compare, one block of cells at a time
     if n_groups:
         group_max = scores[:main].reshape(g, n_groups, c).max(axis=0)
         groups, columns = np.nonzero(group_max > threshold)
-        if len(groups) * g > max(budget, scores.size // 4):  # opening them would cost a selection's worth
-            return None
+        if len(groups) * g > scores.size // _DENSE_OPENING:  # many cells: one masked pass reads less
+            return _masked_pairs(scores, threshold, budget)
         opened.append(((groups[:, None] + np.arange(g) * n_groups) * c + columns[:, None]).ravel())
     if main < r:  # the last rows, too few for a group, are one more group of their own
         columns = np.flatnonzero(scores[main:].max(axis=0) > threshold)
         opened.append((columns[:, None] + np.arange(main, r) * c).ravel())
     flat = opened[0] if len(opened) == 1 else np.concatenate(opened)
-    scores = scores if scores.flags.c_contiguous else np.ascontiguousarray(scores)
     flat = flat[np.take(scores, flat) > threshold]
     if len(flat) > budget:
         return None

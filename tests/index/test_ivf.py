@@ -295,3 +295,46 @@ def test_nearest_lists_beyond_argmax_rounds_use_the_kernel(rng):
     n = ivf._ARGMAX_ROUNDS + 4
     expected = np.argsort(-(vectors @ centroids.T), axis=1, kind="stable")[:, :n]
     np.testing.assert_array_equal(nearest_lists(vectors, centroids, n), expected)
+
+
+def _crowded_rows(index, queries, k, threshold):
+    """Rows with more than k entries above the threshold in one probed list (they take the threshold path's sort)."""
+    probes = ivf.nearest_lists(queries, index._centroids, index._probe_count(k + 1))
+    crowded = 0
+    for row, row_probes in enumerate(probes):
+        for lst in row_probes:
+            members = index._order[index._offsets[lst] : index._offsets[lst + 1]]
+            crowded += int((queries[row] @ index._vectors[members].T > threshold).sum() - (row in members) > k)
+    return crowded
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    n_lists=st.integers(2, 10),
+    n_probe=st.integers(1, 4),
+    k=st.integers(1, 8),
+    threshold=st.sampled_from([0.5, 0.75, 0.9]),
+)
+def test_ivf_self_join_threshold_path_equals_masked_plain_search(seed, n_lists, n_probe, k, threshold):
+    """Tight clusters of ~30 give rows more hits in one list than they keep, and members hits from many rows."""
+    rng = np.random.default_rng(seed)
+    database = mixture(rng, 600, d=16, clusters=20, spread=0.4)
+    database[10] = database[11]  # an exact tie
+    index = nnlift.IVFIndex(n_lists=n_lists, n_probe=n_probe).add(database)
+    plain = index.search_arrays(database, k, exclude_self=True)
+    found = index.search_arrays(database, k, exclude_self=True, threshold=threshold)
+    drop = plain.scores <= threshold
+    np.testing.assert_array_equal(found.ids, np.where(drop, -1, plain.ids))
+    np.testing.assert_array_equal(found.scores, np.where(drop, -np.inf, plain.scores))
+
+
+def test_ivf_threshold_path_with_crowded_rows_is_exact_when_every_list_is_probed(rng):
+    database = mixture(rng, 800, d=16, clusters=20, spread=0.4)
+    index = nnlift.IVFIndex(n_lists=6, n_probe=6).add(database)
+    index._build()
+    assert _crowded_rows(index, database, 5, 0.75) > 100  # the case this test is about
+    found = index.search_arrays(database, 5, exclude_self=True, threshold=0.75)
+    exact = nnlift.topk(database, database, 5, exclude_self=True, threshold=0.75)
+    np.testing.assert_array_equal(found.ids, exact.ids)
+    np.testing.assert_allclose(found.scores, exact.scores, atol=1e-6)  # GEMMs of other shapes round differently

@@ -26,9 +26,7 @@ from ..kernel import (
     _LOW32,
     _decode,
     _encode,
-    _merge_owner_keys,
     _pairs_above,
-    _rank_by_owner,
     _run_positions,
     _scratch,
     _smallest,
@@ -390,7 +388,7 @@ class IVFIndex(BaseIndex):
         # candidates among the queries probing it, so a pair is found when either side
         # probes the other's list, at no extra multiply.
         symmetric = exclude_self and bias is None and n_queries == len(self._vectors)
-        context = {"probes": probes, "symmetric": symmetric, "threshold": threshold}
+        context = {"probes": probes, "symmetric": symmetric, "threshold": threshold, "n_lists": n_lists}
         if symmetric:
             context["list_of"] = own_list = np.empty(n_queries, dtype=np.int64)
             own_list[self._order] = np.repeat(np.arange(n_lists), np.diff(self._offsets))
@@ -564,23 +562,48 @@ class IVFIndex(BaseIndex):
         if not len(values):
             return True
         keys = _encode(values, members[tile_columns])
-        counts = np.bincount(tile_rows)
-        crowded = (counts > width)[tile_rows]
-        # A row with at most ``width`` (≥ k) entries keeps them all, each in its place in the row;
-        # a crowded row keeps its best ``width``, which hold its top-k in this tile.
-        few_rows, few_keys = tile_rows[~crowded], keys[~crowded]
-        place = _run_positions(few_rows)
-        candidates[rows[few_rows], slots[few_rows], place] = few_keys
-        if crowded.any():
-            by_row, ranked, rank = _rank_by_owner(tile_rows[crowded], keys[crowded])
-            keep = rank < width
-            candidates[rows[by_row[keep]], slots[by_row[keep]], rank[keep]] = ranked[keep]
+        place = _run_positions(tile_rows)
+        if place.max() < width:  # no row has more than ``width``: each keeps all
+            candidates[rows[tile_rows], slots[tile_rows], place] = keys
+        else:
+            # A row with at most ``width`` (≥ k) entries keeps them all, each in its place in the row;
+            # a crowded row keeps its best ``width``, which hold its top-k in this tile.
+            crowded = (np.bincount(tile_rows) > width)[tile_rows]
+            few = ~crowded
+            candidates[rows[tile_rows[few]], slots[tile_rows[few]], place[few]] = keys[few]
+            crowded_rows, index = np.unique(tile_rows[crowded], return_inverse=True)
+            dense = np.full((len(crowded_rows), int(place.max()) + 1), _KEY_PAD, dtype=np.uint64)
+            dense[index, place[crowded]] = keys[crowded]
+            candidates[rows[crowded_rows], slots[crowded_rows]] = _smallest(dense, width)
         if context["symmetric"]:
-            partners = query_ids[tile_rows]
-            owners = members[tile_columns]
-            seen = _probes_reach(context, owners, partners)  # left to the member's own probes
-            _merge_owner_keys(context["columns"], owners[~seen], _encode(values[~seen], partners[~seen]), k)
+            IVFIndex._merge_column_hits(tile_rows, tile_columns, values, members, query_ids, k, context)
         return True
+
+    @staticmethod
+    def _merge_column_hits(tile_rows, tile_columns, values, members, query_ids, k, context) -> None:
+        """Give a tile's hits to its members' column candidates (self-joins), leaving out pairs their probes reach.
+
+        Hits come ordered by row; a radix sort by column groups them per member,
+        and one selection merges them with what the member holds.
+        """
+        partners = query_ids[tile_rows]
+        # seen[c, l]: member c's own probes include list l, so that side finds the pair itself.
+        probed = np.zeros((len(members), context["n_lists"]), dtype=bool)
+        probed[np.arange(len(members))[:, None], context["probes"][members]] = True
+        kept = ~probed[tile_columns, context["list_of"][partners]]
+        if not kept.any():
+            return
+        columns = tile_columns[kept]
+        order = _order_by_list(columns, len(members))
+        columns = columns[order]
+        keys = _encode(values[kept][order], partners[kept][order])
+        place = _run_positions(columns)
+        touched = columns[place == 0]  # each member once, ascending
+        dense = np.full((len(members), int(place.max()) + 1), _KEY_PAD, dtype=np.uint64)
+        dense[columns, place] = keys
+        held = context["columns"]
+        owners = members[touched]
+        held[owners] = _smallest(np.concatenate([held[owners], dense[touched]], axis=1), k)
 
     @staticmethod
     def _column_candidates(tile: np.ndarray, members: np.ndarray, query_ids: np.ndarray, k: int, context: dict) -> None:
