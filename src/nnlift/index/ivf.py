@@ -587,7 +587,8 @@ class IVFIndex(BaseIndex):
         and one selection merges them with what the member holds.
         """
         partners = query_ids[tile_rows]
-        # seen[c, l]: member c's own probes include list l, so that side finds the pair itself.
+        # probed[c, l]: member c's own probes include list l, so that side finds the pair itself
+        # (members × lists ≈ n booleans per tile, as lists hold about n / n_lists members).
         probed = np.zeros((len(members), context["n_lists"]), dtype=bool)
         probed[np.arange(len(members))[:, None], context["probes"][members]] = True
         kept = ~probed[tile_columns, context["list_of"][partners]]
