@@ -218,13 +218,17 @@ def recall_standard_error(hits: np.ndarray, totals: np.ndarray) -> float:
     return float(np.sqrt((residual**2).sum() / (m * (m - 1))) / totals.mean())
 
 
-def _probes_reach(context: dict, owners: np.ndarray, partners: np.ndarray) -> np.ndarray:
-    """Whether each owner's own probes include its partner's list (same-shaped arrays, broadcast).
+def _probes_reach(context: dict, members: np.ndarray, local: np.ndarray, partners: np.ndarray) -> np.ndarray:
+    """Whether member ``members[local]``'s own probes include its partner's list (``local``, ``partners`` broadcast).
 
-    In a self-join such a pair is found from the owner's side, so the partner's
-    tile leaves it out of the owner's column candidates: no pair counts twice.
+    In a self-join such a pair is found from the member's side, so the partner's
+    tile leaves it out of the member's column candidates: no pair counts twice.
+    The tile's members × lists table holds about n booleans, as lists hold
+    about n / n_lists members.
     """
-    return (context["probes"][owners] == context["list_of"][partners][..., None]).any(axis=-1)
+    probed = np.zeros((len(members), context["n_lists"]), dtype=bool)
+    probed[np.arange(len(members))[:, None], context["probes"][members]] = True
+    return probed[local, context["list_of"][partners]]
 
 
 class IVFIndex(BaseIndex):
@@ -587,11 +591,7 @@ class IVFIndex(BaseIndex):
         and one selection merges them with what the member holds.
         """
         partners = query_ids[tile_rows]
-        # probed[c, l]: member c's own probes include list l, so that side finds the pair itself
-        # (members × lists ≈ n booleans per tile, as lists hold about n / n_lists members).
-        probed = np.zeros((len(members), context["n_lists"]), dtype=bool)
-        probed[np.arange(len(members))[:, None], context["probes"][members]] = True
-        kept = ~probed[tile_columns, context["list_of"][partners]]
+        kept = ~_probes_reach(context, members, tile_columns, partners)
         if not kept.any():
             return
         columns = tile_columns[kept]
@@ -617,7 +617,7 @@ class IVFIndex(BaseIndex):
         local = (keys & _LOW32).astype(np.int64)
         valid = keys != _KEY_PAD
         partners = query_ids[np.where(valid, local, 0)]
-        seen = _probes_reach(context, members[:, None], partners)
+        seen = _probes_reach(context, members, np.arange(len(members))[:, None], partners)
         keys = np.where(valid & ~seen, (keys & ~_LOW32) | partners.astype(np.uint64), _KEY_PAD)
         columns = context["columns"]
         columns[members] = _smallest(np.concatenate([columns[members], keys], axis=1), k)
