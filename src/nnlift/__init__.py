@@ -10,6 +10,7 @@ import logging
 
 from ._artifact import ArtifactError, load
 from ._base import NotFittedError
+from .errors import InputError, InputTypeError, MissingExtraError, NnliftError, UnknownIdError
 from .blend import (
     DatabaseAugmentation,
     NeighborhoodBlender,
@@ -62,6 +63,11 @@ __all__ = [
     "tune",
     "ArtifactError",
     "NotFittedError",
+    "NnliftError",
+    "InputError",
+    "InputTypeError",
+    "UnknownIdError",
+    "MissingExtraError",
     "Baseline",
     "NNN",
     "DistributionNormalization",

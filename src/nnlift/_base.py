@@ -9,12 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from ._artifact import read_artifact, save_artifact
+from ._artifact import ArtifactError, Contents, load_artifact, require_arrays
+from ._artifact import save as save_object
+from .errors import InputError, InputTypeError, NnliftError
 
 __all__ = ["Estimator", "NotFittedError", "check_is_fitted"]
 
 
-class NotFittedError(RuntimeError):
+class NotFittedError(NnliftError, RuntimeError):
     """A method that needs learned state was called before ``fit``."""
 
 
@@ -52,11 +54,11 @@ class Estimator:
         for key, value in params.items():
             name, _, sub = key.partition("__")
             if name not in valid:
-                raise ValueError(f"{type(self).__name__} has no parameter {name!r}; valid: {valid}")
+                raise InputError(f"{type(self).__name__} has no parameter {name!r}; valid: {valid}")
             if sub:
                 nested = getattr(self, name)
                 if nested is None:
-                    raise ValueError(f"{type(self).__name__}.{name} is None; set it before setting {key!r}")
+                    raise InputError(f"{type(self).__name__}.{name} is None; set it before setting {key!r}")
                 nested.set_params(**{sub: value})
             else:
                 setattr(self, name, value)
@@ -73,49 +75,98 @@ class Estimator:
         return f"{type(self).__name__}({', '.join(shown)})"
 
     # -- persistence ----------------------------------------------------
+    # A subclass lists its learned arrays in ``_artifact_arrays`` (and arrays it
+    # may lack in ``_optional_arrays``), adds JSON state through
+    # ``_artifact_extra``/``_restore_extra``, fitted sub-models through
+    # ``_artifact_parts``/``_restore_parts``, and checks restored state in
+    # ``_check_state``. Estimator-valued parameters (templates such as
+    # ``WithDN(correction=NNN())``) are saved as nested artifacts.
+    _optional_arrays: tuple[str, ...] = ()
+
     def _artifact_extra(self) -> dict[str, Any]:
         return {}
 
     def _restore_extra(self, extra: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         return None
 
-    def _json_params(self) -> dict[str, Any]:
-        params = {}
-        for name, value in self.get_params(deep=False).items():
-            if isinstance(value, tuple):
-                value = list(value)
-            if value is None or isinstance(value, (bool, int, float, str, list, dict)):
-                params[name] = value
-            else:
-                raise TypeError(
-                    f"{type(self).__name__}.{name}={value!r} cannot be saved; only plain parameters are supported"
-                )
-        return params
+    def _artifact_parts(self) -> dict[str, Any]:
+        return {}
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save parameters and learned state as an nnlift artifact directory."""
+    def _restore_parts(self, parts: dict[str, Any]) -> None:
+        return None
+
+    def _check_state(self) -> None:
+        """Raise ``ArtifactError`` when restored arrays do not fit together (shapes, dtypes, finiteness)."""
+        return None
+
+    def _is_fitted(self) -> bool:
+        try:
+            check_is_fitted(self)
+        except NotFittedError:
+            return False
+        return True
+
+    def _artifact(self) -> Contents:
+        params, parts = {}, {}
+        for name, value in self.get_params(deep=False).items():
+            if hasattr(value, "_artifact"):
+                parts[f"param_{name}"] = value
+                value = None
+            elif isinstance(value, tuple):
+                value = list(value)
+            if value is not None and not isinstance(value, (bool, int, float, str, list, dict)):
+                raise InputTypeError(
+                    f"{type(self).__name__}.{name}={value!r} cannot be saved; only plain parameters and nnlift "
+                    "estimators or indexes are supported"
+                )
+            params[name] = value
+        fitted = self._is_fitted()
+        arrays, extra = {}, {"fitted": fitted}
+        if fitted:
+            arrays = {name: getattr(self, name) for name in self._artifact_arrays}
+            arrays.update({name: getattr(self, name) for name in self._optional_arrays if hasattr(self, name)})
+            extra.update(self._artifact_extra())
+            parts.update(self._artifact_parts())
+        return Contents(params, arrays, extra, parts)
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Save parameters and learned state as an nnlift artifact folder (reopen with ``nnlift.load``).
+
+        The save is atomic. It refuses to replace anything that is not an
+        nnlift artifact, and replaces an existing artifact only with
+        ``overwrite=True``.
+        """
         check_is_fitted(self)
-        arrays = {name: getattr(self, name) for name in self._artifact_arrays}
-        return save_artifact(path, self, self._json_params(), arrays, self._artifact_extra())
+        return save_object(self, path, overwrite=overwrite)
 
     @classmethod
-    def _from_artifact(cls, manifest: dict, arrays: dict[str, np.ndarray]) -> Estimator:
+    def _from_artifact(cls, manifest: dict, arrays: dict[str, np.ndarray], parts: dict[str, Any]) -> Estimator:
         signature = inspect.signature(cls.__init__)
         params = {}
         for name, value in manifest["params"].items():
-            default = signature.parameters[name].default if name in signature.parameters else None
+            if f"param_{name}" in parts:
+                value = parts.pop(f"param_{name}")
+            default = signature.parameters[name].default
             params[name] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
         obj = cls(**params)
-        for name in cls._artifact_arrays:
-            setattr(obj, name, arrays[name])
-        obj._restore_extra(manifest.get("extra", {}), arrays)
+        extra = manifest["extra"]
+        if not isinstance(extra.get("fitted"), bool):
+            raise ArtifactError(f"{cls.__name__} artifact: extra.fitted must be true or false")
+        if extra["fitted"]:
+            require_arrays(arrays, cls._artifact_arrays, cls._optional_arrays, owner=cls.__name__)
+            for name, array in arrays.items():
+                setattr(obj, name, array)
+            obj._restore_extra(extra, arrays)
+            obj._restore_parts(parts)
+            obj._check_state()
+        elif arrays:
+            raise ArtifactError(f"{cls.__name__} artifact is marked unfitted but holds arrays {sorted(arrays)}")
         return obj
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Estimator:
-        """Load an artifact saved by :meth:`save`."""
-        manifest, arrays = read_artifact(path, expected_class=cls)
-        return cls._from_artifact(manifest, arrays)
+        """Load an artifact saved by :meth:`save` (``nnlift.load`` works too)."""
+        return load_artifact(path, expected_class=cls)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from .errors import InputError, InputTypeError
 
 __all__ = [
     "check_array",
@@ -34,14 +35,14 @@ def _to_numpy(value: Any, name: str) -> np.ndarray:
     module = type(value).__module__
     if module.startswith("torch"):
         if getattr(value, "is_cuda", False) or str(getattr(value, "device", "cpu")) != "cpu":
-            raise TypeError(f"{name} is a torch tensor on {value.device}; move it to the CPU first (.cpu())")
+            raise InputTypeError(f"{name} is a torch tensor on {value.device}; move it to the CPU first (.cpu())")
         value = value.detach().numpy()
     if isinstance(value, np.ndarray):
         return value
     try:
         return np.asarray(value)
     except (ValueError, TypeError) as exc:
-        raise TypeError(f"{name} must be a 2-D array-like of real numbers; could not convert it: {exc}") from None
+        raise InputTypeError(f"{name} must be a 2-D array-like of real numbers; could not convert it: {exc}") from None
 
 
 def check_array(
@@ -83,27 +84,27 @@ def check_array(
     if array.dtype == object or not (
         np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_
     ):
-        raise TypeError(f"{name} must hold real numbers; got dtype {array.dtype}")
+        raise InputTypeError(f"{name} must hold real numbers; got dtype {array.dtype}")
     if array.ndim != ndim:
         shape_word = "(n_rows, n_features)" if ndim == 2 else "(n,)"
-        raise ValueError(
+        raise InputError(
             f"{name} must be {ndim}-D with shape {shape_word}; got {array.ndim}-D with shape {array.shape}"
         )
     if not allow_empty and array.shape[0] == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape}); at least one row is required")
+        raise InputError(f"{name} is empty (shape {array.shape}); at least one row is required")
     if ndim == 2 and array.shape[1] == 0:
-        raise ValueError(f"{name} has zero columns (shape {array.shape})")
+        raise InputError(f"{name} has zero columns (shape {array.shape})")
     if width is not None and ndim == 2 and array.shape[1] != width:
-        raise ValueError(f"{name} must have {width} columns to match the other inputs; got shape {array.shape}")
+        raise InputError(f"{name} must have {width} columns to match the other inputs; got shape {array.shape}")
     if array.size:
         finite = np.isfinite(array)
         if not finite.all():
             bad_rows = np.flatnonzero(~finite.all(axis=-1)) if ndim == 2 else np.flatnonzero(~finite)
-            raise ValueError(f"{name} has NaN or inf values in {len(bad_rows)} row(s), first at row {int(bad_rows[0])}")
+            raise InputError(f"{name} has NaN or inf values in {len(bad_rows)} row(s), first at row {int(bad_rows[0])}")
         if array.dtype.itemsize > 4:
             peak = float(np.max(np.abs(array)))
             if peak > float(np.finfo(np.float32).max):  # it would become inf silently
-                raise ValueError(f"{name} has values outside float32's range (largest |value| {peak:g})")
+                raise InputError(f"{name} has values outside float32's range (largest |value| {peak:g})")
     array = np.ascontiguousarray(array, dtype=np.float32)
     return array
 
@@ -118,7 +119,7 @@ def normalize_rows(array: np.ndarray, name: str) -> np.ndarray:
     norms = row_norms(array)
     zero = np.flatnonzero(norms == 0)
     if len(zero):
-        raise ValueError(
+        raise InputError(
             f"{name} has {len(zero)} all-zero row(s), first at row {int(zero[0])}; "
             "cosine similarity is undefined for them (use metric='ip' or drop them)"
         )
@@ -132,7 +133,7 @@ def normalize_rows(array: np.ndarray, name: str) -> np.ndarray:
 def check_metric(metric: Any) -> str:
     """Validate a metric name: ``"cosine"`` (normalised copy) or ``"ip"`` (raw inner product)."""
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
+        raise InputError(f"metric must be one of {METRICS}; got {metric!r}")
     return metric
 
 
@@ -156,9 +157,9 @@ def check_pair(
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """Validate an integer parameter that must be at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}")
+        raise InputTypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+        raise InputError(f"{name} must be >= {minimum}; got {value}")
     return int(value)
 
 
@@ -166,21 +167,21 @@ def check_k(k: Any, limit: int, *, name: str = "k", what: str = "database rows")
     """Validate ``k`` against the number of items it selects from."""
     k = check_positive_int(k, name)
     if k > limit:
-        raise ValueError(f"{name}={k} is larger than possible: only {limit} {what} are available")
+        raise InputError(f"{name}={k} is larger than possible: only {limit} {what} are available")
     return k
 
 
 def check_finite_scalar(value: Any, name: str, *, low: float | None = None, high: float | None = None) -> float:
     """Validate a finite real number, optionally within [low, high]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
+        raise InputTypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite; got {value}")
+        raise InputError(f"{name} must be finite; got {value}")
     if low is not None and value < low:
-        raise ValueError(f"{name} must be >= {low}; got {value}")
+        raise InputError(f"{name} must be >= {low}; got {value}")
     if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}; got {value}")
+        raise InputError(f"{name} must be <= {high}; got {value}")
     return value
 
 
@@ -190,24 +191,24 @@ def check_ids(ids: Any, n: int, name: str = "ids") -> np.ndarray:
     Returns an int64 array for integer ids and a numpy unicode array for strings.
     """
     if isinstance(ids, (str, bytes)):
-        raise TypeError(f"{name} must be a sequence of ids, not a single string")
+        raise InputTypeError(f"{name} must be a sequence of ids, not a single string")
     if not isinstance(ids, (np.ndarray, Sequence)) and not hasattr(ids, "__len__"):
         ids = list(ids)
     array = np.asarray(ids)
     if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D; got shape {array.shape}")
+        raise InputError(f"{name} must be 1-D; got shape {array.shape}")
     if len(array) != n:
-        raise ValueError(f"{name} has {len(array)} entries but there are {n} vectors")
+        raise InputError(f"{name} has {len(array)} entries but there are {n} vectors")
     if array.dtype.kind in "iu":
         array = array.astype(np.int64)
     elif array.dtype.kind in "UO":
         if array.dtype.kind == "O" and not all(isinstance(v, str) for v in array):
-            raise TypeError(f"{name} must all be ints or all be strings; got a mix")
+            raise InputTypeError(f"{name} must all be ints or all be strings; got a mix")
         array = array.astype(str)
     else:
-        raise TypeError(f"{name} must be ints or strings; got dtype {array.dtype}")
+        raise InputTypeError(f"{name} must be ints or strings; got dtype {array.dtype}")
     unique, counts = np.unique(array, return_counts=True)
     if len(unique) != len(array):
         dup = unique[counts > 1][:3]
-        raise ValueError(f"{name} has duplicates, for example {list(dup.tolist())}")
+        raise InputError(f"{name} has duplicates, for example {list(dup.tolist())}")
     return array

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from .errors import MissingExtraError
+
 __all__ = ["require"]
 
 _EXTRA = {
@@ -24,11 +26,11 @@ _EXTRA = {
 
 
 def require(module: str, feature: str) -> ModuleType:
-    """Import ``module`` or raise ImportError saying which extra provides it."""
+    """Import ``module`` or raise :class:`MissingExtraError` (an ImportError) saying which extra provides it."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         extra = _EXTRA.get(module.split(".")[0], "all")
-        raise ImportError(
+        raise MissingExtraError(
             f"{feature} needs the optional package {module!r}: pip install 'nnlift[{extra}]' ({exc})"
         ) from None

@@ -18,6 +18,7 @@ from ._check import check_array, check_finite_scalar, check_positive_int
 from .index.base import BaseIndex
 from .neighbors import Neighbors
 from .recommend import Recommender
+from .errors import InputError, InputTypeError
 
 __all__ = ["centroid", "direction", "walk", "analogy", "masked_query", "Step"]
 
@@ -40,7 +41,7 @@ def _recommender(index: Any) -> Recommender:
         return index
     if isinstance(index, BaseIndex):
         return Recommender(index=index, metric=index.metric)
-    raise TypeError(f"index must be a Recommender or an nnlift index; got {type(index).__name__}")
+    raise InputTypeError(f"index must be a Recommender or an nnlift index; got {type(index).__name__}")
 
 
 def _is_vector_like(value: Any) -> bool:
@@ -59,7 +60,7 @@ def _points(value: Any, index: Recommender, name: str) -> np.ndarray:
         return array.astype(np.float32)
     ids = list(value)
     if not ids:
-        raise ValueError(f"{name} is empty")
+        raise InputError(f"{name} is empty")
     return index.vectors(ids)
 
 
@@ -111,10 +112,10 @@ def walk(
     origin = _points(start, recommender, "start")[0]
     vector = check_array(np.asarray(along, dtype=np.float64), "along", ndim=1)
     if len(vector) != len(origin):
-        raise ValueError(f"along has {len(vector)} dimensions; the index has {len(origin)}")
+        raise InputError(f"along has {len(vector)} dimensions; the index has {len(origin)}")
     k = check_positive_int(k, "k")
     if not len(scales):
-        raise ValueError("scales is empty")
+        raise InputError("scales is empty")
     exclude = [start] if exclude_start and isinstance(start, (str, int, np.integer)) else []
     steps: list[Step] = []
     for scale in scales:

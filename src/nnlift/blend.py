@@ -27,6 +27,7 @@ from ._check import check_array, check_finite_scalar, check_k, check_positive_in
 from ._threads import default_workers
 from .kernel import _self_topk_arrays, _topk_arrays
 from .neighbors import Neighbors, sort_neighbors
+from .errors import InputError, InputTypeError
 
 __all__ = [
     "neighborhood_search",
@@ -44,7 +45,7 @@ logger = logging.getLogger("nnlift")
 def _check_threshold(thresh: Any, name: str = "thresh") -> float:
     value = check_finite_scalar(thresh, name)
     if value >= 1.0:
-        raise ValueError(
+        raise InputError(
             f"{name}={value} must be < 1: cosine similarity never exceeds 1, so no neighbour (not even the point "
             "itself) would be kept and every row would become zeros"
         )
@@ -53,10 +54,10 @@ def _check_threshold(thresh: Any, name: str = "thresh") -> float:
 
 def _check_thresholds(threshes: Any) -> list[float]:
     if isinstance(threshes, (str, bytes)) or not isinstance(threshes, (Sequence, np.ndarray)):
-        raise TypeError(f"thresholds must be a sequence of numbers such as (0.9, 0.8); got {threshes!r}")
+        raise InputTypeError(f"thresholds must be a sequence of numbers such as (0.9, 0.8); got {threshes!r}")
     values = [_check_threshold(t, f"thresholds[{i}]") for i, t in enumerate(threshes)]
     if not values:
-        raise ValueError("thresholds is empty; give at least one threshold, for example (0.9, 0.8)")
+        raise InputError("thresholds is empty; give at least one threshold, for example (0.9, 0.8)")
     return values
 
 
@@ -295,23 +296,23 @@ def blend_neighborhood(emb: Any, match_index_lst: Sequence, similarities_lst: Se
     unit = _unit(emb)
     n = unit.shape[0]
     if len(match_index_lst) != n or len(similarities_lst) != n:
-        raise ValueError(
+        raise InputError(
             f"match_index_lst and similarities_lst need one entry per row of emb ({n}); "
             f"got {len(match_index_lst)} and {len(similarities_lst)}"
         )
     lengths = np.array([len(ids) for ids in match_index_lst])
     if any(len(s) != length for s, length in zip(similarities_lst, lengths)):
-        raise ValueError("each similarities_lst entry must have the length of its match_index_lst entry")
+        raise InputError("each similarities_lst entry must have the length of its match_index_lst entry")
     if lengths.sum() == 0:
-        raise ValueError("every neighbour list is empty; nothing to blend")
+        raise InputError("every neighbour list is empty; nothing to blend")
     columns = np.concatenate([np.asarray(ids, dtype=np.int64) for ids in match_index_lst])
     weights = np.concatenate([np.asarray(s, dtype=np.float64) for s in similarities_lst])
     if columns.size and (columns.min() < 0 or columns.max() >= n):
-        raise ValueError(f"match_index_lst holds ids outside [0, {n}) (padding such as -1 is not an index)")
+        raise InputError(f"match_index_lst holds ids outside [0, {n}) (padding such as -1 is not an index)")
     if not np.isfinite(weights).all():
-        raise ValueError("similarities_lst holds NaN or inf")
+        raise InputError("similarities_lst holds NaN or inf")
     if (lengths == 0).any():
-        raise ValueError(f"{int((lengths == 0).sum())} row(s) have no neighbours; include each row itself")
+        raise InputError(f"{int((lengths == 0).sum())} row(s) have no neighbours; include each row itself")
     indptr = np.concatenate([[0], np.cumsum(lengths)])
     graph = sp.csr_matrix((weights.astype(np.float32), columns, indptr), shape=(n, n))
     return _blend(unit, graph)
@@ -600,7 +601,7 @@ def alpha_query_expansion(queries: Any, index: Any, n: int = 10, alpha: float = 
     from .index.base import BaseIndex
 
     if not isinstance(index, BaseIndex):
-        raise TypeError(f"index must be an nnlift index (ExactIndex, FaissIndex, ...); got {type(index).__name__}")
+        raise InputTypeError(f"index must be an nnlift index (ExactIndex, FaissIndex, ...); got {type(index).__name__}")
     unit = normalize_rows(check_array(queries, "queries", width=index.dim), "queries")
     n = check_positive_int(n, "n")
     alpha = check_finite_scalar(alpha, "alpha", low=0.0)

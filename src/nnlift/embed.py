@@ -22,6 +22,7 @@ import numpy as np
 
 from ._optional import require
 from ._progress import progress_bar
+from .errors import InputError
 
 __all__ = ["Embedder", "WordLlamaEmbedder", "MiniLMEmbedder", "get_embedder", "embed_texts", "MODELS"]
 logger = logging.getLogger("nnlift")
@@ -79,7 +80,7 @@ _LOADED: dict[str, Embedder] = {}
 def get_embedder(model: str = "wordllama") -> Embedder:
     """A loaded embedder by name (``"wordllama"`` or ``"minilm"``), kept for reuse."""
     if model not in MODELS:
-        raise ValueError(f"model must be one of {sorted(MODELS)}; got {model!r}")
+        raise InputError(f"model must be one of {sorted(MODELS)}; got {model!r}")
     if model not in _LOADED:
         _LOADED[model] = MODELS[model]()
     return _LOADED[model]
@@ -117,7 +118,7 @@ def embed_texts(
     """
     texts = [str(t) for t in (texts.tolist() if isinstance(texts, np.ndarray) else texts)]
     if not texts:
-        raise ValueError("texts is empty")
+        raise InputError("texts is empty")
     embedder = get_embedder(model)
     file = None
     if cache_dir is not False:

@@ -27,6 +27,7 @@ from ._check import check_array, check_finite_scalar, check_k, check_pair
 from ._progress import progress_bar
 from ._threads import default_workers, single_threaded_blas
 from .neighbors import Neighbors
+from .errors import InputError, InputTypeError
 
 __all__ = ["topk", "topk_mean", "logsumexp", "DEFAULT_WORKING_MEMORY"]
 
@@ -273,9 +274,9 @@ def _check_working_memory(working_memory: Any) -> int | None:
     if working_memory is None:
         return None
     if isinstance(working_memory, bool) or not isinstance(working_memory, (int, np.integer)):
-        raise TypeError(f"working_memory must be a number of bytes (int); got {working_memory!r}")
+        raise InputTypeError(f"working_memory must be a number of bytes (int); got {working_memory!r}")
     if working_memory < 1024:
-        raise ValueError(f"working_memory must be at least 1024 bytes; got {working_memory}")
+        raise InputError(f"working_memory must be at least 1024 bytes; got {working_memory}")
     return int(working_memory)
 
 
@@ -633,16 +634,16 @@ def topk(
     if symmetric:
         queries_array = database_array
     if not isinstance(exclude_self, (bool, np.bool_)):
-        raise TypeError(f"exclude_self must be True or False; got {exclude_self!r}")
+        raise InputTypeError(f"exclude_self must be True or False; got {exclude_self!r}")
     limit = database_array.shape[0] - (1 if exclude_self else 0)
     if limit < 1:
-        raise ValueError("exclude_self=True needs a database of at least 2 rows")
+        raise InputError("exclude_self=True needs a database of at least 2 rows")
     k = check_k(k, limit, what="database rows" + (" besides the query itself" if exclude_self else ""))
     bias_array = None
     if bias is not None:
         bias_array = check_array(bias, "bias", ndim=1)
         if bias_array.shape[0] != database_array.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"bias must have one value per database row ({database_array.shape[0]}); got {bias_array.shape[0]}"
             )
     if threshold is not None:
@@ -718,7 +719,7 @@ def logsumexp(
     queries_array, database_array = check_pair(queries, database, metric)
     beta = check_finite_scalar(beta, "beta")
     if beta <= 0:
-        raise ValueError(f"beta must be > 0; got {beta}")
+        raise InputError(f"beta must be > 0; got {beta}")
     return _logsumexp_arrays(
         queries_array,
         database_array,

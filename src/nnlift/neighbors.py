@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+from .errors import InputError
 
 __all__ = ["Neighbors"]
 
@@ -44,11 +45,11 @@ class Neighbors:
         ids = np.ascontiguousarray(self.ids, dtype=np.int64)
         scores = np.ascontiguousarray(self.scores, dtype=np.float32)
         if ids.ndim != 2 or ids.shape != scores.shape:
-            raise ValueError(f"ids and scores must be 2-D with equal shapes; got {ids.shape} and {scores.shape}")
+            raise InputError(f"ids and scores must be 2-D with equal shapes; got {ids.shape} and {scores.shape}")
         object.__setattr__(self, "ids", ids)
         object.__setattr__(self, "scores", scores)
         if self.keys is not None and np.shape(self.keys) != ids.shape:
-            raise ValueError(f"keys must have the shape of ids {ids.shape}; got {np.shape(self.keys)}")
+            raise InputError(f"keys must have the shape of ids {ids.shape}; got {np.shape(self.keys)}")
 
     @property
     def k(self) -> int:
@@ -85,7 +86,7 @@ class Neighbors:
         if n_columns is None:
             n_columns = int(indices.max()) + 1 if len(indices) else 0
         elif len(indices) and int(indices.max()) >= n_columns:
-            raise ValueError(f"n_columns={n_columns} is too small for the largest id {int(indices.max())}")
+            raise InputError(f"n_columns={n_columns} is too small for the largest id {int(indices.max())}")
         return sp.csr_matrix((data, indices, indptr), shape=(len(self), n_columns))
 
     def pairs(self, row: int = 0) -> list[tuple[object, float]]:

@@ -27,6 +27,7 @@ from .correct.nnn import NNN
 from .index.qdrant import KEY, SEQ, QdrantIndex, point_id, with_retries
 from .sampling import SampledMatrix, sample_neighbors
 from .neighbors import Neighbors
+from .errors import InputError
 
 __all__ = [
     "SampledMatrix",
@@ -54,7 +55,7 @@ def read_collection(index: QdrantIndex) -> tuple[list, np.ndarray]:
         ids += batch_ids
         blocks.append(vectors)
     if not blocks:
-        raise ValueError(f"collection {index.collection!r} is empty")
+        raise InputError(f"collection {index.collection!r} is empty")
     return ids, np.concatenate(blocks)
 
 
@@ -71,7 +72,7 @@ def sample_similarity_matrix(
     sample = check_positive_int(sample, "sample")
     limit = check_positive_int(limit, "limit")
     if method not in ("auto", "kernel", "server"):
-        raise ValueError(f"method must be 'auto', 'kernel' or 'server'; got {method!r}")
+        raise InputError(f"method must be 'auto', 'kernel' or 'server'; got {method!r}")
     metric = _metric(index)
     if method == "server" or (method == "auto" and index.url is not None):
         return _sample_server(index, sample, limit)
@@ -126,7 +127,7 @@ def _destination(index: QdrantIndex, name: str, size: int | None, distance: str 
             (params.sparse_vectors or {}) if sparse else (params.vectors if isinstance(params.vectors, dict) else {})
         )
         if name not in found:
-            raise ValueError(
+            raise InputError(
                 f"companion collection {companion!r} exists but has no {'sparse ' if sparse else ''}vector {name!r}"
             )
         _check_params(found[name], companion, name, size, distance, sparse)
@@ -150,10 +151,10 @@ def _check_params(
     if sparse:
         return
     if size is not None and params.size != size:
-        raise ValueError(f"vector {name!r} of {collection!r} has size {params.size}; this write needs {size}")
+        raise InputError(f"vector {name!r} of {collection!r} has size {params.size}; this write needs {size}")
     actual = str(params.distance).lower()
     if distance == "dot" and "dot" not in actual:
-        raise ValueError(
+        raise InputError(
             f"vector {name!r} of {collection!r} uses {params.distance} distance; a folded NNN vector needs Dot, "
             "because Cosine would renormalise [x, b(x)] and change the corrected scores"
         )
@@ -277,7 +278,7 @@ def nnn_search(index: QdrantIndex, queries: Any, k: int = 10, *, alpha: float = 
     has_named = isinstance(config, dict) and name in config
     target = index.collection if has_named else f"{index.collection}_{name}"
     if not has_named and not index.client.collection_exists(target):
-        raise ValueError(f"no NNN vector {name!r} in {index.collection!r} or {target!r}; run write_nnn first")
+        raise InputError(f"no NNN vector {name!r} in {index.collection!r} or {target!r}; run write_nnn first")
     params = (config if has_named else index.client.get_collection(target).config.params.vectors)[name]
     _check_params(params, target, name, width + 1, "dot", sparse=False)
     folded = np.hstack([array, np.full((len(array), 1), -alpha, dtype=np.float32)])
@@ -289,9 +290,9 @@ def write_vectors(index: QdrantIndex, vectors: Any, ids: list, *, name: str, dis
     """Write blended or DBA vectors for the given ids into the named vector ``name`` (or its companion)."""
     array = check_array(vectors, "vectors")
     if len(ids) != len(array):
-        raise ValueError(f"ids has {len(ids)} entries for {len(array)} vectors")
+        raise InputError(f"ids has {len(ids)} entries for {len(array)} vectors")
     if distance not in ("cosine", "dot"):
-        raise ValueError(f"distance must be 'cosine' or 'dot'; got {distance!r}")
+        raise InputError(f"distance must be 'cosine' or 'dot'; got {distance!r}")
     destination = _destination(index, name, array.shape[1], distance, sparse=False)
     token = _token(name, array)
     payloads = [_keys(key, seq) for seq, key in enumerate(ids)]
@@ -303,7 +304,7 @@ def write_sparse(index: QdrantIndex, indices: list, values: list, ids: list, *, 
     """Write sparse vectors (per-row ``indices`` and ``values``, e.g. block embeddings) as a named sparse vector."""
     models = require("qdrant_client.models", "the Qdrant integration")
     if not (len(indices) == len(values) == len(ids)):
-        raise ValueError(
+        raise InputError(
             f"indices, values and ids must have equal lengths; got {len(indices)}, {len(values)}, {len(ids)}"
         )
     destination = _destination(index, name, None, None, sparse=True)

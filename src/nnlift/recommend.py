@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from ._artifact import load as load_artifact
-from ._artifact import read_artifact, save_artifact
+from ._artifact import ArtifactError, Contents, load_artifact
+from ._artifact import save as save_object
 from ._check import check_positive_int
 from .index.base import BaseIndex
 from .index.exact import ExactIndex
 from .neighbors import Neighbors
+from .errors import InputError
 
 __all__ = ["Recommender", "default_index"]
 
@@ -80,7 +81,7 @@ class Recommender:
     def from_mapping(cls, items: Mapping[Any, Any], **kwargs: Any) -> Recommender:
         """Build from ``{id: vector}``."""
         if not isinstance(items, Mapping) or not items:
-            raise ValueError("items must be a non-empty mapping of id -> vector")
+            raise InputError("items must be a non-empty mapping of id -> vector")
         ids = list(items)
         return cls(**kwargs).fit(np.asarray([np.asarray(items[i], dtype=np.float32) for i in ids]), ids)
 
@@ -89,6 +90,8 @@ class Recommender:
         n = len(vectors)
         if self.index is None:
             self.index = default_index(n, self.metric)
+        elif len(self.index) and hasattr(self.index, "clone"):
+            self.index = self.index.clone()  # a second fit starts afresh; it never appends to the old items
         self.index.add(vectors, ids=ids)
         return self
 
@@ -99,7 +102,7 @@ class Recommender:
 
     def _index(self) -> BaseIndex:
         if self.index is None or len(self.index) == 0:
-            raise ValueError("the recommender is empty; call fit(vectors, ids) first")
+            raise InputError("the recommender is empty; call fit(vectors, ids) first")
         return self.index
 
     def __len__(self) -> int:
@@ -142,21 +145,27 @@ class Recommender:
             keys = None if keys is None else np.concatenate([keys, np.full(pad, None, dtype=object)])
         return Neighbors(ids[None], scores[None], None if keys is None else keys[None])
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save the recommender and its index as one nnlift artifact folder."""
-        path = save_artifact(path, self, {"metric": self.metric}, {}, {"index": "index"})
-        self._index().save(Path(path) / "index")
-        return path
+    def _artifact(self) -> Contents:
+        return Contents({"index": None, "metric": self.metric}, parts={"index": self._index()})
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Save the recommender and its index as one nnlift artifact folder, atomically.
+
+        An existing artifact is replaced only with ``overwrite=True``; anything else never.
+        """
+        return save_object(self, path, overwrite=overwrite)
 
     @classmethod
-    def _load_folder(cls, path: Path) -> Recommender:
-        manifest, _ = read_artifact(path, expected_class=cls)
-        return cls(index=load_artifact(path / manifest["extra"]["index"]), **manifest["params"])
+    def _from_artifact(cls, manifest: dict, arrays: dict, parts: dict) -> Recommender:
+        index = parts.get("index")
+        if not isinstance(index, BaseIndex) or arrays or set(parts) != {"index"}:
+            raise ArtifactError("Recommender artifact: it must hold exactly one part, 'index', an nnlift index")
+        return cls(index=index, metric=manifest["params"]["metric"])
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Recommender:
         """Load a recommender saved by :meth:`save` (``nnlift.load`` works too)."""
-        return cls._load_folder(Path(path))
+        return load_artifact(path, expected_class=cls)
 
     def __repr__(self) -> str:
         return f"Recommender(index={self.index!r})"

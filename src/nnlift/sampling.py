@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from ._check import check_array, check_positive_int, normalize_rows
 from .kernel import _self_topk_arrays
+from .errors import InputError
 
 __all__ = ["SampledMatrix", "sample_neighbors"]
 
@@ -42,13 +43,13 @@ class SampledMatrix:
     def load(cls, path) -> SampledMatrix:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError(
+            raise InputError(
                 f"{path} is not a sampled similarity matrix (expected the .npz of `nnlift blocks prepare`)"
             )
         with data:
             missing = {"data", "indices", "indptr", "shape", "ids", "vectors"} - set(data.files)
             if missing:
-                raise ValueError(f"{path} is not a sampled similarity matrix (missing {sorted(missing)})")
+                raise InputError(f"{path} is not a sampled similarity matrix (missing {sorted(missing)})")
             matrix = sp.csr_matrix((data["data"], data["indices"], data["indptr"]), shape=tuple(data["shape"]))
             return cls(matrix, data["ids"].tolist(), data["vectors"])
 
@@ -75,12 +76,12 @@ def sample_neighbors(
     array = check_array(vectors, "vectors")
     n = array.shape[0]
     if n < 2:
-        raise ValueError(f"sampling needs at least 2 vectors; got {n}")
+        raise InputError(f"sampling needs at least 2 vectors; got {n}")
     sample = check_positive_int(sample, "sample")
     limit = check_positive_int(limit, "limit")
     ids = list(range(n)) if ids is None else list(ids)
     if len(ids) != n:
-        raise ValueError(f"ids has {len(ids)} entries for {n} vectors")
+        raise InputError(f"ids has {len(ids)} entries for {n} vectors")
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
     chosen = np.ascontiguousarray(array[rows])

@@ -5,6 +5,7 @@ import pytest
 
 import nnlift
 from nnlift import ArtifactError, ExactIndex
+from nnlift._artifact import FORMAT_VERSION, _manifest_digest
 
 from ..conftest import assert_same_neighbors, unit
 
@@ -78,8 +79,10 @@ def test_index_errors(rng):
         index.search(unit(rng, 1, 3), 1)
     with pytest.raises(ValueError, match="ids= for the new vectors|without ids"):
         index.add(unit(rng, 2, 4), ids=["a", "b"])
-    with pytest.raises(ValueError, match="faiss cannot build"):
-        nnlift.FaissIndex("NotAFactory").add(unit(rng, 5, 4))
+    with pytest.raises(ValueError, match="factory='NotAFactory' is not a supported faiss factory"):
+        nnlift.FaissIndex("NotAFactory")
+    with pytest.raises(ValueError, match="faiss cannot build factory 'PQ3'"):
+        nnlift.FaissIndex("PQ3").add(unit(rng, 5, 4))  # 3 sub-quantizers do not divide 4 dimensions
     with pytest.raises(ValueError, match="needs at least 64 vectors"):
         nnlift.FaissIndex("IVF64,Flat").add(unit(rng, 5, 4))
 
@@ -102,8 +105,12 @@ def test_artifact_version_and_class_checks(tmp_path, rng):
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="format version 99"):
         nnlift.load(path)
-    manifest["format_version"] = 1
+    manifest["format_version"] = FORMAT_VERSION
     manifest["class"] = "os:system"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="fails its own checksum"):
+        nnlift.load(path)
+    manifest["manifest_sha256"] = _manifest_digest(manifest)  # a crafted manifest, checksum recomputed
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="not an nnlift class"):
         nnlift.load(path)
@@ -114,6 +121,9 @@ def test_artifact_version_and_class_checks(tmp_path, rng):
 def test_save_replaces_atomically(tmp_path, rng):
     path = tmp_path / "ix"
     ExactIndex().add(unit(rng, 3, 4)).save(path)
-    ExactIndex().add(unit(rng, 7, 4)).save(path)
+    with pytest.raises(ArtifactError, match="already holds an nnlift artifact; pass overwrite=True"):
+        ExactIndex().add(unit(rng, 7, 4)).save(path)
+    assert len(nnlift.load(path)) == 3
+    ExactIndex().add(unit(rng, 7, 4)).save(path, overwrite=True)
     assert len(nnlift.load(path)) == 7
     assert [p.name for p in tmp_path.iterdir()] == ["ix"]  # no temporary left behind

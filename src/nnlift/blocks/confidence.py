@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._check import check_array, check_finite_scalar, check_positive_int
+from ..errors import InputError
 
 __all__ = ["confidence", "block_entropy", "to_sparse", "sparse_matrix"]
 
@@ -15,7 +16,7 @@ def _blocks(embeddings: Any, num_blocks: int) -> np.ndarray:
     array = check_array(embeddings, "block_embeddings")
     num_blocks = check_positive_int(num_blocks, "num_blocks")
     if array.shape[1] % num_blocks:
-        raise ValueError(f"block_embeddings have {array.shape[1]} columns, not a multiple of num_blocks={num_blocks}")
+        raise InputError(f"block_embeddings have {array.shape[1]} columns, not a multiple of num_blocks={num_blocks}")
     return array.reshape(len(array), num_blocks, -1).astype(np.float64)
 
 

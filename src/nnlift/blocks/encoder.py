@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .._artifact import read_artifact, save_artifact
+from .._artifact import ArtifactError, Contents, load_artifact, require_arrays
+from .._artifact import save as save_object
 from .._check import check_array, check_finite_scalar, check_positive_int
 from .._optional import require
 
@@ -58,8 +59,7 @@ class BlocksEncoder(nn.Module):
         self.train(was_training)
         return out.numpy()
 
-    def save(self, path: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Weights and shape as an nnlift artifact (reopen with ``nnlift.load``)."""
+    def _artifact(self) -> Contents:
         params = {
             "input_dim": self.input_dim,
             "num_blocks": self.num_blocks,
@@ -67,17 +67,32 @@ class BlocksEncoder(nn.Module):
             "dropout": self.dropout_rate,
         }
         arrays = {name: tensor.detach().cpu().numpy() for name, tensor in self.state_dict().items()}
-        return save_artifact(path, self, params, arrays, extra)
+        return Contents(params, arrays, {"history": list(getattr(self, "history_", []))})
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Weights, shape and training history as an nnlift artifact (reopen with ``nnlift.load``).
+
+        Atomic; an existing artifact is replaced only with ``overwrite=True``, anything else never.
+        """
+        return save_object(self, path, overwrite=overwrite)
 
     @classmethod
-    def _from_artifact(cls, manifest: dict, arrays: dict) -> BlocksEncoder:
+    def _from_artifact(cls, manifest: dict, arrays: dict, parts: dict) -> BlocksEncoder:
         encoder = cls(**manifest["params"])
+        expected = {name: tuple(value.shape) for name, value in encoder.state_dict().items()}
+        require_arrays(arrays, tuple(expected), owner="BlocksEncoder")
+        for name, shape in expected.items():
+            if arrays[name].shape != shape or arrays[name].dtype != np.float32 or not np.isfinite(arrays[name]).all():
+                raise ArtifactError(f"BlocksEncoder artifact: {name} must be finite float32 of shape {shape}")
         encoder.load_state_dict({name: torch.as_tensor(value) for name, value in arrays.items()})
         encoder.eval()
-        encoder.history_ = manifest.get("extra", {}).get("history", [])
+        history = manifest["extra"].get("history", [])
+        if not isinstance(history, list):
+            raise ArtifactError("BlocksEncoder artifact: extra.history must be a list")
+        encoder.history_ = history
         return encoder
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BlocksEncoder:
-        manifest, arrays = read_artifact(path, expected_class=cls)
-        return cls._from_artifact(manifest, arrays)
+        """Load an encoder saved by :meth:`save`."""
+        return load_artifact(path, expected_class=cls)

@@ -11,10 +11,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from .._artifact import check_target
 from .._check import check_positive_int
 from .._progress import progress_bar
 from ..sampling import SampledMatrix
 from .encoder import BlocksEncoder, torch
+from ..errors import InputError
 
 __all__ = ["Triplets", "mine_triplets", "train_blocks"]
 logger = logging.getLogger("nnlift")
@@ -48,11 +50,11 @@ def mine_triplets(
     matrix.sort_indices()
     size = matrix.shape[0]
     if size < 3:
-        raise ValueError(f"the matrix needs at least 3 points to mine triplets; got {size}")
+        raise InputError(f"the matrix needs at least 3 points to mine triplets; got {size}")
     lengths = np.diff(matrix.indptr)
     rows_with = np.flatnonzero(lengths > 0)
     if len(rows_with) == 0:
-        raise ValueError("the similarity matrix has no stored neighbours")
+        raise InputError("the similarity matrix has no stored neighbours")
     row_min = np.full(size, np.inf)
     row_min[rows_with] = np.minimum.reduceat(matrix.data, matrix.indptr[rows_with])
     keys = np.repeat(np.arange(size, dtype=np.int64), lengths) * size + matrix.indices  # sorted: rows, then columns
@@ -76,7 +78,7 @@ def mine_triplets(
         if kept >= n:
             break
     if kept == 0:
-        raise ValueError(f"no triplet has a margin above {min_margin}: the neighbours' similarities are too uniform")
+        raise InputError(f"no triplet has a margin above {min_margin}: the neighbours' similarities are too uniform")
     anchors, positives, negatives, margins = (np.concatenate(p)[:n] for p in zip(*parts))
     if len(anchors) < n:
         logger.warning("mined only %d of %d triplets with margin > %g", len(anchors), n, min_margin)
@@ -111,6 +113,7 @@ def train_blocks(
     patience: int = 5,
     seed: int = 0,
     checkpoint: str | os.PathLike | None = None,
+    overwrite: bool = False,
     progress: bool = True,
 ) -> BlocksEncoder:
     """Train a :class:`BlocksEncoder` on a sampled neighbour matrix; returns the best encoder (lowest val loss).
@@ -118,8 +121,12 @@ def train_blocks(
     Adam with ReduceLROnPlateau on the validation loss; the validation triplets
     are mined once with their own seed and fixed. ``history_`` on the returned
     encoder holds train loss, validation loss, learning rate and seconds per epoch.
-    With ``checkpoint``, the best encoder is saved there as an nnlift artifact.
+    With ``checkpoint``, the best encoder is saved there as an nnlift artifact;
+    the path is checked before training (an existing artifact is replaced only
+    with ``overwrite=True``, anything else never).
     """
+    if checkpoint is not None:
+        check_target(checkpoint, overwrite=overwrite, option="checkpoint")
     vectors = torch.from_numpy(np.ascontiguousarray(target.vectors, dtype=np.float32))
     torch.manual_seed(seed)
     encoder = BlocksEncoder(vectors.shape[1], num_blocks, block_size, dropout)
@@ -168,5 +175,5 @@ def train_blocks(
     encoder.eval()
     encoder.history_ = history
     if checkpoint is not None:
-        encoder.save(checkpoint, extra={"history": history})
+        encoder.save(checkpoint, overwrite=overwrite)
     return encoder

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._artifact import ArtifactError
 from .._base import check_is_fitted, clone
 from .base import Baseline, Correction, WrapsCorrection
 
@@ -56,3 +57,12 @@ class AugmentedDatabase(WrapsCorrection):
     def _prepare_queries(self, queries: Any) -> np.ndarray:
         check_is_fitted(self, "correction_")
         return self.correction_._prepare_queries(queries)
+
+    def _artifact_parts(self) -> dict[str, Any]:
+        return {**super()._artifact_parts(), "augmentation": self.augmentation_}
+
+    def _restore_parts(self, parts: dict[str, Any]) -> None:
+        if not hasattr(parts.get("augmentation"), "fit_transform"):
+            raise ArtifactError("AugmentedDatabase artifact: its part 'augmentation' must be a fitted augmentation")
+        super()._restore_parts(parts)
+        self.augmentation_ = parts["augmentation"]

@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from .._artifact import ArtifactError
 from .._base import Estimator, check_is_fitted
 from .._check import check_array, check_k, check_metric, check_positive_int, normalize_rows
 from ..kernel import _topk_arrays
 from ..neighbors import Neighbors
+from ..errors import InputError, InputTypeError
 
 __all__ = ["Correction", "Baseline", "WrapsCorrection"]
 
@@ -66,7 +68,7 @@ class Correction(Estimator):
         if bank is not None:
             bank_array = self._prepare(bank, "bank", width=database_array.shape[1])
         elif self.needs_bank:
-            raise ValueError(f"{type(self).__name__} needs a bank of reference queries: fit(database, bank)")
+            raise InputError(f"{type(self).__name__} needs a bank of reference queries: fit(database, bank)")
         if np.shares_memory(database_array, np.asarray(database)):
             database_array = database_array.copy()  # the model must not change if the caller's array does
         self.database_ = database_array
@@ -118,11 +120,11 @@ class Correction(Estimator):
         if ids.ndim == 1:
             ids = np.broadcast_to(ids, (queries_array.shape[0], ids.shape[0]))
         if ids.ndim != 2 or ids.shape[0] != queries_array.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"database_ids must have shape (n_queries={queries_array.shape[0]}, m) or (m,); got {ids.shape}"
             )
         if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= len(self.database_)):
-            raise ValueError(f"database_ids must be integer row numbers in [0, {len(self.database_)})")
+            raise InputError(f"database_ids must be integer row numbers in [0, {len(self.database_)})")
         raw = np.einsum("qd,qmd->qm", queries_array, self.database_[ids]).astype(np.float32)
         return self._score_arrays(queries_array, ids, raw)
 
@@ -135,6 +137,24 @@ class Correction(Estimator):
     def n_database(self) -> int:
         check_is_fitted(self)
         return self.database_.shape[0]
+
+    def _check_state(self) -> None:
+        database = getattr(self, "database_", None)
+        if not isinstance(database, np.ndarray) or database.ndim != 2 or database.dtype != np.float32:
+            raise ArtifactError(f"{type(self).__name__} artifact: database_ must be a 2-D float32 array")
+        if not np.isfinite(database).all():
+            raise ArtifactError(f"{type(self).__name__} artifact: database_ has NaN or inf values")
+        for name in self._artifact_arrays:
+            if name == "database_":
+                continue
+            array = getattr(self, name)
+            if array.shape != (database.shape[0],) or array.dtype.kind not in "fb":
+                raise ArtifactError(
+                    f"{type(self).__name__} artifact: {name} must have shape ({database.shape[0]},); "
+                    f"got {array.shape} {array.dtype}"
+                )
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise ArtifactError(f"{type(self).__name__} artifact: {name} has NaN or inf values")
 
 
 class WrapsCorrection(Correction):
@@ -168,8 +188,17 @@ class WrapsCorrection(Correction):
     def _score_arrays(self, queries, ids, raw):
         return self.correction_._score_arrays(queries, ids, raw)
 
-    def save(self, path):
-        raise TypeError(f"save the fitted parts of this {type(self).__name__} instead (its attributes ending in _)")
+    def _artifact_parts(self) -> dict[str, Any]:
+        return {"correction": self.correction_}
+
+    def _restore_parts(self, parts: dict[str, Any]) -> None:
+        if not isinstance(parts.get("correction"), Correction):
+            raise ArtifactError(f"{type(self).__name__} artifact: its part 'correction' must be a fitted correction")
+        self.correction_ = parts["correction"]
+        self.database_ = self.correction_.database_
+
+    def _check_state(self) -> None:
+        return None  # the parts checked their own state
 
 
 class Baseline(Correction):

@@ -6,10 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from .._artifact import ArtifactError
 from .._base import Estimator, check_is_fitted, clone
 from .._check import check_array, check_finite_scalar, check_metric, normalize_rows
 from .base import Correction, WrapsCorrection
 from .nnn import NNN
+from ..errors import InputError
 
 __all__ = ["DistributionNormalization", "WithDN"]
 
@@ -43,6 +45,13 @@ class DistributionNormalization(Estimator):
         self.database_mean_ = database.mean(axis=0, dtype=np.float64).astype(np.float32)
         self.query_mean_ = queries.mean(axis=0, dtype=np.float64).astype(np.float32)
         return self
+
+    def _check_state(self) -> None:
+        database_mean, query_mean = self.database_mean_, self.query_mean_
+        if database_mean.ndim != 1 or database_mean.shape != query_mean.shape or database_mean.dtype != np.float32:
+            raise ArtifactError("DistributionNormalization artifact: the two means must be 1-D float32 of one size")
+        if not (np.isfinite(database_mean).all() and np.isfinite(query_mean).all()):
+            raise ArtifactError("DistributionNormalization artifact: the means have NaN or inf values")
 
     def transform_database(self, database: Any) -> np.ndarray:
         check_is_fitted(self)
@@ -90,7 +99,7 @@ class WithDN(WrapsCorrection):
         **kwargs: Any,
     ) -> WithDN:
         if bank is None and queries_dev is None:
-            raise ValueError("WithDN needs a bank or queries_dev to estimate the query-side mean")
+            raise InputError("WithDN needs a bank or queries_dev to estimate the query-side mean")
         self.dn_ = DistributionNormalization(self.lambda_, self.metric).fit(
             database if database_dev is None else database_dev,
             bank if queries_dev is None else queries_dev,
@@ -110,3 +119,12 @@ class WithDN(WrapsCorrection):
     def _prepare_queries(self, queries: Any) -> np.ndarray:
         check_is_fitted(self, "correction_")
         return self.dn_.transform_queries(queries)
+
+    def _artifact_parts(self) -> dict[str, Any]:
+        return {**super()._artifact_parts(), "dn": self.dn_}
+
+    def _restore_parts(self, parts: dict[str, Any]) -> None:
+        if not isinstance(parts.get("dn"), DistributionNormalization):
+            raise ArtifactError("WithDN artifact: its part 'dn' must be a fitted DistributionNormalization")
+        super()._restore_parts(parts)
+        self.dn_ = parts["dn"]

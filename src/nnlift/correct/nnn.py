@@ -11,12 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from .._artifact import ArtifactError
 from .._base import check_is_fitted
 from .._check import check_finite_scalar, check_k
 from ..index.ivf import check_rows
 from ..kernel import _topk_arrays
 from ..neighbors import Neighbors
 from .base import Correction, _check_k_param
+from ..errors import InputError
 
 __all__ = ["NNN", "nnn_bias"]
 logger = logging.getLogger("nnlift")
@@ -156,6 +158,37 @@ class NNN(Correction):
                 self._folded_index = FaissIndex(self.index, metric="ip", ef_search=128).add(self.folded_database())
         return self._folded_index
 
+    # -- persistence ---------------------------------------------------------
+    # The approximate path saves its search index (with its IVF lists or faiss
+    # graph): rebuilt after loading, it would give other neighbours.
+    def _artifact_extra(self) -> dict[str, Any]:
+        return {"agreement": getattr(self, "agreement_", None)}
+
+    def _restore_extra(self, extra: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        agreement = extra.get("agreement")
+        if agreement is not None and (
+            not isinstance(agreement, dict) or not all(isinstance(v, (int, float)) for v in agreement.values())
+        ):
+            raise ArtifactError("NNN artifact: extra.agreement must map names to numbers")
+        if agreement is not None:
+            self.agreement_ = agreement
+        self._folded_index = None
+        self._bank_lists = None
+
+    def _artifact_parts(self) -> dict[str, Any]:
+        return {"folded_index": self._approximate_index()} if self.approximate else {}
+
+    def _restore_parts(self, parts: dict[str, Any]) -> None:
+        from ..index.base import BaseIndex
+
+        if self.approximate != ("folded_index" in parts):
+            raise ArtifactError("NNN artifact: an approximate NNN (and only one) holds its 'folded_index' part")
+        index = parts.get("folded_index")
+        if index is not None:
+            if not isinstance(index, BaseIndex) or len(index) != len(self.database_):
+                raise ArtifactError("NNN artifact: 'folded_index' must be an index of the model's database rows")
+            self._folded_index = index
+
     # -- folding -----------------------------------------------------------
     def folded_database(self) -> np.ndarray:
         """``[x, b(x)]`` per row: store this in any inner-product index."""
@@ -176,7 +209,7 @@ class NNN(Correction):
         """
         check_is_fitted(self)
         if bank is None:
-            raise ValueError("NNN.add needs the bank used in fit to compute the new items' bias: add(vectors, bank)")
+            raise InputError("NNN.add needs the bank used in fit to compute the new items' bias: add(vectors, bank)")
         new = self._prepare(vectors, "vectors", width=self.database_.shape[1])
         bank_array = self._prepare(bank, "bank", width=self.database_.shape[1])
         k = check_k(self.k, bank_array.shape[0], name="NNN.k", what="bank rows")

@@ -15,6 +15,7 @@ from .._check import check_k, check_positive_int
 from ..kernel import _topk_arrays
 from ..neighbors import Neighbors, sort_neighbors
 from .base import Correction
+from ..errors import InputError
 
 __all__ = ["LocalScaling", "MutualProximity"]
 
@@ -45,7 +46,7 @@ class _Reranker(Correction):
         if self.metric != "cosine":
             # Neighbours by raw inner product are not the nearest by distance,
             # so the neighbourhood statistics would be meaningless.
-            raise ValueError(f"{type(self).__name__} supports metric='cosine' only; got {self.metric!r}")
+            raise InputError(f"{type(self).__name__} supports metric='cosine' only; got {self.metric!r}")
         k = check_positive_int(self.k, f"{type(self).__name__}.k")
         check_k(k, database.shape[0] - 1, name=f"{type(self).__name__}.k", what="other database rows")
         distances = self._neighbor_distances(database, self_join=True)
@@ -97,7 +98,7 @@ class LocalScaling(_Reranker):
 
     def _statistics(self, distances: np.ndarray):
         if self.variant not in ("ls", "nicdm"):
-            raise ValueError(f"variant must be 'ls' or 'nicdm'; got {self.variant!r}")
+            raise InputError(f"variant must be 'ls' or 'nicdm'; got {self.variant!r}")
         scale = distances[:, -1] if self.variant == "ls" else distances.mean(axis=1)
         return np.maximum(scale, 1e-12).astype(np.float32), np.zeros_like(scale, dtype=np.float32)
 

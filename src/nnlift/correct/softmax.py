@@ -14,6 +14,7 @@ from .._check import check_finite_scalar, check_positive_int
 from ..kernel import _logsumexp_arrays, _topk_arrays
 from ..neighbors import Neighbors
 from .base import Correction
+from ..errors import InputError
 
 __all__ = ["InvertedSoftmax", "QBNorm", "DBNorm"]
 
@@ -21,7 +22,7 @@ __all__ = ["InvertedSoftmax", "QBNorm", "DBNorm"]
 def _check_beta(beta: Any) -> float:
     beta = check_finite_scalar(beta, "beta")
     if beta <= 0:
-        raise ValueError(f"beta must be > 0; got {beta}")
+        raise InputError(f"beta must be > 0; got {beta}")
     return beta
 
 

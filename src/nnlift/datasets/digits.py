@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._optional import require
+from ..errors import InputError
 
 __all__ = ["DigitsSplit", "load_digits_split"]
 
@@ -33,7 +34,7 @@ def load_digits_split(val_size: float = 0.2, test_size: float = 0.2, seed: int =
     (64, True)
     """
     if not (0 < val_size < 1 and 0 < test_size < 1 and val_size + test_size < 1):
-        raise ValueError(f"val_size and test_size must be in (0, 1) and sum below 1; got {val_size}, {test_size}")
+        raise InputError(f"val_size and test_size must be in (0, 1) and sum below 1; got {val_size}, {test_size}")
     datasets = require("sklearn.datasets", "load_digits_split")
     digits = datasets.load_digits()
     x = (digits.data / 16.0).astype(np.float32)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
+from ..errors import InputError
 
 __all__ = ["load_embeddings", "load_targets"]
 
@@ -37,7 +38,7 @@ def load_embeddings(
                 "embeddings" if "embeddings" in names else next((n for n in names if data[n].ndim == 2), None)
             )
             if name is None or name not in names:
-                raise ValueError(f"{path}: no 2-D array {'named ' + repr(key) if key else ''} (arrays: {names})")
+                raise InputError(f"{path}: no 2-D array {'named ' + repr(key) if key else ''} (arrays: {names})")
             ids_name = ids_key or ("ids" if "ids" in names else None)
             ids = data[ids_name] if ids_name is not None else None
             return _as_matrix(data[name], path), ids
@@ -46,18 +47,18 @@ def load_embeddings(
         table = parquet.read_table(path)
         column = key or "embedding"
         if column not in table.column_names:
-            raise ValueError(f"{path}: no column {column!r} (columns: {table.column_names})")
+            raise InputError(f"{path}: no column {column!r} (columns: {table.column_names})")
         matrix = np.asarray(table.column(column).to_pylist(), dtype=np.float32)
         ids_name = ids_key or ("id" if "id" in table.column_names else None)
         ids = np.asarray(table.column(ids_name).to_pylist()) if ids_name else None
         return _as_matrix(matrix, path), ids
-    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .npy, .npz or .parquet")
+    raise InputError(f"{path}: unsupported file type {suffix!r}; use .npy, .npz or .parquet")
 
 
 def _as_matrix(array: Any, path: Path) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim != 2:
-        raise ValueError(f"{path}: expected a 2-D (rows, dimensions) array; got shape {array.shape}")
+        raise InputError(f"{path}: expected a 2-D (rows, dimensions) array; got shape {array.shape}")
     return array
 
 
@@ -72,9 +73,9 @@ def load_targets(path: str | os.PathLike, n_queries: int | None = None) -> np.nd
     else:
         targets = np.load(path, allow_pickle=False)
     if targets.ndim not in (1, 2) or not np.issubdtype(targets.dtype, np.integer):
-        raise ValueError(
+        raise InputError(
             f"{path}: targets must be 1-D or 2-D integers; got shape {targets.shape}, dtype {targets.dtype}"
         )
     if n_queries is not None and len(targets) != n_queries:
-        raise ValueError(f"{path}: {len(targets)} targets for {n_queries} queries")
+        raise InputError(f"{path}: {len(targets)} targets for {n_queries} queries")
     return targets.astype(np.int64)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = ["ReverseDictionary", "load_wordnet", "find_wordnet", "parse_wndb", "WordNetNotFound"]
 logger = logging.getLogger("nnlift")
 
@@ -143,7 +145,7 @@ class ReverseDictionary:
             if n is None or n >= size:
                 return np.arange(size)
             if n < 1:
-                raise ValueError(f"subset sizes must be >= 1; got {n}")
+                raise InputError(f"subset sizes must be >= 1; got {n}")
             return np.sort(rng.choice(size, size=n, replace=False))
 
         bank = pick(n_bank, len(self.bank))

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._check import check_array, check_finite_scalar, check_positive_int
+from ..errors import InputError
 
 __all__ = ["PairedDifference", "paired_bootstrap"]
 
@@ -52,7 +53,7 @@ def paired_bootstrap(
     a = check_array(per_query_a, "per_query_a", ndim=1).astype(np.float64)
     b = check_array(per_query_b, "per_query_b", ndim=1).astype(np.float64)
     if a.shape != b.shape:
-        raise ValueError(f"per_query_a and per_query_b must be paired (same length); got {len(a)} and {len(b)}")
+        raise InputError(f"per_query_a and per_query_b must be paired (same length); got {len(a)} and {len(b)}")
     n_resamples = check_positive_int(n_resamples, "n_resamples")
     confidence = check_finite_scalar(confidence, "confidence", low=0.0, high=1.0)
     difference = b - a

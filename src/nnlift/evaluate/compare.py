@@ -17,6 +17,7 @@ from .bootstrap import PairedDifference, paired_bootstrap
 from .hubness import hubness
 from .metrics import hit_rate_at_k, retrieval_metrics
 from .tune import tune
+from ..errors import InputError
 
 __all__ = ["METHODS", "MethodSpec", "MethodResult", "compare_methods"]
 logger = logging.getLogger("nnlift")
@@ -90,7 +91,7 @@ def compare_methods(
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+        raise InputError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
     order = ["cosine"] + [m for m in methods if m != "cosine"]
     results: list[MethodResult] = []
     baseline_hits = None

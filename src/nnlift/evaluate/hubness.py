@@ -9,6 +9,7 @@ from scipy.stats import skew
 
 from .._check import check_positive_int
 from ..neighbors import Neighbors
+from ..errors import InputError
 
 __all__ = ["k_occurrence", "hubness"]
 
@@ -27,7 +28,7 @@ def k_occurrence(ranked: Any, n_items: int, k: int | None = None) -> np.ndarray:
         ids = ids[:, : check_positive_int(k, "k")]
     ids = ids[ids >= 0]
     if len(ids) and ids.max() >= n_items:
-        raise ValueError(f"ranked holds id {int(ids.max())} but n_items is {n_items}")
+        raise InputError(f"ranked holds id {int(ids.max())} but n_items is {n_items}")
     return np.bincount(ids, minlength=n_items)
 
 

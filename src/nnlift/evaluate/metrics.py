@@ -20,6 +20,7 @@ import numpy as np
 
 from .._check import check_positive_int
 from ..neighbors import Neighbors
+from ..errors import InputError
 
 __all__ = [
     "relevance",
@@ -38,7 +39,7 @@ def _ranked_ids(ranked: Any) -> np.ndarray:
         return ranked.ids
     ids = np.asarray(ranked)
     if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(
+        raise InputError(
             f"ranked must be Neighbors or a 2-D integer array of ids; got shape {ids.shape}, dtype {ids.dtype}"
         )
     return ids.astype(np.int64)
@@ -62,7 +63,7 @@ def _targets(targets: Any, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
             else:
                 lists.append(sorted({int(t) for t in entry if t >= 0}))
     if len(lists) != n_queries:
-        raise ValueError(f"targets has {len(lists)} entries but there are {n_queries} ranked queries")
+        raise InputError(f"targets has {len(lists)} entries but there are {n_queries} ranked queries")
     counts = np.array([len(set(entry)) for entry in lists], dtype=np.int64)
     queries = np.repeat(np.arange(n_queries), [len(entry) for entry in lists])
     ids = np.array([t for entry in lists for t in entry], dtype=np.int64)

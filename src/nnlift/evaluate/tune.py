@@ -21,6 +21,7 @@ from .._progress import progress_bar
 from ..correct.base import Baseline, Correction
 from .bootstrap import PairedDifference, paired_bootstrap
 from .metrics import hit_rate_at_k, map_at_r, mrr, ndcg_at_k, precision_at_k, recall_at_k
+from ..errors import InputError
 
 __all__ = ["tune", "TuneResult", "metric_per_query", "expand_grid"]
 logger = logging.getLogger("nnlift")
@@ -35,13 +36,13 @@ def metric_per_query(name: str, ranked: Any, targets: Any) -> np.ndarray:
     functions = {"hit_rate": hit_rate_at_k, "recall": recall_at_k, "precision": precision_at_k, "ndcg": ndcg_at_k}
     if base in functions:
         if not cut.isdigit():
-            raise ValueError(f"metric {name!r} needs a cut-off, for example '{base}@10'")
+            raise InputError(f"metric {name!r} needs a cut-off, for example '{base}@10'")
         return functions[base](ranked, targets, int(cut), per_query=True)
     if base == "mrr":
         return mrr(ranked, targets, int(cut) if cut.isdigit() else None, per_query=True)
     if name in ("map@r", "map_at_r"):
         return map_at_r(ranked, targets, per_query=True)
-    raise ValueError(f"unknown metric {name!r}; use hit_rate@k, recall@k, precision@k, ndcg@k, mrr or map@r")
+    raise InputError(f"unknown metric {name!r}; use hit_rate@k, recall@k, precision@k, ndcg@k, mrr or map@r")
 
 
 def expand_grid(grid: Mapping[str, Sequence] | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -49,12 +50,12 @@ def expand_grid(grid: Mapping[str, Sequence] | Sequence[Mapping[str, Any]]) -> l
     if isinstance(grid, Mapping):
         for name, values in grid.items():
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
-                raise ValueError(f"grid[{name!r}] must be a non-empty list of values; got {values!r}")
+                raise InputError(f"grid[{name!r}] must be a non-empty list of values; got {values!r}")
         names = list(grid)
         return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
     settings = [dict(setting) for setting in grid]
     if not settings:
-        raise ValueError("grid is empty")
+        raise InputError("grid is empty")
     return settings
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -9,9 +10,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .._artifact import read_artifact, save_artifact
+from .._artifact import ArtifactError, Contents, load_artifact
+from .._artifact import save as save_object
 from .._check import check_array, check_ids, check_metric, check_positive_int, normalize_rows
 from ..neighbors import Neighbors
+from ..errors import InputError, InputTypeError, UnknownIdError
 
 __all__ = ["Index", "BaseIndex"]
 
@@ -30,7 +33,7 @@ class Index(Protocol):
 
     def __len__(self) -> int: ...
 
-    def save(self, path: str | os.PathLike) -> Path: ...
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path: ...
 
 
 class BaseIndex(ABC):
@@ -95,18 +98,18 @@ class BaseIndex(ABC):
         n_old = len(self)
         if ids is None:
             if self._external is not None:
-                raise ValueError("this index has explicit ids; pass ids= for the new vectors too")
+                raise InputError("this index has explicit ids; pass ids= for the new vectors too")
             new_ids = None
         else:
             new_ids = check_ids(ids, array.shape[0])
             if n_old and self._external is None:
-                raise ValueError("this index was built without ids; new vectors cannot bring ids")
+                raise InputError("this index was built without ids; new vectors cannot bring ids")
             if self._external is not None:
                 if (self._external.dtype.kind == "U") != (new_ids.dtype.kind == "U"):
-                    raise TypeError("ids must be all ints or all strings across additions")
+                    raise InputTypeError("ids must be all ints or all strings across additions")
                 clash = [i for i in new_ids.tolist() if i in self._id_lookup()]
                 if clash:
-                    raise ValueError(f"ids already in the index: {clash[:3]}")
+                    raise InputError(f"ids already in the index: {clash[:3]}")
         if self.dim is None:
             self.dim = array.shape[1]
         self._add(array)
@@ -128,7 +131,7 @@ class BaseIndex(ABC):
         lookup = self._id_lookup()
         missing = [v for v in values if v not in lookup]
         if missing:
-            raise KeyError(f"unknown id(s): {missing[:5]} (the index has {len(self)} items)")
+            raise UnknownIdError(f"unknown id(s): {missing[:5]} (the index has {len(self)} items)")
         return np.array([lookup[v] for v in values], dtype=np.int64)
 
     def get(self, ids: Any) -> np.ndarray:
@@ -137,7 +140,7 @@ class BaseIndex(ABC):
 
     def _check_search(self, queries: Any, k: Any) -> tuple[np.ndarray, int, int]:
         if len(self) == 0:
-            raise ValueError("the index is empty; add vectors before searching")
+            raise InputError("the index is empty; add vectors before searching")
         k = check_positive_int(k, "k")
         return self._prepare(queries, "queries"), k, min(k, len(self))
 
@@ -164,31 +167,81 @@ class BaseIndex(ABC):
         return Neighbors(mapped, scores)
 
     # -- persistence -----------------------------------------------------
-    def _params(self) -> dict[str, Any]:
-        return {"metric": self.metric}
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [
+            name
+            for name, p in signature.parameters.items()
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save the index as an nnlift artifact directory (reopen with ``nnlift.load``)."""
+    def _params(self) -> dict[str, Any]:
+        """The constructor's parameters, read from its signature (as ``Estimator.get_params``)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyper-parameters as a dict."""
+        return self._params()
+
+    def clone(self) -> BaseIndex:
+        """A new, empty index with the same parameters."""
+        return type(self)(**self._params())
+
+    def _artifact(self) -> Contents:
         extra, arrays = self._state()
         extra = {**extra, "dim": self.dim}
         if self._external is not None:
             arrays = {**arrays, "external_ids": self._external}
-        return save_artifact(path, self, self._params(), arrays, extra)
+        return Contents(self._params(), arrays, extra)
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Save the index as an nnlift artifact folder (reopen with ``nnlift.load``).
+
+        Atomic; an existing artifact is replaced only with ``overwrite=True``, anything else never.
+        """
+        return save_object(self, path, overwrite=overwrite)
 
     @classmethod
-    def _from_artifact(cls, manifest: dict, arrays: dict[str, np.ndarray]) -> BaseIndex:
+    def _from_artifact(cls, manifest: dict, arrays: dict[str, np.ndarray], parts: dict) -> BaseIndex:
         index = cls(**manifest["params"])
-        extra = manifest.get("extra", {})
-        index.dim = extra.get("dim")
-        index._external = arrays.pop("external_ids", None)
+        extra = dict(manifest["extra"])
+        dim = extra.pop("dim", None)
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+            raise ArtifactError(f"{cls.__name__} artifact: extra.dim must be a positive integer; got {dim!r}")
+        index.dim = dim
+        external = arrays.pop("external_ids", None)
         index._restore(extra, arrays)
+        n = len(index)
+        if (dim is None) != (n == 0):
+            raise ArtifactError(f"{cls.__name__} artifact: dim {dim!r} does not fit its {n} vectors")
+        if external is not None:
+            if external.ndim != 1 or len(external) != n or external.dtype.kind not in "iU":
+                raise ArtifactError(f"{cls.__name__} artifact: external_ids must be {n} ints or strings")
+            if len(np.unique(external)) != n:
+                raise ArtifactError(f"{cls.__name__} artifact: external_ids has duplicates")
+            index._external = external.astype(np.int64) if external.dtype.kind == "i" else external
         return index
+
+    def _restored_vectors(self, arrays: dict[str, np.ndarray], name: str = "vectors") -> np.ndarray:
+        """A restored array of stored rows: 2-D float32 of the index's width, finite, else ``ArtifactError``."""
+        owner = type(self).__name__
+        if name not in arrays:
+            raise ArtifactError(f"{owner} artifact: the array {name!r} is missing")
+        vectors = arrays[name]
+        width = self.dim if self.dim is not None else 0
+        if vectors.dtype != np.float32 or vectors.ndim != 2 or (len(vectors) and vectors.shape[1] != width):
+            raise ArtifactError(
+                f"{owner} artifact: {name} must be float32 rows of width {width}; got {vectors.dtype} {vectors.shape}"
+            )
+        if not np.isfinite(vectors).all():
+            raise ArtifactError(f"{owner} artifact: {name} has NaN or inf values")
+        return np.ascontiguousarray(vectors)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BaseIndex:
-        """Load an index saved by :meth:`save`."""
-        manifest, arrays = read_artifact(path, expected_class=cls)
-        return cls._from_artifact(manifest, arrays)
+        """Load an index saved by :meth:`save` (``nnlift.load`` works too)."""
+        return load_artifact(path, expected_class=cls)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self._params().items())

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..kernel import _topk_arrays
 from ..neighbors import Neighbors
+from .._artifact import require_arrays
 from .base import BaseIndex
 
 __all__ = ["ExactIndex"]
@@ -49,11 +50,9 @@ class ExactIndex(BaseIndex):
     def _get(self, positions: np.ndarray) -> np.ndarray:
         return self._vectors[positions].copy()
 
-    def _params(self) -> dict[str, Any]:
-        return {"metric": self.metric, "working_memory": self.working_memory, "progress": self.progress}
-
     def _state(self):
         return {}, {"vectors": self._vectors}
 
     def _restore(self, extra, arrays) -> None:
-        self._vectors = np.ascontiguousarray(arrays["vectors"], dtype=np.float32)
+        require_arrays(arrays, ("vectors",), owner="ExactIndex")
+        self._vectors = self._restored_vectors(arrays)

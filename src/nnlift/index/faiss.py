@@ -1,7 +1,21 @@
-"""``FaissIndex``: any faiss factory string (Flat, HNSW, IVF) as an nnlift index."""
+"""``FaissIndex``: a faiss factory string (Flat, HNSW, IVF, SQ, PQ) as an nnlift index.
+
+faiss aborts or segfaults the whole process on some factory strings
+(``"HNSW0"``, ``"HNSW1"``, ``"RR0,Flat"``, ``"IVF4,PQ8x0"``; ``"NSG…"`` hangs).
+So the string is parsed here against the forms below, with every number
+checked, before faiss sees it:
+
+- ``Flat``;
+- ``HNSW{M}`` with M ≥ 2, alone or with an encoding: ``HNSW32,Flat``, ``HNSW32_SQ8``;
+- ``IVF{n}`` with n ≥ 1 and an encoding, optionally an HNSW coarse quantizer:
+  ``IVF1024,Flat``, ``IVF1024,SQ8``, ``IVF1024,PQ16``, ``IVF1024_HNSW32,Flat``;
+- an encoding alone: ``SQ4``, ``SQ6``, ``SQ8``, ``SQfp16``, ``SQbf16``, ``PQ{m}`` or
+  ``PQ{m}x{nbits}`` (1 ≤ nbits ≤ 16).
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -9,7 +23,9 @@ import numpy as np
 from .._optional import require
 from .._threads import default_workers
 from ..neighbors import Neighbors, sort_neighbors
+from .._check import check_positive_int
 from .base import BaseIndex
+from ..errors import InputError, InputTypeError
 
 __all__ = ["FaissIndex"]
 
@@ -49,12 +65,12 @@ class FaissIndex(BaseIndex):
         use_gpu: bool = False,
     ) -> None:
         super().__init__(metric)
-        if not isinstance(factory, str) or not factory:
-            raise ValueError(f"factory must be a faiss factory string such as 'Flat'; got {factory!r}")
-        self.factory = factory
-        self.nprobe = nprobe
-        self.ef_search = ef_search
-        self.ef_construction = ef_construction
+        self.factory = check_factory(factory)
+        self.nprobe = None if nprobe is None else check_positive_int(nprobe, "nprobe")
+        self.ef_search = None if ef_search is None else check_positive_int(ef_search, "ef_search")
+        self.ef_construction = None if ef_construction is None else check_positive_int(ef_construction, "ef_construction")
+        if not isinstance(use_gpu, bool):
+            raise InputTypeError(f"use_gpu must be True or False; got {use_gpu!r}")
         self.use_gpu = use_gpu
         self._faiss = require("faiss", "FaissIndex")
         self._index = None
@@ -64,7 +80,7 @@ class FaissIndex(BaseIndex):
         try:
             index = faiss.index_factory(dim, self.factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
-            raise ValueError(f"faiss cannot build factory {self.factory!r}: {str(exc).splitlines()[-1]}") from None
+            raise InputError(f"faiss cannot build factory {self.factory!r}: {str(exc).splitlines()[-1]}") from None
         if self.ef_construction is not None and hasattr(index, "hnsw"):
             index.hnsw.efConstruction = int(self.ef_construction)
         if self.use_gpu and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
@@ -86,10 +102,13 @@ class FaissIndex(BaseIndex):
         if not self._index.is_trained:
             n_lists = getattr(self._faiss.extract_index_ivf(self._index), "nlist", 1) if "IVF" in self.factory else 1
             if vectors.shape[0] < n_lists:
-                raise ValueError(
+                raise InputError(
                     f"factory {self.factory!r} needs at least {n_lists} vectors to train; got {vectors.shape[0]}"
                 )
-            self._index.train(vectors)
+            try:
+                self._index.train(vectors)
+            except RuntimeError as exc:  # e.g. too few points for PQ's 2^nbits centroids
+                raise InputError(f"faiss cannot train factory {self.factory!r}: {str(exc).splitlines()[-1]}") from None
         self._index.add(vectors)
 
     def _count(self) -> int:
@@ -108,15 +127,6 @@ class FaissIndex(BaseIndex):
             ivf.make_direct_map()
             return self._index.reconstruct_batch(positions)
 
-    def _params(self) -> dict[str, Any]:
-        return {
-            "factory": self.factory,
-            "metric": self.metric,
-            "nprobe": self.nprobe,
-            "ef_search": self.ef_search,
-            "ef_construction": self.ef_construction,
-            "use_gpu": self.use_gpu,
-        }
 
     def _state(self):
         index = self._index
@@ -131,3 +141,37 @@ class FaissIndex(BaseIndex):
     def _restore(self, extra, arrays) -> None:
         blob = arrays["faiss_index"]
         self._index = None if blob.size == 0 else self._faiss.deserialize_index(blob)
+
+
+_ENCODING = r"(?:Flat|SQ(?:4|6|8|fp16|bf16)|PQ(?P<pq_m>\d+)(?:x(?P<pq_bits>\d+))?)"
+_FACTORIES = (
+    re.compile(r"^Flat$"),
+    re.compile(rf"^HNSW(?P<hnsw>\d+)(?:[,_]{_ENCODING})?$"),
+    re.compile(rf"^IVF(?P<lists>\d+)(?:_HNSW(?P<hnsw>\d+))?,{_ENCODING}$"),
+    re.compile(rf"^{_ENCODING}$"),
+)
+_LIMITS = {"hnsw": (2, 1024), "lists": (1, 1 << 24), "pq_m": (1, 4096), "pq_bits": (1, 16)}
+_WHAT = {"hnsw": "HNSW's M", "lists": "the IVF list count", "pq_m": "PQ's sub-quantizers", "pq_bits": "PQ's bits"}
+
+
+def check_factory(factory: Any) -> str:
+    """Validate a faiss factory string against the forms faiss handles safely (module docstring)."""
+    if not isinstance(factory, str) or not factory:
+        raise InputTypeError(f"factory must be a faiss factory string such as 'Flat' or 'HNSW32'; got {factory!r}")
+    for pattern in _FACTORIES:
+        match = pattern.match(factory)
+        if match is None:
+            continue
+        for name, value in match.groupdict().items():
+            if value is None:
+                continue
+            low, high = _LIMITS[name]
+            if not low <= int(value) <= high:
+                raise InputError(
+                    f"factory={factory!r}: {_WHAT[name]} must be in [{low}, {high}]; got {int(value)}"
+                )
+        return factory
+    raise InputError(
+        f"factory={factory!r} is not a supported faiss factory string; use Flat, HNSW{{M}}[,Flat|_SQ8], "
+        "IVF{n}[_HNSW{M}],{Flat|SQ8|PQ{m}}, SQ8 or PQ{m}[x{bits}] (see nnlift.index.faiss)"
+    )

@@ -35,7 +35,9 @@ from ..kernel import (
     _topk_arrays,
 )
 from ..neighbors import Neighbors
+from .._artifact import ArtifactError, require_arrays
 from .base import BaseIndex
+from ..errors import InputError
 
 __all__ = ["kmeans", "IVFIndex", "neighbor_recall", "pooled_recall", "recall_counts", "recall_standard_error"]
 logger = logging.getLogger("nnlift")
@@ -135,7 +137,7 @@ def kmeans(
     the rows are a slightly moved version of rows clustered before.
     """
     if init is not None and (init.ndim != 2 or init.shape[1] != vectors.shape[1] or not len(init)):
-        raise ValueError(f"init must be (n_clusters, {vectors.shape[1]}) centroids; got shape {init.shape}")
+        raise InputError(f"init must be (n_clusters, {vectors.shape[1]}) centroids; got shape {init.shape}")
     rng = np.random.default_rng(seed)
     n = vectors.shape[0]
     n_clusters = min(n_clusters, n) if init is None else len(init)
@@ -187,7 +189,7 @@ def pooled_recall(hits: np.ndarray, totals: np.ndarray) -> float:
 def recall_counts(found: Neighbors, exact: Neighbors) -> tuple[np.ndarray, np.ndarray]:
     """Per row: how many of its exact ids (padding ignored) the approximate result holds, and how many there are."""
     if len(found) != len(exact):
-        raise ValueError(f"found and exact must have the same rows, got {len(found)} and {len(exact)}")
+        raise InputError(f"found and exact must have the same rows, got {len(found)} and {len(exact)}")
     wanted = exact.ids >= 0
     hits = np.empty(len(exact), dtype=np.int64)
     block = 1 + 2**22 // max(1, exact.ids.shape[1] * found.ids.shape[1])  # bounds the comparison cube
@@ -623,19 +625,28 @@ class IVFIndex(BaseIndex):
         columns[members] = _smallest(np.concatenate([columns[members], keys], axis=1), k)
 
     # -- persistence ---------------------------------------------------------
-    def _params(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "n_lists": self.n_lists,
-            "n_probe": self.n_probe,
-            "n_iter": self.n_iter,
-            "seed": self.seed,
-            "progress": self.progress,
-        }
-
+    # The lists are saved with the vectors: rebuilt after loading (or taken from
+    # a bank, as NNN does), they could differ and so give other neighbours.
     def _state(self):
-        return {}, {"vectors": self._vectors}
+        if self._centroids is None:
+            return {}, {"vectors": self._vectors}
+        return {}, {"vectors": self._vectors, "centroids": self._centroids, "own_probes": self._own_probes}
 
     def _restore(self, extra, arrays) -> None:
-        self._vectors = np.ascontiguousarray(arrays["vectors"], dtype=np.float32)
+        require_arrays(arrays, ("vectors",), ("centroids", "own_probes"), owner="IVFIndex")
+        self._vectors = self._restored_vectors(arrays)
         self._centroids = None
+        if ("centroids" in arrays) != ("own_probes" in arrays):
+            raise ArtifactError("IVFIndex artifact: centroids and own_probes come together")
+        if "centroids" in arrays:
+            centroids = self._restored_vectors(arrays, "centroids")
+            probes = arrays["own_probes"]
+            if (
+                len(centroids) == 0
+                or probes.ndim != 2
+                or probes.shape[0] != len(self._vectors)
+                or probes.dtype.kind not in "iu"
+                or (probes.size and (probes.min() < 0 or probes.max() >= len(centroids)))
+            ):
+                raise ArtifactError("IVFIndex artifact: own_probes must be list numbers of every stored vector")
+            self._set_lists(centroids, probes.astype(np.int64, copy=False))

@@ -18,11 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from .._artifact import read_artifact, save_artifact
+from .._artifact import ArtifactError, Contents, load_artifact
+from .._artifact import save as save_object
 from .._check import check_array, check_ids, check_metric, check_positive_int
 from .._optional import require
 from .._progress import progress_bar
 from ..neighbors import Neighbors
+from ..errors import InputError, UnknownIdError
 
 __all__ = ["QdrantIndex", "connect", "point_id", "with_retries"]
 logger = logging.getLogger("nnlift")
@@ -50,7 +52,7 @@ def point_id(external: Any) -> int | str:
     """The Qdrant point id of an external id: ints as they are, strings as a stable UUID (uuid5)."""
     if isinstance(external, (int, np.integer)):
         if external < 0:
-            raise ValueError(f"Qdrant point ids must be non-negative integers; got {external}")
+            raise InputError(f"Qdrant point ids must be non-negative integers; got {external}")
         return int(external)
     return str(uuid.uuid5(_NAMESPACE, str(external)))
 
@@ -124,7 +126,7 @@ class QdrantIndex:
         progress: bool = True,
     ) -> None:
         if not isinstance(collection, str) or not collection:
-            raise ValueError(f"collection must be a non-empty name; got {collection!r}")
+            raise InputError(f"collection must be a non-empty name; got {collection!r}")
         self.collection = collection
         self.url = url or os.environ.get("QDRANT_URL")
         self.path = None if path is None else str(path)
@@ -142,18 +144,18 @@ class QdrantIndex:
 
     def _vector_params(self) -> Any:
         if not self.exists():
-            raise ValueError(f"Qdrant collection {self.collection!r} does not exist")
+            raise InputError(f"Qdrant collection {self.collection!r} does not exist")
         vectors = self.client.get_collection(self.collection).config.params.vectors
         if isinstance(vectors, dict):
             if self.using is None:
-                raise ValueError(f"collection {self.collection!r} has named vectors {sorted(vectors)}; pass using=")
+                raise InputError(f"collection {self.collection!r} has named vectors {sorted(vectors)}; pass using=")
             if self.using not in vectors:
-                raise ValueError(
+                raise InputError(
                     f"collection {self.collection!r} has no named vector {self.using!r}; it has {sorted(vectors)}"
                 )
             return vectors[self.using]
         if self.using is not None:
-            raise ValueError(
+            raise InputError(
                 f"collection {self.collection!r} has one unnamed vector; using={self.using!r} does not exist"
             )
         return vectors
@@ -192,7 +194,7 @@ class QdrantIndex:
         if self.exists():
             dim = self.dim
             if array.shape[1] != dim:
-                raise ValueError(f"vectors have {array.shape[1]} dimensions; collection {self.collection!r} has {dim}")
+                raise InputError(f"vectors have {array.shape[1]} dimensions; collection {self.collection!r} has {dim}")
         else:
             self._create(array.shape[1])
         start = len(self)
@@ -260,7 +262,7 @@ class QdrantIndex:
         by_id = {str(p.id): p.vector for p in found}
         missing = [v for v, w in zip(values, wanted) if str(w) not in by_id]
         if missing:
-            raise KeyError(f"unknown id(s): {missing[:5]} (collection {self.collection!r})")
+            raise UnknownIdError(f"unknown id(s): {missing[:5]} (collection {self.collection!r})")
         rows = [by_id[str(w)][self.using] if self.using else by_id[str(w)] for w in wanted]
         return np.asarray(rows, dtype=np.float32)
 
@@ -288,29 +290,28 @@ class QdrantIndex:
                 return
 
     # -- persistence ---------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save the connection description (collection, url or path, using), never the data or the API key."""
+    _saved_params = ("collection", "url", "path", "using", "metric", "batch_size", "retries")
+
+    def _artifact(self) -> Contents:
         if self.url is None and self.path is None:
-            raise ValueError("an in-memory Qdrant collection cannot be reopened; use path= or a server url to save it")
-        params = {
-            "collection": self.collection,
-            "url": self.url,
-            "path": self.path,
-            "using": self.using,
-            "metric": self.metric,
-            "batch_size": self.batch_size,
-            "retries": self.retries,
-        }
-        return save_artifact(path, self, params, {})
+            raise InputError("an in-memory Qdrant collection cannot be reopened; use path= or a server url to save it")
+        return Contents({name: getattr(self, name) for name in self._saved_params})
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Save the connection description (collection, url or path, using), never the data or the API key."""
+        self._artifact()  # refuse an in-memory collection before touching the path
+        return save_object(self, path, overwrite=overwrite)
 
     @classmethod
-    def _from_artifact(cls, manifest: dict, arrays: dict) -> QdrantIndex:
+    def _from_artifact(cls, manifest: dict, arrays: dict, parts: dict) -> QdrantIndex:
+        if arrays or parts:
+            raise ArtifactError("QdrantIndex artifact: it holds a connection description only")
         return cls(**manifest["params"])
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> QdrantIndex:
-        manifest, arrays = read_artifact(path, expected_class=cls)
-        return cls._from_artifact(manifest, arrays)
+        """Reconnect to the collection described by a saved artifact."""
+        return load_artifact(path, expected_class=cls)
 
     def __repr__(self) -> str:
         where = self.url or self.path or ":memory:"

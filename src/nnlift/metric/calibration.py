@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from ..errors import InputError
 
 __all__ = ["Calibration", "calibrate_thresholds", "classification_at"]
 
@@ -32,13 +33,13 @@ def calibrate_thresholds(
     distances = np.asarray(distances, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
     if distances.shape != correct.shape or distances.ndim != 1 or len(distances) == 0:
-        raise ValueError(
+        raise InputError(
             f"distances and correct must be equal-length non-empty 1-D arrays; got {distances.shape}, {correct.shape}"
         )
     if not correct.any():
-        raise ValueError("calibration needs positives: no held-out query's nearest neighbour had its label")
+        raise InputError("calibration needs positives: no held-out query's nearest neighbour had its label")
     if metric not in ("f1", "precision", "recall"):
-        raise ValueError(f"metric must be 'f1', 'precision' or 'recall'; got {metric!r}")
+        raise InputError(f"metric must be 'f1', 'precision' or 'recall'; got {metric!r}")
     order = np.argsort(distances, kind="stable")
     sorted_distances, hits = distances[order], correct[order]
     matched = np.arange(1, len(hits) + 1)
@@ -53,10 +54,10 @@ def calibrate_thresholds(
     cutpoints = {"optimal": float(thresholds[int(np.argmax(scores[metric]))])}
     for name, target in (targets or {}).items():
         if name not in ("precision", "recall"):
-            raise ValueError(f"targets may name 'precision' or 'recall'; got {name!r}")
+            raise InputError(f"targets may name 'precision' or 'recall'; got {name!r}")
         meets = np.flatnonzero(scores[name] >= target)
         if len(meets) == 0:
-            raise ValueError(f"no threshold reaches {name} {target} on the calibration data")
+            raise InputError(f"no threshold reaches {name} {target} on the calibration data")
         cutpoints[f"{name}={target}"] = float(thresholds[meets[-1] if name == "precision" else meets[0]])
     return Calibration(thresholds, precision, recall, f1, cutpoints)
 

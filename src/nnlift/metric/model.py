@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .._artifact import load as load_artifact
-from .._artifact import read_artifact, save_artifact
+from .._artifact import ArtifactError, Contents, load_artifact
+from .._artifact import save as save_object
 from .._check import check_positive_int
 from .._optional import require
 from .._progress import progress_bar
@@ -26,6 +26,7 @@ from ..index.base import BaseIndex
 from ..index.exact import ExactIndex
 from ..kernel import _topk_arrays
 from .calibration import Calibration, calibrate_thresholds, classification_at
+from ..errors import InputError, InputTypeError
 
 __all__ = ["SimilarityModel", "Lookup", "NO_MATCH"]
 logger = logging.getLogger("nnlift")
@@ -48,9 +49,9 @@ class Lookup:
 def _labels(y: Any, n: int, name: str = "y") -> np.ndarray:
     labels = np.asarray(y)
     if labels.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one label per row); got shape {labels.shape}")
+        raise InputError(f"{name} must be 1-D (one label per row); got shape {labels.shape}")
     if len(labels) != n:
-        raise ValueError(f"{name} has {len(labels)} labels but x has {n} rows")
+        raise InputError(f"{name} has {len(labels)} labels but x has {n} rows")
     return labels
 
 
@@ -74,10 +75,13 @@ class SimilarityModel(nn.Module):
     (2, 16)
     """
 
+    _saved_params = ("embedding_dim",)  # the backbone is code, passed again to load; the index is a part
+    _load_needs = ("backbone",)
+
     def __init__(self, backbone: nn.Module, embedding_dim: int = 64, index: BaseIndex | None = None) -> None:
         super().__init__()
         if not isinstance(backbone, nn.Module):
-            raise TypeError(f"backbone must be a torch.nn.Module; got {type(backbone).__name__}")
+            raise InputTypeError(f"backbone must be a torch.nn.Module; got {type(backbone).__name__}")
         self.backbone = backbone
         self.embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
         self.head = nn.LazyLinear(self.embedding_dim)
@@ -95,7 +99,7 @@ class SimilarityModel(nn.Module):
         """Unit embeddings (n, embedding_dim) as float32 numpy, without gradients."""
         inputs = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float32))
         if len(inputs) == 0:
-            raise ValueError("x is empty")
+            raise InputError("x is empty")
         was_training = self.training
         self.eval()
         with torch.no_grad():
@@ -131,18 +135,18 @@ class SimilarityModel(nn.Module):
         common = require("pytorch_metric_learning.utils.common_functions", "similarity learning")
         inputs = torch.as_tensor(np.asarray(x, dtype=np.float32))
         if len(inputs) == 0:
-            raise ValueError("x is empty")
+            raise InputError("x is empty")
         labels = _labels(y, len(inputs))
         classes, counts = np.unique(labels, return_counts=True)
         classes_per_batch = check_positive_int(classes_per_batch, "classes_per_batch")
         examples_per_class = check_positive_int(examples_per_class, "examples_per_class", minimum=2)
         if classes_per_batch < 2:
-            raise ValueError("classes_per_batch must be at least 2: a metric loss needs negatives from another class")
+            raise InputError("classes_per_batch must be at least 2: a metric loss needs negatives from another class")
         if len(classes) < classes_per_batch:
-            raise ValueError(f"classes_per_batch={classes_per_batch} but y has only {len(classes)} classes")
+            raise InputError(f"classes_per_batch={classes_per_batch} but y has only {len(classes)} classes")
         lonely = classes[counts < 2]
         if len(lonely):
-            raise ValueError(
+            raise InputError(
                 f"every class needs at least 2 examples to form positive pairs; class(es) {lonely[:5].tolist()} have 1"
             )
         criterion = self._loss(loss, pml_losses)
@@ -193,7 +197,7 @@ class SimilarityModel(nn.Module):
             "contrastive": pml_losses.ContrastiveLoss,
         }
         if loss not in choices:
-            raise ValueError(f"loss must be one of {sorted(choices)} or a pytorch-metric-learning loss; got {loss!r}")
+            raise InputError(f"loss must be one of {sorted(choices)} or a pytorch-metric-learning loss; got {loss!r}")
         return choices[loss]()
 
     # -- index and lookup ---------------------------------------------------------
@@ -203,10 +207,10 @@ class SimilarityModel(nn.Module):
         n = len(embeddings)
         labels = [None] * n if y is None else _labels(y, n).tolist()
         if data is not None and len(data) != n:
-            raise ValueError(f"data has {len(data)} entries but x has {n} rows")
+            raise InputError(f"data has {len(data)} entries but x has {n} rows")
         start = len(self.index_)
         if ids is None and self.index_._external is not None:
-            raise ValueError("this index has explicit ids; pass ids= for the new items too")
+            raise InputError("this index has explicit ids; pass ids= for the new items too")
         self.index_.add(embeddings, ids=ids)
         self.labels_ += labels
         self.data_ += [None] * n if data is None else list(data)
@@ -215,7 +219,7 @@ class SimilarityModel(nn.Module):
 
     def _neighbors(self, x: Any, k: int):
         if len(self.index_) == 0:
-            raise ValueError("the index is empty; call index(x, y) first")
+            raise InputError("the index is empty; call index(x, y) first")
         return self.index_.search(self.embed(x), check_positive_int(k, "k"))
 
     def lookup(self, x: Any, k: int = 5) -> list[list[Lookup]]:
@@ -271,9 +275,9 @@ class SimilarityModel(nn.Module):
         if isinstance(cutpoint, (int, float)):
             return float(cutpoint)
         if self.calibration_ is None:
-            raise ValueError("call calibrate(x, y) before matching by a named cutpoint")
+            raise InputError("call calibrate(x, y) before matching by a named cutpoint")
         if cutpoint not in self.calibration_.cutpoints:
-            raise ValueError(f"unknown cutpoint {cutpoint!r}; calibrated: {sorted(self.calibration_.cutpoints)}")
+            raise InputError(f"unknown cutpoint {cutpoint!r}; calibrated: {sorted(self.calibration_.cutpoints)}")
         return self.calibration_.cutpoints[cutpoint]
 
     # -- evaluation ----------------------------------------------------------------
@@ -306,17 +310,15 @@ class SimilarityModel(nn.Module):
             )
         )
         if not names:
-            raise ValueError("no cutpoints: calibrate first or pass cutpoints=")
+            raise InputError("no cutpoints: calibrate first or pass cutpoints=")
         return [{"cutpoint": name, **classification_at(distances, correct, self._threshold(name))} for name in names]
 
     # -- persistence -----------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Weights, index, labels, data and calibration in one artifact folder (load with ``SimilarityModel.load``)."""
-        state = {f"weight:{name}": tensor.detach().cpu().numpy() for name, tensor in self.state_dict().items()}
-        arrays = dict(state)
+    def _artifact(self) -> Contents:
+        arrays = {f"weight:{name}": tensor.detach().cpu().numpy() for name, tensor in self.state_dict().items()}
         labels = np.asarray(self.labels_)
         if labels.dtype == object:
-            raise TypeError("labels must all be numbers or all strings to be saved")
+            raise InputTypeError("labels must all be numbers or all strings to be saved")
         arrays["labels"] = labels
         data = np.asarray(self.data_) if any(d is not None for d in self.data_) else None
         if data is not None and data.dtype != object:
@@ -324,7 +326,6 @@ class SimilarityModel(nn.Module):
         elif data is not None:
             logger.warning("item data of mixed types is not saved (only arrays of numbers or strings are)")
         extra = {
-            "index": "index",
             "in_features": int(self.head.in_features),
             "history": self.history_,
             "cutpoints": None if self.calibration_ is None else self.calibration_.cutpoints,
@@ -332,16 +333,31 @@ class SimilarityModel(nn.Module):
         if self.calibration_ is not None:
             for name in ("thresholds", "precision", "recall", "f1"):
                 arrays[f"calibration_{name}"] = getattr(self.calibration_, name)
-        path = save_artifact(path, self, {"embedding_dim": self.embedding_dim}, arrays, extra)
-        self.index_.save(Path(path) / "index")
-        return path
+        return Contents({"embedding_dim": self.embedding_dim}, arrays, extra, {"index": self.index_})
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Weights, index, labels, data and calibration in one artifact folder (load with ``SimilarityModel.load``).
+
+        The whole tree, index included, appears at once; an existing artifact is
+        replaced only with ``overwrite=True``, anything else never.
+        """
+        return save_object(self, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike, backbone: nn.Module) -> SimilarityModel:
         """Rebuild a saved model around ``backbone`` (an untrained module of the saved architecture)."""
-        manifest, arrays = read_artifact(path, expected_class=cls)
-        model = cls(backbone, manifest["params"]["embedding_dim"], index=load_artifact(Path(path) / "index"))
-        model.head = nn.Linear(manifest["extra"]["in_features"], model.embedding_dim)
+        return load_artifact(path, expected_class=cls, backbone=backbone)
+
+    @classmethod
+    def _from_artifact(
+        cls, manifest: dict, arrays: dict, parts: dict, backbone: nn.Module
+    ) -> SimilarityModel:
+        index = parts.get("index")
+        if not isinstance(index, BaseIndex):
+            raise ArtifactError("SimilarityModel artifact: its part 'index' must be an nnlift index")
+        extra = manifest["extra"]
+        model = cls(backbone, manifest["params"]["embedding_dim"], index=index)
+        model.head = nn.Linear(extra["in_features"], model.embedding_dim)
         state = {
             name.split(":", 1)[1]: torch.as_tensor(value)
             for name, value in arrays.items()
@@ -349,19 +365,17 @@ class SimilarityModel(nn.Module):
         }
         model.load_state_dict(state)
         model.labels_ = arrays["labels"].tolist()
+        if len(model.labels_) != len(index):
+            raise ArtifactError(f"SimilarityModel artifact: {len(model.labels_)} labels for {len(index)} indexed items")
         model.data_ = arrays["data"].tolist() if "data" in arrays else [None] * len(model.labels_)
-        model.history_ = manifest["extra"]["history"]
-        if manifest["extra"]["cutpoints"] is not None:
+        model.history_ = extra["history"]
+        if extra["cutpoints"] is not None:
             model.calibration_ = Calibration(
                 *(arrays[f"calibration_{n}"] for n in ("thresholds", "precision", "recall", "f1")),
-                cutpoints=manifest["extra"]["cutpoints"],
+                cutpoints=extra["cutpoints"],
             )
         model.eval()
         return model
-
-    @classmethod
-    def _load_folder(cls, path: Path) -> SimilarityModel:
-        raise TypeError("a SimilarityModel needs its backbone: SimilarityModel.load(path, backbone=...)")
 
 
 def _self_retrieval(embeddings: np.ndarray, labels: np.ndarray) -> dict[str, float]:
