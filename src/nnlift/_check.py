@@ -110,12 +110,30 @@ def check_array(
 
 
 def row_norms(array: np.ndarray) -> np.ndarray:
-    """Euclidean norm of each row of a 2-D float array (one fused pass; ``np.linalg.norm`` makes a squared copy)."""
-    return np.sqrt(np.einsum("ij,ij->i", array, array))
+    """Euclidean norm of each row of a 2-D float array (one fused pass; ``np.linalg.norm`` makes a squared copy).
+
+    Rows whose float32 squares overflow or underflow (entries beyond about
+    1e19 or below about 1e-19) are measured again after scaling by their
+    largest entry, so every non-zero row gets its true, non-zero norm.
+    """
+    norms = np.sqrt(np.einsum("ij,ij->i", array, array))
+    suspect = np.flatnonzero(~np.isfinite(norms) | (norms < 1e-18))
+    if len(suspect):
+        rows = array[suspect].astype(np.float64)
+        peak = np.abs(rows).max(axis=1)
+        scaled = rows / np.where(peak > 0, peak, 1.0)[:, None]
+        exact = peak * np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
+        norms = norms.astype(np.float64)  # float64 holds norms beyond float32's range
+        norms[suspect] = exact
+    return norms
 
 
 def normalize_rows(array: np.ndarray, name: str) -> np.ndarray:
-    """Return unit-norm rows of a float32 2-D array (a copy unless already unit); zero rows are an error."""
+    """Return unit-norm rows of a float32 2-D array (a copy unless already unit); all-zero rows are an error.
+
+    Any non-zero row, however large or small its entries (1e20, 1e-30), is
+    scaled to its direction; only exact zeros have none.
+    """
     norms = row_norms(array)
     zero = np.flatnonzero(norms == 0)
     if len(zero):
@@ -126,6 +144,8 @@ def normalize_rows(array: np.ndarray, name: str) -> np.ndarray:
     if np.abs(norms - 1.0).max() <= 1e-6:
         # Already unit rows: reuse them (callers never write into validated arrays).
         return array
+    if norms.dtype == np.float64:  # extreme rows: divide in float64 so nothing overflows or flushes to zero
+        return np.ascontiguousarray(array / norms[:, None], dtype=np.float32)
     out = array / norms[:, None]
     return np.ascontiguousarray(out, dtype=np.float32)
 
@@ -186,25 +206,55 @@ def check_finite_scalar(value: Any, name: str, *, low: float | None = None, high
 
 
 def check_ids(ids: Any, n: int, name: str = "ids") -> np.ndarray:
-    """Validate external ids: ``n`` unique ints or strings.
+    """Validate external ids: ``n`` unique ints (within int64) or ``n`` unique strings, never a mix.
 
     Returns an int64 array for integer ids and a numpy unicode array for strings.
+    Ids are never changed silently: a mix of kinds (``[1, "a"]``, which numpy
+    would turn into strings), booleans, floats and integers outside int64 are
+    errors.
+
+    Examples
+    --------
+    >>> check_ids([3, 1, 2], 3).tolist()
+    [3, 1, 2]
+    >>> check_ids([1, "a"], 2)
+    Traceback (most recent call last):
+    ...
+    nnlift.errors.InputTypeError: ids must all be ints or all be strings; got a mix (int and str)
     """
     if isinstance(ids, (str, bytes)):
         raise InputTypeError(f"{name} must be a sequence of ids, not a single string")
-    if not isinstance(ids, (np.ndarray, Sequence)) and not hasattr(ids, "__len__"):
-        ids = list(ids)
-    array = np.asarray(ids)
+    if isinstance(ids, np.ndarray):
+        values = ids
+    else:
+        if not isinstance(ids, Sequence) and not hasattr(ids, "__len__"):
+            ids = list(ids)
+        values = list(ids) if not isinstance(ids, list) else ids
+        kinds = {_id_kind(v, name) for v in values}
+        if len(kinds) > 1:
+            raise InputTypeError(f"{name} must all be ints or all be strings; got a mix ({' and '.join(sorted(kinds))})")
+        if kinds == {"int"}:
+            too_big = [v for v in values if not -(2**63) <= int(v) < 2**63]
+            if too_big:
+                raise InputError(f"{name} must fit in int64; {too_big[0]} does not")
+            values = np.array([int(v) for v in values], dtype=np.int64)
+        else:
+            values = np.asarray(values, dtype=str) if values else np.asarray(values, dtype=np.int64)
+    array = np.asarray(values)
     if array.ndim != 1:
         raise InputError(f"{name} must be 1-D; got shape {array.shape}")
     if len(array) != n:
         raise InputError(f"{name} has {len(array)} entries but there are {n} vectors")
-    if array.dtype.kind in "iu":
+    if array.dtype.kind == "u":
+        if array.size and int(array.max()) >= 2**63:
+            raise InputError(f"{name} must fit in int64; {int(array.max())} does not")
         array = array.astype(np.int64)
-    elif array.dtype.kind in "UO":
-        if array.dtype.kind == "O" and not all(isinstance(v, str) for v in array):
-            raise InputTypeError(f"{name} must all be ints or all be strings; got a mix")
-        array = array.astype(str)
+    elif array.dtype.kind == "i":
+        array = array.astype(np.int64)
+    elif array.dtype.kind == "U":
+        pass
+    elif array.dtype.kind == "O":
+        return check_ids(array.tolist(), n, name)
     else:
         raise InputTypeError(f"{name} must be ints or strings; got dtype {array.dtype}")
     unique, counts = np.unique(array, return_counts=True)
@@ -212,3 +262,13 @@ def check_ids(ids: Any, n: int, name: str = "ids") -> np.ndarray:
         dup = unique[counts > 1][:3]
         raise InputError(f"{name} has duplicates, for example {list(dup.tolist())}")
     return array
+
+
+def _id_kind(value: Any, name: str) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name} must be ints or strings; got the boolean {value!r}")
+    if isinstance(value, (numbers.Integral, np.integer)):
+        return "int"
+    if isinstance(value, (str, np.str_)):
+        return "str"
+    raise InputTypeError(f"{name} must be ints or strings; got {type(value).__name__} {value!r}")

@@ -572,16 +572,16 @@ def qdrant_blend(
 ) -> None:
     """Blend the collection's vectors with their neighbours and write them to a named vector."""
     from .blend import NeighborhoodBlender
-    from .qdrant import read_collection, write_vectors
+    from .qdrant import read_records, write_vectors
 
     try:
         values = tuple(float(t) for t in thresholds.split(","))
     except ValueError:
         raise UserError(f"--thresholds must be numbers separated by commas; got {thresholds!r}") from None
     index = _qdrant(collection, url, path, using)
-    ids, vectors = read_collection(index)
+    ids, seqs, vectors = read_records(index)
     blended = NeighborhoodBlender(thresholds=values, k=k).fit_transform(vectors)
-    report = write_vectors(index, blended, ids, name=name)
+    report = write_vectors(index, blended, ids, name=name, seqs=seqs)
     where = report["destination"]
     console.print(
         f"blend: wrote {report['written']:,} points, skipped {report['skipped']:,}, into "
@@ -704,10 +704,10 @@ def blocks_convert(
     if (collection is None) == (input is None):
         raise UserError("give either --input (an embeddings file) or --collection (a Qdrant collection)")
     if collection is not None:
-        from .qdrant import read_collection, write_sparse
+        from .qdrant import read_records, write_sparse
 
         index = _qdrant(collection, url, path, using)
-        ids, vectors = read_collection(index)
+        ids, seqs, vectors = read_records(index)
     else:
         vectors, ids = _load(input, "--input", load_embeddings)
         ids = list(range(len(vectors))) if ids is None else ids.tolist()
@@ -716,7 +716,7 @@ def blocks_convert(
     indices, values = to_sparse(encoder.encode(vectors), threshold)
     nnz = np.array([len(i) for i in indices])
     if collection is not None:
-        report = write_sparse(index, indices, values, ids, name=name)
+        report = write_sparse(index, indices, values, ids, name=name, seqs=seqs)
         where = report["destination"]
         console.print(
             f"wrote {report['written']:,} sparse vectors ({nnz.mean():.1f} non-zeros on average) to "

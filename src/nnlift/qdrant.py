@@ -1,8 +1,18 @@
 """Working on Qdrant collections: sampling their neighbour structure and writing corrections back.
 
 Every write is idempotent (running it twice gives the same state) and
-resumable (each written point carries a marker of the run's inputs, and a
-re-run skips the points that already have it), and reports progress.
+resumable, and reports progress. Each written point carries a marker in its
+payload, one per writer and vector name (``nnlift_written__nnn__nnn``): a
+digest of exactly what was written to that point (its id, every index and
+value of its vector, its payload). A re-run skips a point only when its marker
+equals the digest of what it would write now, so any change to any id, index
+or value is rewritten, an unchanged run writes nothing, and writers sharing a
+collection never invalidate each other's markers.
+
+Writes into the collection itself only add the named vector, the marker and
+the writer's own payload (``nnn_bias``): they never touch ``nnlift_seq`` or
+``nnlift_id``, which string-id search depends on. Writing into the vector that
+is being read is refused.
 
 A collection cannot gain a named vector after it is created (on a server or
 in local mode), so a write goes to the named vector ``name`` when the
@@ -13,6 +23,7 @@ collection already has it, and otherwise to a companion collection
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ._check import check_array, check_finite_scalar, check_positive_int
+from ._check import check_array, check_finite_scalar, check_positive_int, normalize_rows
 from ._optional import require
 from ._progress import progress_bar
 from .correct.nnn import NNN
@@ -33,6 +44,8 @@ __all__ = [
     "SampledMatrix",
     "sample_similarity_matrix",
     "read_collection",
+    "read_records",
+    "marker_key",
     "write_nnn",
     "nnn_search",
     "write_vectors",
@@ -43,20 +56,32 @@ logger = logging.getLogger("nnlift")
 MARKER = "nnlift_written"
 
 
+def marker_key(writer: str, name: str) -> str:
+    """The payload key holding ``writer``'s marker for the vector ``name``."""
+    return f"{MARKER}__{writer}__{name}"
+
+
 def _metric(index: QdrantIndex) -> str:
     distance = str(index._vector_params().distance).lower()
     return "cosine" if "cosine" in distance else "ip"
 
 
 def read_collection(index: QdrantIndex) -> tuple[list, np.ndarray]:
-    """All ids (originals for string ids) and vectors of ``index.using``."""
-    ids, blocks = [], []
-    for batch_ids, vectors in index.scroll_vectors():
+    """All ids (originals for string ids; ints and UUID strings as Qdrant holds them) and vectors of ``index.using``."""
+    ids, _, vectors = read_records(index)
+    return ids, vectors
+
+
+def read_records(index: QdrantIndex) -> tuple[list, list, np.ndarray]:
+    """All ids, ``nnlift_seq`` payloads (None where absent) and vectors; pass ``seqs`` on to the writers."""
+    ids, seqs, blocks = [], [], []
+    for batch_ids, batch_seqs, vectors in index.scroll_records():
         ids += batch_ids
+        seqs += batch_seqs
         blocks.append(vectors)
     if not blocks:
         raise InputError(f"collection {index.collection!r} is empty")
-    return ids, np.concatenate(blocks)
+    return ids, seqs, np.concatenate(blocks)
 
 
 def sample_similarity_matrix(
@@ -160,64 +185,98 @@ def _check_params(
         )
 
 
-def _token(*parts: Any) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
-    return digest.hexdigest()[:16]
+def _digest(point: int | str, vector: Any, payload: dict) -> str:
+    """What a write puts on one point: its id, every index and value, and its payload."""
+    digest = hashlib.sha256(repr(point).encode())
+    if isinstance(vector, tuple):  # sparse: (indices, values)
+        digest.update(b"sparse")
+        for part in vector:
+            digest.update(np.ascontiguousarray(part).tobytes())
+            digest.update(b"|")
+    else:
+        digest.update(np.ascontiguousarray(vector, dtype=np.float32).tobytes())
+    digest.update(json.dumps(payload, sort_keys=True).encode())
+    return digest.hexdigest()[:32]
 
 
-def _written(index: QdrantIndex, destination: Destination, token: str) -> set[str]:
-    """Point ids (as strings) that already carry this run's marker."""
-    models = require("qdrant_client.models", "the Qdrant integration")
-    done, offset = set(), None
-    marker = models.Filter(must=[models.FieldCondition(key=MARKER, match=models.MatchValue(value=token))])
+def _written(index: QdrantIndex, destination: Destination, key: str) -> dict[str, str]:
+    """Each point's current marker under ``key`` (point id as a string -> digest)."""
+    done, offset = {}, None
     while True:
         points, offset = with_retries(
             lambda: index.client.scroll(
-                destination.collection,
-                scroll_filter=marker,
-                limit=1024,
-                offset=offset,
-                with_payload=False,
-                with_vectors=False,
+                destination.collection, limit=1024, offset=offset, with_payload=[key], with_vectors=False
             ),
             retries=index.retries,
         )
-        done.update(str(p.id) for p in points)
+        done.update({str(p.id): (p.payload or {}).get(key) for p in points})
         if offset is None:
             return done
+
+
+def _refuse_source(index: QdrantIndex, name: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise InputError(f"name must be a non-empty vector name; got {name!r}")
+    if name == index.using:
+        raise InputError(
+            f"name={name!r} is the vector being read (using={index.using!r}); writing into it would replace "
+            "the input: choose another name"
+        )
 
 
 def _write(
     index: QdrantIndex,
     destination: Destination,
+    *,
+    writer: str,
     ids: list,
-    make_vector,
-    payloads: list[dict],
-    token: str,
+    seqs: list,
+    vector,
+    payload,
     description: str,
 ) -> dict[str, int]:
+    """Write ``vector(r)`` and ``payload(r)`` for every row whose marker differs from what it would write now."""
     models = require("qdrant_client.models", "the Qdrant integration")
-    done = _written(index, destination, token)
-    todo = [row for row, key in enumerate(ids) if str(point_id(key)) not in done]
+    key = marker_key(writer, destination.using)
+    points = [point_id(i) for i in ids]
+    if len({str(p) for p in points}) != len(points):
+        raise InputError("ids has duplicates (after mapping to Qdrant point ids)")
+
+    def full_payload(r: int) -> dict:
+        # Companion points carry the source's ids; points of the collection itself keep theirs untouched.
+        own = payload(r)
+        if destination.companion:
+            seq = seqs[r] if seqs[r] is not None else r
+            own = {SEQ: seq, **({KEY: ids[r]} if isinstance(ids[r], str) and ids[r] != points[r] else {}), **own}
+        return own
+
+    done = _written(index, destination, key)
+    digests = [_digest(points[r], vector(r), full_payload(r)) for r in range(len(ids))]
+    todo = [r for r in range(len(ids)) if done.get(str(points[r])) != digests[r]]
     logger.info(
         "%s: %d of %d points already written; writing %d", description, len(ids) - len(todo), len(ids), len(todo)
     )
+
+    def as_vector(r: int):
+        value = vector(r)
+        if isinstance(value, tuple):
+            return models.SparseVector(indices=[int(i) for i in value[0]], values=[float(v) for v in value[1]])
+        return np.asarray(value, dtype=np.float32).tolist()
+
     with progress_bar(description, len(todo), enabled=index.progress, expected_seconds=len(todo) / 1000) as bar:
         for lo in range(0, len(todo), index.batch_size):
             rows = todo[lo : lo + index.batch_size]
             if destination.companion:
-                points = [
+                batch = [
                     models.PointStruct(
-                        id=point_id(ids[r]),
-                        vector={destination.using: make_vector(r)},
-                        payload={**payloads[r], MARKER: token},
+                        id=points[r],
+                        vector={destination.using: as_vector(r)},
+                        payload={**full_payload(r), key: digests[r]},
                     )
                     for r in rows
                 ]
                 with_retries(
-                    lambda: index.client.upsert(destination.collection, points=points, wait=True), retries=index.retries
+                    lambda: index.client.upsert(destination.collection, points=batch, wait=True), retries=index.retries
                 )
             else:
                 # One request a batch: the vectors, then each point's payload with the marker, so the
@@ -226,7 +285,7 @@ def _write(
                     models.UpdateVectorsOperation(
                         update_vectors=models.UpdateVectors(
                             points=[
-                                models.PointVectors(id=point_id(ids[r]), vector={destination.using: make_vector(r)})
+                                models.PointVectors(id=points[r], vector={destination.using: as_vector(r)})
                                 for r in rows
                             ]
                         )
@@ -234,7 +293,7 @@ def _write(
                 ]
                 operations += [
                     models.SetPayloadOperation(
-                        set_payload=models.SetPayload(payload={**payloads[r], MARKER: token}, points=[point_id(ids[r])])
+                        set_payload=models.SetPayload(payload={**full_payload(r), key: digests[r]}, points=[points[r]])
                     )
                     for r in rows
                 ]
@@ -246,24 +305,28 @@ def _write(
     return {"points": len(ids), "written": len(todo), "skipped": len(ids) - len(todo)}
 
 
-def _keys(key: Any, seq: int) -> dict:
-    return {SEQ: seq, KEY: key} if isinstance(key, str) else {SEQ: seq}
-
-
 def write_nnn(index: QdrantIndex, bank: Any, *, k: int = 16, name: str = "nnn", approximate: bool = False) -> dict:
     """Fit NNN on the collection's vectors and write ``[x, b(x)]`` (Dot distance) plus ``nnn_bias`` in the payload.
 
     Serve it with :func:`nnn_search` (query ``[q, −alpha]``). Returns counts of
     points written and skipped, the destination and the fitted model.
     """
-    ids, vectors = read_collection(index)
+    _refuse_source(index, name)
+    ids, seqs, vectors = read_records(index)
     metric = _metric(index)
     model = NNN(k=k, metric=metric, approximate=approximate).fit(vectors, bank)
     folded = model.folded_database()
     destination = _destination(index, name, folded.shape[1], "dot", sparse=False)
-    token = _token("nnn", folded)
-    payloads = [{**_keys(key, seq), "nnn_bias": float(b)} for seq, (key, b) in enumerate(zip(ids, model.bias_))]
-    report = _write(index, destination, ids, lambda r: folded[r].tolist(), payloads, token, f"writing NNN to {name}")
+    report = _write(
+        index,
+        destination,
+        writer="nnn",
+        ids=ids,
+        seqs=seqs,
+        vector=lambda r: folded[r],
+        payload=lambda r: {"nnn_bias": float(model.bias_[r])},
+        description=f"writing NNN to {name}",
+    )
     return {**report, "destination": destination, "model": model}
 
 
@@ -273,7 +336,7 @@ def nnn_search(index: QdrantIndex, queries: Any, k: int = 10, *, alpha: float = 
     width = index.dim
     array = check_array(queries, "queries", width=width)
     if _metric(index) == "cosine":
-        array = array / np.linalg.norm(array, axis=1, keepdims=True)
+        array = normalize_rows(array, "queries")
     config = index.client.get_collection(index.collection).config.params.vectors
     has_named = isinstance(config, dict) and name in config
     target = index.collection if has_named else f"{index.collection}_{name}"
@@ -286,33 +349,59 @@ def nnn_search(index: QdrantIndex, queries: Any, k: int = 10, *, alpha: float = 
     return served.search(folded, k)
 
 
-def write_vectors(index: QdrantIndex, vectors: Any, ids: list, *, name: str, distance: str = "cosine") -> dict:
+def write_vectors(
+    index: QdrantIndex, vectors: Any, ids: list, *, name: str, distance: str = "cosine", seqs: list | None = None
+) -> dict:
     """Write blended or DBA vectors for the given ids into the named vector ``name`` (or its companion)."""
+    _refuse_source(index, name)
     array = check_array(vectors, "vectors")
+    ids = list(ids)
     if len(ids) != len(array):
         raise InputError(f"ids has {len(ids)} entries for {len(array)} vectors")
     if distance not in ("cosine", "dot"):
         raise InputError(f"distance must be 'cosine' or 'dot'; got {distance!r}")
     destination = _destination(index, name, array.shape[1], distance, sparse=False)
-    token = _token(name, array)
-    payloads = [_keys(key, seq) for seq, key in enumerate(ids)]
-    report = _write(index, destination, list(ids), lambda r: array[r].tolist(), payloads, token, f"writing {name}")
+    report = _write(
+        index,
+        destination,
+        writer="vectors",
+        ids=ids,
+        seqs=seqs or [None] * len(ids),
+        vector=lambda r: array[r],
+        payload=lambda r: {},
+        description=f"writing {name}",
+    )
     return {**report, "destination": destination}
 
 
-def write_sparse(index: QdrantIndex, indices: list, values: list, ids: list, *, name: str = "blocks") -> dict:
+def write_sparse(
+    index: QdrantIndex, indices: list, values: list, ids: list, *, name: str = "blocks", seqs: list | None = None
+) -> dict:
     """Write sparse vectors (per-row ``indices`` and ``values``, e.g. block embeddings) as a named sparse vector."""
-    models = require("qdrant_client.models", "the Qdrant integration")
+    _refuse_source(index, name)
     if not (len(indices) == len(values) == len(ids)):
         raise InputError(
             f"indices, values and ids must have equal lengths; got {len(indices)}, {len(values)}, {len(ids)}"
         )
+    rows = []
+    for r, (row_indices, row_values) in enumerate(zip(indices, values)):
+        row_indices, row_values = np.asarray(row_indices), np.asarray(row_values)
+        if row_indices.ndim != 1 or row_indices.shape != row_values.shape:
+            raise InputError(f"indices[{r}] and values[{r}] must be 1-D of one length")
+        if row_indices.size and (row_indices.dtype.kind not in "iu" or row_indices.min() < 0):
+            raise InputError(f"indices[{r}] must be non-negative integers")
+        if row_values.size and (row_values.dtype.kind not in "iuf" or not np.isfinite(row_values).all()):
+            raise InputError(f"values[{r}] must be finite numbers")
+        rows.append((row_indices.astype(np.uint32), row_values.astype(np.float32)))
     destination = _destination(index, name, None, None, sparse=True)
-    token = _token(name, *[np.asarray(i) for i in indices[:1000]], len(indices))
-    payloads = [_keys(key, seq) for seq, key in enumerate(ids)]
-
-    def vector(r: int):
-        return models.SparseVector(indices=[int(i) for i in indices[r]], values=[float(v) for v in values[r]])
-
-    report = _write(index, destination, list(ids), vector, payloads, token, f"writing sparse {name}")
+    report = _write(
+        index,
+        destination,
+        writer="sparse",
+        ids=list(ids),
+        seqs=seqs or [None] * len(ids),
+        vector=lambda r: rows[r],
+        payload=lambda r: {},
+        description=f"writing sparse {name}",
+    )
     return {**report, "destination": destination}

@@ -24,7 +24,7 @@ from .._check import check_array, check_ids, check_metric, check_positive_int
 from .._optional import require
 from .._progress import progress_bar
 from ..neighbors import Neighbors
-from ..errors import InputError, UnknownIdError
+from ..errors import InputError, InputTypeError, UnknownIdError
 
 __all__ = ["QdrantIndex", "connect", "point_id", "with_retries"]
 logger = logging.getLogger("nnlift")
@@ -49,12 +49,33 @@ def connect(
 
 
 def point_id(external: Any) -> int | str:
-    """The Qdrant point id of an external id: ints as they are, strings as a stable UUID (uuid5)."""
+    """The Qdrant point id of an external id.
+
+    Ids that already are Qdrant point ids are used as they are: unsigned
+    integers, and UUID strings (in Qdrant's canonical lower-case form). Any
+    other string becomes a stable UUID (uuid5 in nnlift's namespace), with the
+    original kept in the payload. So ids read back from a collection map to
+    the same points, whatever kind of ids it was built with.
+
+    Examples
+    --------
+    >>> point_id(7), point_id("6F1C2A4E-6C1B-4F4E-9A51-6E6E6C69667E")
+    (7, '6f1c2a4e-6c1b-4f4e-9a51-6e6e6c69667e')
+    >>> point_id("V_126H754") == point_id("V_126H754") != "V_126H754"
+    True
+    """
+    if isinstance(external, (bool, np.bool_)):
+        raise InputTypeError(f"Qdrant point ids must be integers or strings; got {external!r}")
     if isinstance(external, (int, np.integer)):
-        if external < 0:
-            raise InputError(f"Qdrant point ids must be non-negative integers; got {external}")
+        if not 0 <= external < 2**64:
+            raise InputError(f"Qdrant point ids must be integers in [0, 2**64); got {external}")
         return int(external)
-    return str(uuid.uuid5(_NAMESPACE, str(external)))
+    if not isinstance(external, (str, np.str_)):
+        raise InputTypeError(f"Qdrant point ids must be integers or strings; got {type(external).__name__}")
+    try:
+        return str(uuid.UUID(str(external)))
+    except ValueError:
+        return str(uuid.uuid5(_NAMESPACE, str(external)))
 
 
 def _transient(exc: BaseException) -> bool:
@@ -267,7 +288,12 @@ class QdrantIndex:
         return np.asarray(rows, dtype=np.float32)
 
     def scroll_vectors(self, batch: int = 1024) -> Iterator[tuple[list, np.ndarray]]:
-        """Every point's id and vector, in batches."""
+        """Every point's id (the original for string ids) and vector, in batches."""
+        for ids, _, vectors in self.scroll_records(batch):
+            yield ids, vectors
+
+    def scroll_records(self, batch: int = 1024) -> Iterator[tuple[list, list, np.ndarray]]:
+        """Every point's id, its ``nnlift_seq`` payload (None where absent) and vector, in batches."""
         offset = None
         while True:
             points, offset = with_retries(
@@ -275,17 +301,18 @@ class QdrantIndex:
                     self.collection,
                     limit=batch,
                     offset=offset,
-                    with_payload=[KEY],
+                    with_payload=[KEY, SEQ],
                     with_vectors=[self.using] if self.using else True,
                 ),
                 retries=self.retries,
             )
             if points:
                 ids = [(p.payload or {}).get(KEY, p.id) for p in points]
+                seqs = [(p.payload or {}).get(SEQ) for p in points]
                 vectors = np.asarray(
                     [p.vector[self.using] if self.using else p.vector for p in points], dtype=np.float32
                 )
-                yield ids, vectors
+                yield ids, seqs, vectors
             if offset is None:
                 return
 
