@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._check import check_array, check_finite_scalar, check_positive_int
+from ._check import check_array, check_finite_scalar, check_positive_int, normalize_rows
 from .index.base import BaseIndex
 from .neighbors import Neighbors
 from .recommend import Recommender
@@ -45,8 +45,14 @@ def _recommender(index: Any) -> Recommender:
 
 
 def _is_vector_like(value: Any) -> bool:
-    array = np.asarray(value)
-    return array.dtype.kind in "fc" and array.ndim in (1, 2)
+    """Floats (one vector or rows), or a 2-D array of any numbers; a 1-D list of ints is a list of ids."""
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (str, bytes)) for v in value):
+        return False
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged rows
+        return False
+    return (array.dtype.kind in "fc" and array.ndim in (1, 2)) or (array.dtype.kind in "iub" and array.ndim == 2)
 
 
 def _points(value: Any, index: Recommender, name: str) -> np.ndarray:
@@ -54,10 +60,8 @@ def _points(value: Any, index: Recommender, name: str) -> np.ndarray:
     if isinstance(value, (str, int, np.integer)):
         return index.vectors([value])
     if _is_vector_like(value):
-        array = check_array(np.atleast_2d(np.asarray(value, dtype=np.float64)), name)
-        if index.metric == "cosine":
-            array = array / np.maximum(np.linalg.norm(array, axis=1, keepdims=True), 1e-12)
-        return array.astype(np.float32)
+        array = check_array(np.atleast_2d(np.asarray(value)), name, width=getattr(index.index, "dim", None))
+        return normalize_rows(array, name) if index.metric == "cosine" else array
     ids = list(value)
     if not ids:
         raise InputError(f"{name} is empty")
@@ -75,7 +79,11 @@ def centroid(group: Any, index: Any) -> np.ndarray:
     >>> centroid(["a", "b"], index).tolist()
     [0.5, 0.5]
     """
-    return _points(group, _recommender(index), "group").mean(axis=0)
+    recommender = _recommender(index)
+    mean = _points(group, recommender, "group").mean(axis=0, dtype=np.float64).astype(np.float32)
+    if recommender.metric == "cosine" and not mean.any():
+        raise InputError("group: its vectors cancel out, so the centroid is zero and has no direction to search")
+    return mean
 
 
 def direction(from_group: Any, to_group: Any, index: Any) -> np.ndarray:

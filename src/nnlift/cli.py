@@ -250,10 +250,12 @@ def eval_command(
         target_array = load_targets(targets, len(queries_array))
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(f"--targets: {exc}") from None
-    if target_array.max() >= len(database_array):
-        raise UserError(
-            f"--targets: row {int(target_array.max())} is outside the database ({len(database_array)} rows)"
-        )
+    from .evaluate.metrics import check_targets
+
+    try:
+        check_targets(target_array, len(queries_array), len(database_array), "--targets")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     bank_array = None
     if bank is not None:
         bank_array, _ = _load(bank, "--bank", load_embeddings)

@@ -83,7 +83,15 @@ class Recommender:
         if not isinstance(items, Mapping) or not items:
             raise InputError("items must be a non-empty mapping of id -> vector")
         ids = list(items)
-        return cls(**kwargs).fit(np.asarray([np.asarray(items[i], dtype=np.float32) for i in ids]), ids)
+        rows = []
+        for key in ids:
+            row = np.asarray(items[key])
+            if row.ndim != 1 or row.dtype.kind not in "iuf":
+                raise InputError(f"items[{key!r}] must be a 1-D vector of numbers; got shape {row.shape} {row.dtype}")
+            if rows and len(row) != len(rows[0]):
+                raise InputError(f"items[{key!r}] has {len(row)} dimensions; the first item has {len(rows[0])}")
+            rows.append(row)
+        return cls(**kwargs).fit(np.asarray(rows), ids)
 
     def fit(self, vectors: Any, ids: Any = None) -> Recommender:
         """Index ``vectors`` under ``ids`` (positions when omitted)."""

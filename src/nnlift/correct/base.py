@@ -117,6 +117,8 @@ class Correction(Estimator):
         """
         queries_array = self._prepare_queries(queries)
         ids = np.asarray(database_ids)
+        if ids.size == 0 and ids.ndim in (1, 2) and (ids.ndim == 1 or ids.shape[0] == queries_array.shape[0]):
+            return np.empty((queries_array.shape[0], 0), dtype=np.float32)
         if ids.ndim == 1:
             ids = np.broadcast_to(ids, (queries_array.shape[0], ids.shape[0]))
         if ids.ndim != 2 or ids.shape[0] != queries_array.shape[0]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .._check import check_finite_scalar, check_positive_int
+from .._check import check_k, check_finite_scalar, check_positive_int
 from ..kernel import _logsumexp_arrays, _topk_arrays
 from ..neighbors import Neighbors
 from .base import Correction
@@ -85,8 +85,7 @@ class QBNorm(Correction):
 
     def _fit(self, database, bank, progress: bool = True) -> None:
         beta = _check_beta(self.beta)
-        k = check_positive_int(self.k, "QBNorm.k")
-        k = min(k, database.shape[0])
+        k = check_k(self.k, database.shape[0], name="QBNorm.k", what="database rows")
         self.bias_ = inverted_softmax_bias(database, bank, beta, working_memory=self.working_memory, progress=progress)
         top = _topk_arrays(bank, database, k, working_memory=self.working_memory, progress=False)
         self.activated_ = np.zeros(database.shape[0], dtype=bool)

@@ -15,7 +15,7 @@ from ..correct.rerank import LocalScaling, MutualProximity
 from ..neighbors import Neighbors
 from .bootstrap import PairedDifference, paired_bootstrap
 from .hubness import hubness
-from .metrics import hit_rate_at_k, retrieval_metrics
+from .metrics import check_targets, hit_rate_at_k, retrieval_metrics
 from .tune import tune
 from ..errors import InputError
 
@@ -92,6 +92,7 @@ def compare_methods(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise InputError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+    check_targets(test_targets, len(test_queries), len(database), "test_targets")
     order = ["cosine"] + [m for m in methods if m != "cosine"]
     results: list[MethodResult] = []
     baseline_hits = None

@@ -23,9 +23,16 @@ def k_occurrence(ranked: Any, n_items: int, k: int | None = None) -> np.ndarray:
     >>> k_occurrence(np.array([[0, 1], [0, 2]]), 4).tolist()
     [2, 1, 1, 0]
     """
-    ids = ranked.ids if isinstance(ranked, Neighbors) else np.asarray(ranked, dtype=np.int64)
+    ids = ranked.ids if isinstance(ranked, Neighbors) else np.asarray(ranked)
+    if ids.ndim != 2 or ids.dtype.kind not in "iu":
+        raise InputError(f"ranked must be Neighbors or a 2-D integer array of ids; got shape {ids.shape}, dtype {ids.dtype}")
+    n_items = check_positive_int(n_items, "n_items")
     if k is not None:
-        ids = ids[:, : check_positive_int(k, "k")]
+        k = check_positive_int(k, "k")
+        if k > ids.shape[1]:
+            raise InputError(f"k={k} is larger than the {ids.shape[1]} ranked columns; search with k >= {k} first")
+        ids = ids[:, :k]
+    ids = ids.astype(np.int64)
     ids = ids[ids >= 0]
     if len(ids) and ids.max() >= n_items:
         raise InputError(f"ranked holds id {int(ids.max())} but n_items is {n_items}")

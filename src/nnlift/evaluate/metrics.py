@@ -14,13 +14,14 @@ Every metric returns the mean over queries, or per-query values with
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
 
 from .._check import check_positive_int
 from ..neighbors import Neighbors
-from ..errors import InputError
+from ..errors import InputError, InputTypeError
 
 __all__ = [
     "relevance",
@@ -31,6 +32,7 @@ __all__ = [
     "map_at_r",
     "ndcg_at_k",
     "retrieval_metrics",
+    "check_targets",
 ]
 
 
@@ -45,29 +47,67 @@ def _ranked_ids(ranked: Any) -> np.ndarray:
     return ids.astype(np.int64)
 
 
-def _targets(targets: Any, n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+def _target_id(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise InputTypeError(f"{name} must hold integer database rows (-1 for none); got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+def _targets(targets: Any, n_queries: int, name: str = "targets") -> tuple[np.ndarray, np.ndarray]:
     """Targets as (query, id) pairs plus the number of relevant ids per query.
 
     Accepts one id per query (1-D ints), a 2-D int array padded with -1, or a
-    sequence of iterables of ids (several relevant items per query).
+    sequence of iterables of ids (several relevant items per query). Floats,
+    NaN and booleans are refused: a relevant item is a database row number.
     """
-    if isinstance(targets, np.ndarray) and targets.ndim == 1 and np.issubdtype(targets.dtype, np.integer):
+    if isinstance(targets, np.ndarray) and targets.dtype.kind not in "iuO":
+        raise InputTypeError(f"{name} must hold integer database rows (-1 for none); got dtype {targets.dtype}")
+    if isinstance(targets, np.ndarray) and targets.ndim == 1 and targets.dtype.kind in "iu":
         lists = [[int(t)] if t >= 0 else [] for t in targets]
-    elif isinstance(targets, np.ndarray) and targets.ndim == 2:
+    elif isinstance(targets, np.ndarray) and targets.ndim == 2 and targets.dtype.kind in "iu":
         lists = [[int(t) for t in row if t >= 0] for row in targets]
     else:
+        if isinstance(targets, (str, bytes)) or not hasattr(targets, "__iter__"):
+            raise InputTypeError(f"{name} must be one id per query or one list of ids per query; got {targets!r}")
         lists = []
         for entry in targets:
-            if isinstance(entry, (int, np.integer)):
-                lists.append([int(entry)] if entry >= 0 else [])
+            if not hasattr(entry, "__iter__") or isinstance(entry, (str, bytes)):
+                value = _target_id(entry, name)
+                lists.append([value] if value >= 0 else [])
             else:
-                lists.append(sorted({int(t) for t in entry if t >= 0}))
+                lists.append(sorted({v for v in (_target_id(t, name) for t in entry) if v >= 0}))
     if len(lists) != n_queries:
-        raise InputError(f"targets has {len(lists)} entries but there are {n_queries} ranked queries")
+        raise InputError(f"{name} has {len(lists)} entries but there are {n_queries} ranked queries")
     counts = np.array([len(set(entry)) for entry in lists], dtype=np.int64)
     queries = np.repeat(np.arange(n_queries), [len(entry) for entry in lists])
     ids = np.array([t for entry in lists for t in entry], dtype=np.int64)
     return np.stack([queries, ids], axis=1), counts
+
+
+def check_targets(targets: Any, n_queries: int, n_items: int, name: str = "targets") -> None:
+    """Refuse targets that cannot be measured: outside ``[0, n_items)``, or a query with none at all.
+
+    An evaluation that counts such queries as misses would report a number
+    that measures nothing; this names the first offending query instead.
+
+    Examples
+    --------
+    >>> check_targets([0, 5], 2, 3)
+    Traceback (most recent call last):
+    ...
+    nnlift.errors.InputError: targets of query 1 is row 5, outside the gallery of 3 items
+    """
+    pairs, counts = _targets(targets, n_queries, name)
+    outside = np.flatnonzero(pairs[:, 1] >= n_items)
+    if len(outside):
+        query, row = pairs[outside[0]]
+        raise InputError(f"{name} of query {int(query)} is row {int(row)}, outside the gallery of {n_items} items")
+    raw = np.asarray(targets) if isinstance(targets, np.ndarray) else None
+    if raw is not None and raw.dtype.kind in "iu" and raw.size and raw.min() < -1:
+        raise InputError(f"{name} holds {int(raw.min())}; rows are >= 0, and -1 pads a query's list")
+    empty = np.flatnonzero(counts == 0)
+    if len(empty):
+        raise InputError(f"{name} of query {int(empty[0])} is empty (no relevant row); {len(empty)} such queries")
 
 
 def relevance(ranked: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +145,10 @@ def _finish(values: np.ndarray, per_query: bool):
 def _cut(rel: np.ndarray, k: int | None) -> np.ndarray:
     if k is None:
         return rel
-    return rel[:, : check_positive_int(k, "k")]
+    k = check_positive_int(k, "k")
+    if k > rel.shape[1]:
+        raise InputError(f"k={k} is larger than the {rel.shape[1]} ranked columns; search with k >= {k} first")
+    return rel[:, :k]
 
 
 def hit_rate_at_k(ranked: Any, targets: Any, k: int, *, per_query: bool = False):

@@ -20,7 +20,7 @@ from .._base import clone
 from .._progress import progress_bar
 from ..correct.base import Baseline, Correction
 from .bootstrap import PairedDifference, paired_bootstrap
-from .metrics import hit_rate_at_k, map_at_r, mrr, ndcg_at_k, precision_at_k, recall_at_k
+from .metrics import check_targets, hit_rate_at_k, map_at_r, mrr, ndcg_at_k, precision_at_k, recall_at_k
 from ..errors import InputError
 
 __all__ = ["tune", "TuneResult", "metric_per_query", "expand_grid"]
@@ -149,6 +149,7 @@ def tune(
     """
     settings = expand_grid(grid)
     fit_kwargs = dict(fit_kwargs or {})
+    check_targets(val_targets, len(val_queries), len(database), "val_targets")
     baseline = Baseline(metric=getattr(correction, "metric", "cosine")) if baseline is None else baseline
 
     def evaluate(estimator: Correction) -> np.ndarray:

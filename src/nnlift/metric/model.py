@@ -18,7 +18,7 @@ import numpy as np
 
 from .._artifact import ArtifactError, Contents, load_artifact
 from .._artifact import save as save_object
-from .._check import check_positive_int
+from .._check import check_finite_scalar, check_positive_int
 from .._optional import require
 from .._progress import progress_bar
 from ..evaluate.metrics import hit_rate_at_k, map_at_r, precision_at_k
@@ -272,8 +272,10 @@ class SimilarityModel(nn.Module):
         return np.array([r[0].label if r[0].distance <= threshold else NO_MATCH for r in records], dtype=object)
 
     def _threshold(self, cutpoint: str | float) -> float:
-        if isinstance(cutpoint, (int, float)):
-            return float(cutpoint)
+        if isinstance(cutpoint, (int, float)) and not isinstance(cutpoint, bool):
+            return check_finite_scalar(cutpoint, "cutpoint")
+        if not isinstance(cutpoint, str):
+            raise InputTypeError(f"cutpoint must be a distance or a calibrated name; got {cutpoint!r}")
         if self.calibration_ is None:
             raise InputError("call calibrate(x, y) before matching by a named cutpoint")
         if cutpoint not in self.calibration_.cutpoints:
