@@ -49,9 +49,11 @@ __all__ = [
     "ArtifactError",
     "Contents",
     "FORMAT_VERSION",
+    "check_file_target",
     "check_target",
     "load",
     "publish",
+    "publish_file",
     "read_artifact",
     "save",
     "write_artifact",
@@ -174,7 +176,7 @@ def check_target(path: str | os.PathLike, *, overwrite: bool = False, option: st
         if is_artifact(path):
             if not overwrite:
                 raise ArtifactError(
-                    f"{option}={str(path)!r} already holds an nnlift artifact; pass overwrite=True to replace it"
+                    f"{option}={str(path)!r} already holds an nnlift artifact; pass overwrite=True (--overwrite) to replace it"
                 )
         elif any(path.iterdir()):
             raise ArtifactError(
@@ -187,8 +189,12 @@ def check_target(path: str | os.PathLike, *, overwrite: bool = False, option: st
         existing = existing.parent
     if not existing.is_dir():
         raise ArtifactError(f"{option}={str(path)!r}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ArtifactError(f"{option}={str(path)!r}: cannot write in {existing} (permission denied)")
+    probe = existing / f".nnlift-probe-{os.getpid()}-{secrets.token_hex(4)}"
+    try:  # os.access says yes to root on a read-only place: try for real
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise ArtifactError(f"{option}={str(path)!r}: cannot write in {str(existing)!r} ({exc.strerror})") from None
     return path
 
 
@@ -278,6 +284,51 @@ def publish(path: str | os.PathLike, write: Callable[[Path], Any], *, overwrite:
             os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def check_file_target(path: str | os.PathLike, *, overwrite: bool = False, option: str = "path") -> Path:
+    """Refuse an output file that cannot be written, or that exists (unless ``overwrite``); returns it.
+
+    The folder must exist and accept a new file: this is probed by creating
+    and removing one, so a read-only place fails here, before any work.
+    """
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise ArtifactError(f"{option}={str(path)!r} names no file; give a file name")
+    if path.is_dir():
+        raise ArtifactError(f"{option}={str(path)!r} is a folder; give a file name")
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise ArtifactError(f"{option}={str(path)!r} already exists; pass overwrite=True (--overwrite) to replace it")
+    if not path.parent.is_dir():
+        raise ArtifactError(f"{option}={str(path)!r}: the folder {str(path.parent)!r} does not exist")
+    probe = _sibling(path, _TMP)
+    try:
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        raise ArtifactError(f"{option}={str(path)!r}: cannot write in {str(path.parent)!r} ({exc.strerror})") from None
+    return path
+
+
+def publish_file(
+    path: str | os.PathLike, write: Callable[[Any], Any], *, overwrite: bool = False, option: str = "path"
+) -> Path:
+    """Write one file atomically: ``write(handle)`` into a temporary sibling, then rename it onto ``path``.
+
+    The file is written exactly at ``path`` (numpy would add ``.npy`` to a
+    name without it). A failure leaves any existing file untouched.
+    """
+    path = check_file_target(path, overwrite=overwrite, option=option)
+    tmp = _sibling(path, _TMP)
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

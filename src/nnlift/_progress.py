@@ -65,7 +65,7 @@ def progress_bar(
                 None
                 if not console.is_terminal
                 else Progress(
-                    TextColumn("{task.description}"),
+                    TextColumn("{task.description}", markup=False),  # user text ([q, -alpha]) is not markup
                     BarColumn(),
                     TextColumn("{task.percentage:>3.0f}%"),
                     TimeElapsedColumn(),

@@ -15,10 +15,13 @@ try:
     import typer
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 except ImportError as exc:  # pragma: no cover - the cli extra is missing
     raise ImportError(f"the nnlift command needs the cli extra: pip install 'nnlift[cli]' ({exc})") from None
 
 from . import __version__
+from ._artifact import check_file_target, check_target, publish_file
+from .errors import MissingExtraError, NnliftError
 
 app = typer.Typer(
     name="nnlift",
@@ -27,8 +30,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)
+# No markup: paths, collection names and messages are the user's text ("[q, -alpha]" is not a style).
+console = Console(markup=False)
+errors = Console(stderr=True, soft_wrap=True, markup=False)
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing output (an nnlift artifact or a file).")
+]
 
 
 class UserError(Exception):
@@ -49,6 +56,20 @@ def load_matrix(path: Path, name: str) -> np.ndarray:
     if data.ndim != 2:
         raise UserError(f"{name}: {path} holds an array of shape {data.shape}; expected (rows, dimensions)")
     return data
+
+
+def _report_folder(report: Path) -> Path:
+    """A report folder that can be written (created if needed), checked before the work starts."""
+    if report.exists() and not report.is_dir():
+        raise UserError(f"--report={str(report)!r} is a file; give a folder")
+    try:
+        report.mkdir(parents=True, exist_ok=True)
+        probe = report / f".nnlift-probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"--report={str(report)!r}: cannot write there ({exc.strerror})") from None
+    return report
 
 
 def _version(value: bool) -> None:
@@ -74,8 +95,13 @@ def make_data(
     n_queries: Annotated[int, typer.Option(min=1)] = 1_000,
     dim: Annotated[int, typer.Option(min=1)] = 128,
     seed: int = 0,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Write seeded clustered unit vectors (a stand-in for real embeddings) as .npy files."""
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output={str(output)!r} is a file; give a folder")
+    output.mkdir(parents=True, exist_ok=True)
+    targets = {name: check_file_target(output / name, overwrite=overwrite, option="--output") for name in ("database.npy", "queries.npy")}
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((max(n_database // 50, 1), dim)).astype(np.float32)
 
@@ -83,9 +109,9 @@ def make_data(
         x = centers[rng.integers(0, len(centers), n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
-    output.mkdir(parents=True, exist_ok=True)
-    np.save(output / "database.npy", sample(n_database))
-    np.save(output / "queries.npy", sample(n_queries))
+    database_rows, query_rows = sample(n_database), sample(n_queries)
+    for name, rows in (("database.npy", database_rows), ("queries.npy", query_rows)):
+        publish_file(targets[name], lambda handle, rows=rows: np.save(handle, rows), overwrite=overwrite, option="--output")
     console.print(
         f"wrote {output / 'database.npy'} ({n_database}×{dim}) and {output / 'queries.npy'} ({n_queries}×{dim})"
     )
@@ -99,9 +125,13 @@ def knn(
     metric: Annotated[str, typer.Option(help="cosine or ip.")] = "cosine",
     output: Annotated[Optional[Path], typer.Option(help="Write ids and scores to this .npz.")] = None,
     show: Annotated[int, typer.Option(help="Rows of results to print.")] = 5,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Exact top-k search of QUERIES against DATABASE with nnlift's blocked kernel."""
     from .kernel import topk
+
+    if output is not None:
+        check_file_target(output, overwrite=overwrite, option="--output")
 
     database_array = load_matrix(database, "--database")
     queries_array = load_matrix(queries, "--queries")
@@ -111,8 +141,14 @@ def knn(
     _show_neighbors(found, f"top-{k} {metric} neighbours ({len(found)} queries, {len(database_array)} items)", show)
     console.print(f"{len(found) / seconds:,.0f} queries/s ({seconds:.2f}s)")
     if output is not None:
-        np.savez(output, ids=found.ids, scores=found.scores)
-        console.print(f"wrote {output}")
+        _write_neighbors(output, found, overwrite)
+
+
+def _write_neighbors(output: Path, found, overwrite: bool) -> None:
+    publish_file(
+        output, lambda handle: np.savez(handle, ids=found.ids, scores=found.scores), overwrite=overwrite, option="--output"
+    )
+    console.print(f"wrote {output}")
 
 
 def _print_results(results, title: str) -> None:
@@ -178,6 +214,7 @@ def demo(
     if model not in MODELS:
         raise UserError(f"--model must be one of {', '.join(MODELS)}; got {model!r}")
     names = _parse_methods(methods)
+    _report_folder(report)
     start = time.perf_counter()
     try:
         with console.status("building the WordNet reverse dictionary"):
@@ -240,6 +277,8 @@ def eval_command(
     from .evaluate.compare import compare_methods
 
     names = _parse_methods(methods)
+    if report is not None:
+        _report_folder(report)
     database_array, _ = _load(database, "--database", load_embeddings)
     queries_array, _ = _load(queries, "--queries", load_embeddings)
     if queries_array.shape[1] != database_array.shape[1]:
@@ -306,13 +345,15 @@ def nnn_fit(
     k: Annotated[int, typer.Option("-k", "--k", min=1)] = 16,
     alpha: float = 0.75,
     approximate: bool = False,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Learn each database item's bias (mean of its k most similar bank queries) and save the model."""
     from .correct import NNN
 
+    check_target(output, overwrite=overwrite, option="--output")
     model = NNN(k=k, alpha=alpha, approximate=approximate)
     model.fit(load_matrix(database, "--database"), load_matrix(bank, "--bank"))
-    model.save(output)
+    model.save(output, overwrite=overwrite)
     console.print(f"fitted NNN on {model.n_database:,} items (bias mean {model.bias_.mean():.4f}); saved to {output}")
 
 
@@ -324,9 +365,13 @@ def nnn_search(
     alpha: Annotated[Optional[float], typer.Option(help="Override the fitted alpha.")] = None,
     output: Annotated[Optional[Path], typer.Option(help="Write ids and corrected scores to this .npz.")] = None,
     show: int = 5,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Top-k by NNN-corrected score with a saved model."""
     from .correct import NNN
+
+    if output is not None:
+        check_file_target(output, overwrite=overwrite, option="--output")
 
     fitted = _open(NNN, model, "--model", " (fit one with `nnlift nnn fit`)")
     if alpha is not None:
@@ -334,8 +379,7 @@ def nnn_search(
     found = fitted.search(load_matrix(queries, "--queries"), k)
     _show_neighbors(found, f"NNN top-{k} (corrected scores)", show)
     if output is not None:
-        np.savez(output, ids=found.ids, scores=found.scores)
-        console.print(f"wrote {output}")
+        _write_neighbors(output, found, overwrite)
 
 
 @app.command()
@@ -350,9 +394,12 @@ def blend(
     check_sample: Annotated[
         int, typer.Option(min=1, help="--approximate: rows sampled per pass to measure recall against exact search.")
     ] = 1000,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Iterative neighbourhood blending: each row becomes the similarity-weighted mean of its neighbours."""
     from .blend import NeighborhoodBlender
+
+    check_file_target(output, overwrite=overwrite, option="--output")
 
     try:
         values = tuple(float(t) for t in thresholds.split(","))
@@ -367,7 +414,7 @@ def blend(
         check_sample=check_sample,
     )
     out = blender.fit_transform(load_matrix(input, "--input"))
-    np.save(output, out)
+    publish_file(output, lambda handle: np.save(handle, out), overwrite=overwrite, option="--output")
     kept = (blender.neighbors_.ids >= 0).sum(axis=1)
     console.print(
         f"blended {len(out):,} rows in {len(values)} pass(es); last pass kept {kept.mean():.1f} neighbours "
@@ -391,6 +438,7 @@ def index_command(
     backend: Annotated[
         str, typer.Option(help="auto (exact below 20k items, else HNSW M=30), exact, hnsw or ivf.")
     ] = "auto",
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Build and save an index of items by id for `nnlift similar` and `nnlift walk`."""
     from .datasets import load_embeddings
@@ -407,9 +455,10 @@ def index_command(
     }
     if backend not in choices:
         raise UserError(f"--backend must be one of {', '.join(choices)}; got {backend!r}")
+    check_target(output, overwrite=overwrite, option="--output")
     matrix, ids = _load(vectors, "--vectors", load_embeddings)
     recommender = Recommender(index=choices[backend]()).fit(matrix, None if ids is None else ids.tolist())
-    recommender.save(output)
+    recommender.save(output, overwrite=overwrite)
     console.print(f"indexed {len(recommender):,} items with {recommender.index!r}; saved to {output}")
 
 
@@ -528,12 +577,15 @@ def qdrant_sample(
     sample: Annotated[int, typer.Option(min=2)] = 20_000,
     limit: Annotated[int, typer.Option(min=1)] = 100,
     seed: int = 0,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Sample points and their nearest neighbours within the sample (the block-embedding target)."""
     from .qdrant import sample_similarity_matrix
 
+    check_file_target(output, overwrite=overwrite, option="--output")
     sampled = sample_similarity_matrix(_qdrant(collection, url, path, using), sample, limit, seed=seed)
-    sampled.save(output)  # the same file `nnlift blocks train --target` reads
+    # The same file `nnlift blocks train --target` reads.
+    publish_file(output, sampled.save, overwrite=overwrite, option="--output")
     console.print(f"sampled {sampled.matrix.shape[0]:,} points, {sampled.matrix.nnz:,} neighbour pairs; wrote {output}")
 
 
@@ -608,11 +660,13 @@ def blocks_prepare(
     sample: Annotated[int, typer.Option(min=3)] = 20_000,
     limit: Annotated[int, typer.Option(min=1)] = 100,
     seed: int = 0,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Sample points and each one's `limit` nearest neighbours within the sample: the training target."""
     from .datasets import load_embeddings
     from .sampling import sample_neighbors
 
+    check_file_target(output, overwrite=overwrite, option="--output")
     if (collection is None) == (input is None):
         raise UserError("give either --collection (a Qdrant collection) or --input (an embeddings file)")
     if collection is not None:
@@ -626,7 +680,7 @@ def blocks_prepare(
         sampled = sample_neighbors(
             vectors, None if ids is None else ids.tolist(), sample=sample, limit=limit, seed=seed
         )
-    sampled.save(output)
+    publish_file(output, sampled.save, overwrite=overwrite, option="--output")
     console.print(
         f"sampled {sampled.matrix.shape[0]:,} points with {sampled.matrix.nnz:,} neighbour pairs; wrote {output}"
     )
@@ -645,6 +699,7 @@ def blocks_train(
     triplets: Annotated[int, typer.Option(min=1, help="Triplets per epoch.")] = 3200,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     seed: int = 0,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Train the block-softmax encoder with margin-weighted triplets; saves the best epoch."""
     from .blocks import train_blocks
@@ -666,6 +721,7 @@ def blocks_train(
         batch_size=batch_size,
         seed=seed,
         checkpoint=output,
+        overwrite=overwrite,
     )
     table = Table(title="training")
     for column in ("epoch", "train loss", "val loss", "lr", "seconds"):
@@ -697,14 +753,19 @@ def blocks_convert(
     using: UsingOption = None,
     name: Annotated[str, typer.Option(help="Named sparse vector to write.")] = "blocks",
     threshold: float = 0.1,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Block embeddings as sparse vectors (entries above --threshold), to .npz or a Qdrant named sparse vector."""
     from .blocks import to_sparse
     from .datasets import load_embeddings
 
-    encoder = _open_encoder(model)
     if (collection is None) == (input is None):
         raise UserError("give either --input (an embeddings file) or --collection (a Qdrant collection)")
+    if collection is None and output is None:
+        raise UserError("give --output (an .npz) for converted embeddings from --input")
+    if output is not None:
+        check_file_target(output, overwrite=overwrite, option="--output")
+    encoder = _open_encoder(model)
     if collection is not None:
         from .qdrant import read_records, write_sparse
 
@@ -725,16 +786,14 @@ def blocks_convert(
             f"{where.collection!r} sparse vector {name!r}; skipped {report['skipped']:,}"
         )
     if output is not None:
-        np.savez(
-            output,
-            ids=np.asarray([str(i) for i in ids]),
-            indptr=np.r_[0, np.cumsum(nnz)],
-            indices=np.concatenate(indices),
-            values=np.concatenate(values),
-        )
+        parts = {
+            "ids": np.asarray([str(i) for i in ids]),
+            "indptr": np.r_[0, np.cumsum(nnz)],
+            "indices": np.concatenate(indices),
+            "values": np.concatenate(values),
+        }
+        publish_file(output, lambda handle: np.savez(handle, **parts), overwrite=overwrite, option="--output")
         console.print(f"wrote {len(indices):,} sparse vectors ({nnz.mean():.1f} non-zeros on average) to {output}")
-    if collection is None and output is None:
-        raise UserError("give --output (an .npz) for converted embeddings from --input")
 
 
 @blocks_app.command("confidence")
@@ -742,11 +801,14 @@ def blocks_confidence(
     model: Annotated[Path, typer.Option(help="Folder written by `nnlift blocks train`.")],
     input: Annotated[Path, typer.Option("--input", help="Embeddings to score.")],
     histogram: Annotated[Optional[Path], typer.Option(help="Save a histogram of the scores (PNG).")] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Per-item confidence (1 − mean normalised block entropy): low scores flag out-of-collection items."""
     from .blocks import confidence
     from .datasets import load_embeddings
 
+    if histogram is not None:
+        check_file_target(histogram, overwrite=overwrite, option="--histogram")
     encoder = _open_encoder(model)
     vectors, _ = _load(input, "--input", load_embeddings)
     if vectors.shape[1] != encoder.input_dim:
@@ -759,16 +821,11 @@ def blocks_confidence(
     table.add_row(*(f"{q:.3f}" for q in quantiles))
     console.print(table)
     if histogram is not None:
-        from .plot import _pyplot
+        from .plot import plot_confidence_histogram
 
-        plt = _pyplot()
-        figure, axes = plt.subplots(figsize=(6, 3.5))
-        axes.hist(scores, bins=50)
-        axes.set_xlabel("confidence (1 − mean normalised block entropy)")
-        axes.set_ylabel("items")
-        figure.tight_layout()
-        figure.savefig(histogram, dpi=120)
-        plt.close(figure)
+        publish_file(
+            histogram, lambda handle: plot_confidence_histogram(scores, handle), overwrite=overwrite, option="--histogram"
+        )
         console.print(f"histogram: {histogram}")
 
 
@@ -782,19 +839,23 @@ def _show_neighbors(found, title: str, show: int) -> None:
     console.print(table)
 
 
+def _say_error(message: str) -> None:
+    errors.print(Text.assemble(("error:", "red"), " ", message))
+
+
 def main() -> None:
-    """Entry point: run the app, turning bad input into one short line instead of a traceback."""
+    """Entry point: nnlift's own errors (bad input, a refused save) become one line and exit code 2.
+
+    Any other exception is a bug and keeps its traceback.
+    """
     try:
         app(standalone_mode=False)
-    except UserError as exc:
-        errors.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
-    except (ValueError, TypeError, KeyError) as exc:
-        errors.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
-    except ImportError as exc:
-        errors.print(f"[red]error:[/red] {exc}")
+    except MissingExtraError as exc:
+        _say_error(str(exc))
         sys.exit(3)
+    except (UserError, NnliftError) as exc:
+        _say_error(str(exc))
+        sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

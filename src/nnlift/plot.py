@@ -86,6 +86,18 @@ def plot_gains(results: Sequence[MethodResult], path: str | os.PathLike) -> Path
     return Path(path)
 
 
+def plot_confidence_histogram(scores: Any, path: str | os.PathLike | Any) -> None:
+    """A histogram of block-embedding confidences (PNG), to a path or an open binary file."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    axes.hist(np.asarray(scores), bins=50)
+    axes.set_xlabel("confidence (1 − mean normalised block entropy)")
+    axes.set_ylabel("items")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120, format="png")
+    plt.close(figure)
+
+
 def _setting(params: dict[str, Any] | None) -> str:
     return ", ".join(f"{k.split('__')[-1]}={v}" for k, v in (params or {}).items()) or "defaults"
 
