@@ -59,6 +59,8 @@ def _points(value: Any, index: Recommender, name: str) -> np.ndarray:
     """Vectors for ids or vectors (unit rows for a cosine index)."""
     if isinstance(value, (str, int, np.integer)):
         return index.vectors([value])
+    if isinstance(value, (list, tuple)) and not value:
+        raise InputError(f"{name} is empty")
     if _is_vector_like(value):
         array = check_array(np.atleast_2d(np.asarray(value)), name, width=getattr(index.index, "dim", None))
         return normalize_rows(array, name) if index.metric == "cosine" else array
