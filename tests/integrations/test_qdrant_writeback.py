@@ -164,3 +164,34 @@ def test_property_any_change_is_rewritten_and_nothing_else(changes, seed):
     report = write_sparse(index, new_indices, new_values, new_ids, seqs=seqs)
     assert report["written"] == expected
     assert write_sparse(index, new_indices, new_values, new_ids, seqs=seqs)["written"] == 0
+
+
+def test_cli_blocks_convert_writes_in_place_on_a_uuid_collection(tmp_path, monkeypatch, capsys, rng):
+    torch = pytest.importorskip("torch")
+    from nnlift.blocks import BlocksEncoder
+
+    from ..test_cli import run
+
+    client = QdrantClient(path=str(tmp_path / "q"))
+    client.create_collection(
+        "docs",
+        vectors_config={"text": models.VectorParams(size=16, distance=models.Distance.COSINE)},
+        sparse_vectors_config={"blocks": models.SparseVectorParams()},
+    )
+    ids = [str(uuid.uuid4()) for _ in range(40)]  # a user's own UUID ids, no nnlift payload
+    vectors = unit(rng, 40, 16)
+    client.upsert("docs", [models.PointStruct(id=i, vector={"text": v.tolist()}) for i, v in zip(ids, vectors)])
+    client.close()
+    torch.manual_seed(0)
+    BlocksEncoder(16, num_blocks=2, block_size=4).save(tmp_path / "encoder")
+    args = ["blocks", "convert", "--model", tmp_path / "encoder", "--collection", "docs", "--path", tmp_path / "q"]
+    code, out = run(monkeypatch, capsys, *args, "--using", "text", "--threshold", 0.05)
+    out = " ".join(out.split())  # rich wraps long lines
+    assert code == 0 and "wrote 40 sparse vectors" in out and "'docs' sparse vector 'blocks'" in out, out
+    client = QdrantClient(path=str(tmp_path / "q"))
+    points, _ = client.scroll("docs", limit=100, with_vectors=True)
+    assert sorted(str(p.id) for p in points) == sorted(ids)  # the same points, no new ones
+    assert all(len(p.vector["blocks"].indices) > 0 for p in points)
+    client.close()
+    code, out = run(monkeypatch, capsys, *args, "--using", "text", "--threshold", 0.05)
+    assert code == 0 and "skipped 40" in out, out
