@@ -234,18 +234,7 @@ def test_qdrant_point_ids_and_writes():
 
 # -- the command line ----------------------------------------------------------------------------
 pytest.importorskip("typer")
-from nnlift.cli import main  # noqa: E402
-
-
-def run(monkeypatch, capsys, *args):
-    monkeypatch.setattr("sys.argv", ["nnlift", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out + out.err
+from .test_cli import run  # noqa: E402
 
 
 @pytest.fixture

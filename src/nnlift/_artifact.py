@@ -393,12 +393,7 @@ def _read_arrays(path: Path, entries: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def _check_params(path: Path, cls: type, params: dict[str, Any]) -> None:
     """The manifest's parameters are exactly ``cls.__init__``'s, each of its default's JSON kind."""
-    signature = inspect.signature(cls.__init__)
-    expected = {
-        name: p
-        for name, p in signature.parameters.items()
-        if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    }
+    expected = init_parameters(cls)
     saved_names = getattr(cls, "_saved_params", None)
     names = set(saved_names) if saved_names is not None else set(expected)
     if set(params) != names:
@@ -409,6 +404,16 @@ def _check_params(path: Path, cls: type, params: dict[str, Any]) -> None:
             raise _fail(path, f"parameter {name}={value!r} is not valid for {cls.__name__} (default {default!r})")
     if "metric" in params and params["metric"] not in ("cosine", "ip"):
         raise _fail(path, f"parameter metric={params['metric']!r} is not 'cosine' or 'ip'")
+
+
+def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The named parameters of ``cls.__init__`` (what ``get_params`` returns and an artifact saves)."""
+    signature = inspect.signature(cls.__init__)
+    return {
+        name: p
+        for name, p in signature.parameters.items()
+        if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
 
 
 def _same_kind(value: Any, default: Any) -> bool:

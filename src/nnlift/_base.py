@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._artifact import ArtifactError, Contents, load_artifact, require_arrays
+from ._artifact import ArtifactError, Contents, init_parameters, load_artifact, require_arrays
 from ._artifact import save as save_object
 from .errors import InputError, InputTypeError, NnliftError
 
@@ -31,12 +31,7 @@ class Estimator:
 
     @classmethod
     def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [
-            name
-            for name, p in signature.parameters.items()
-            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
+        return list(init_parameters(cls))
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Hyper-parameters as a dict (nested estimators included when ``deep``)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .._artifact import ArtifactError, Contents, load_artifact
+from .._artifact import ArtifactError, Contents, init_parameters, load_artifact
 from .._artifact import save as save_object
 from .._check import check_array, check_ids, check_metric, check_positive_int, normalize_rows
 from ..neighbors import Neighbors
@@ -169,12 +168,7 @@ class BaseIndex(ABC):
     # -- persistence -----------------------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [
-            name
-            for name, p in signature.parameters.items()
-            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
+        return list(init_parameters(cls))
 
     def _params(self) -> dict[str, Any]:
         """The constructor's parameters, read from its signature (as ``Estimator.get_params``)."""
