@@ -406,3 +406,22 @@ def test_approximate_indexes_search_the_same_after_loading(tmp_path, rng, make):
     before = index.search(queries, 10)
     after = nnlift.load(index.save(tmp_path / "ix")).search(queries, 10)
     np.testing.assert_array_equal(before.ids, after.ids)
+
+
+def test_sampled_matrix_is_an_artifact_and_reads_the_old_npz(tmp_path, rng):
+    from nnlift.sampling import SampledMatrix, sample_neighbors
+
+    for ids in (None, [f"p{i}" for i in range(40)]):
+        sampled = sample_neighbors(unit(rng, 40, 6), ids, sample=30, limit=4, progress=False)
+        again = nnlift.load(sampled.save(tmp_path / f"s{ids is None}"))
+        assert again.ids == sampled.ids and (again.matrix != sampled.matrix).nnz == 0
+        np.testing.assert_array_equal(again.vectors, sampled.vectors)
+    m = sampled.matrix
+    np.savez(tmp_path / "old.npz", data=m.data, indices=m.indices, indptr=m.indptr, shape=np.array(m.shape),
+             ids=np.asarray(sampled.ids), vectors=sampled.vectors)  # fmt: skip
+    old = SampledMatrix.load(tmp_path / "old.npz")
+    assert old.ids == sampled.ids and (old.matrix != m).nnz == 0
+    path = sampled.save(tmp_path / "bad")
+    rewrite(path, lambda manifest: manifest["extra"].update(n=31))
+    with pytest.raises(ArtifactError, match="do not fit together"):
+        nnlift.load(path)

@@ -53,7 +53,10 @@ def test_knn_and_make_data(monkeypatch, capsys, tmp_path):
     )
     assert code == 0 and "queries/s" in out
     result = np.load(tmp_path / "out.npz")
-    assert result["ids"].shape == (20, 3)
+    expected = nnlift.topk(np.load(tmp_path / "d/queries.npy"), np.load(tmp_path / "d/database.npy"), 3)
+    np.testing.assert_array_equal(result["ids"], expected.ids)  # the values written, not only their shape
+    np.testing.assert_array_equal(result["scores"], expected.scores)
+    assert " ".join(map(str, expected.ids[0])) in out  # and the first row printed
 
 
 def test_eval_end_to_end(monkeypatch, capsys, data):
@@ -77,6 +80,18 @@ def test_eval_end_to_end(monkeypatch, capsys, data):
     assert code == 0, out
     assert "NNN" in out and "CSLS" in out and "cosine" in out
     assert (data / "report" / "report.md").is_file()
+    # The numbers reported are the ones a direct computation on the same test split gives.
+    import json
+
+    from nnlift.evaluate import hit_rate_at_k
+
+    queries, targets = np.load(data / "queries.npy"), np.load(data / "targets.npy")
+    is_val = np.zeros(len(queries), dtype=bool)
+    is_val[np.random.default_rng(0).choice(len(queries), size=int(0.25 * len(queries)), replace=False)] = True
+    cosine = nnlift.Baseline().fit(np.load(data / "database.npy")).search(queries[~is_val], 10)
+    reported = json.loads((data / "report" / "results.json").read_text())["results"]
+    assert reported["cosine"]["metrics"]["hit_rate@1"] == pytest.approx(hit_rate_at_k(cosine, targets[~is_val], 1))
+    assert f"{100 * hit_rate_at_k(cosine, targets[~is_val], 1):.1f}" in out
 
 
 def test_nnn_fit_search_and_blend(monkeypatch, capsys, data):
@@ -198,6 +213,8 @@ def test_index_similar_walk(monkeypatch, capsys, tmp_path, rng):
     assert code == 0, out
     code, out = run(monkeypatch, capsys, "similar", "--index", tmp_path / "rec", "--id", "V_007", "-k", 3)
     assert code == 0 and "similar to V_007" in out, out
+    expected = nnlift.Recommender(index=nnlift.ExactIndex()).fit(vectors, ids.tolist()).similar("V_007", k=3)
+    assert all(label in out for label in expected.labels()) and "V_007 " not in out.split("similar to V_007")[1]
     code, out = run(
         monkeypatch,
         capsys,

@@ -189,7 +189,8 @@ def check_target(path: str | os.PathLike, *, overwrite: bool = False, option: st
         existing = existing.parent
     if not existing.is_dir():
         raise ArtifactError(f"{option}={str(path)!r}: {existing} is a file, not a folder")
-    probe = existing / f".nnlift-probe-{os.getpid()}-{secrets.token_hex(4)}"
+    # Named as a temporary of this path, so a kill right here leaves nothing the next save does not remove.
+    probe = _sibling(path, _TMP) if existing == parent else existing / f".nnlift-probe-{secrets.token_hex(4)}"
     try:  # os.access says yes to root on a read-only place: try for real
         probe.mkdir()
         probe.rmdir()

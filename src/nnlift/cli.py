@@ -570,7 +570,7 @@ def _qdrant(collection: str, url: Optional[str], path: Optional[Path], using: Op
 @qdrant_app.command("sample")
 def qdrant_sample(
     collection: CollectionOption,
-    output: Annotated[Path, typer.Option(help="Write matrix (CSR parts), ids and vectors to this .npz.")],
+    output: Annotated[Path, typer.Option(help="Folder for the sample (an nnlift artifact: CSR parts, ids, vectors).")],
     url: UrlOption = None,
     path: PathOption = None,
     using: UsingOption = None,
@@ -582,10 +582,9 @@ def qdrant_sample(
     """Sample points and their nearest neighbours within the sample (the block-embedding target)."""
     from .qdrant import sample_similarity_matrix
 
-    check_file_target(output, overwrite=overwrite, option="--output")
+    check_target(output, overwrite=overwrite, option="--output")
     sampled = sample_similarity_matrix(_qdrant(collection, url, path, using), sample, limit, seed=seed)
-    # The same file `nnlift blocks train --target` reads.
-    publish_file(output, sampled.save, overwrite=overwrite, option="--output")
+    sampled.save(output, overwrite=overwrite)  # what `nnlift blocks train --target` reads
     console.print(f"sampled {sampled.matrix.shape[0]:,} points, {sampled.matrix.nnz:,} neighbour pairs; wrote {output}")
 
 
@@ -651,7 +650,7 @@ app.add_typer(blocks_app, name="blocks")
 
 @blocks_app.command("prepare")
 def blocks_prepare(
-    output: Annotated[Path, typer.Option(help="Where to write the sampled neighbour matrix (.npz).")],
+    output: Annotated[Path, typer.Option(help="Folder for the sampled neighbour matrix (an nnlift artifact).")],
     collection: Annotated[Optional[str], typer.Option(help="Qdrant collection (with --url or --path).")] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help="Or embeddings from a file.")] = None,
     url: UrlOption = None,
@@ -666,7 +665,7 @@ def blocks_prepare(
     from .datasets import load_embeddings
     from .sampling import sample_neighbors
 
-    check_file_target(output, overwrite=overwrite, option="--output")
+    check_target(output, overwrite=overwrite, option="--output")
     if (collection is None) == (input is None):
         raise UserError("give either --collection (a Qdrant collection) or --input (an embeddings file)")
     if collection is not None:
@@ -680,7 +679,7 @@ def blocks_prepare(
         sampled = sample_neighbors(
             vectors, None if ids is None else ids.tolist(), sample=sample, limit=limit, seed=seed
         )
-    publish_file(output, sampled.save, overwrite=overwrite, option="--output")
+    sampled.save(output, overwrite=overwrite)
     console.print(
         f"sampled {sampled.matrix.shape[0]:,} points with {sampled.matrix.nnz:,} neighbour pairs; wrote {output}"
     )
@@ -688,7 +687,7 @@ def blocks_prepare(
 
 @blocks_app.command("train")
 def blocks_train(
-    target: Annotated[Path, typer.Option(help="The .npz written by `nnlift blocks prepare`.")],
+    target: Annotated[Path, typer.Option(help="The sample written by `nnlift blocks prepare` or `nnlift qdrant sample`.")],
     output: Annotated[Path, typer.Option(help="Folder for the best encoder (an nnlift artifact).")],
     num_blocks: Annotated[int, typer.Option(min=1)] = 4,
     block_size: Annotated[int, typer.Option(min=2)] = 64,

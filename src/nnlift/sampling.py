@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from ._artifact import ArtifactError, Contents, load_artifact, require_arrays
+from ._artifact import save as save_object
 from ._check import check_array, check_positive_int, normalize_rows
 from .kernel import _self_topk_arrays
 from .errors import InputError
@@ -26,25 +30,62 @@ class SampledMatrix:
     ids: list
     vectors: np.ndarray
 
-    def save(self, path) -> None:
-        """Write to a ``.npz`` (CSR parts, ids as strings, vectors)."""
-        m = self.matrix
-        np.savez(
-            path,
-            data=m.data,
-            indices=m.indices,
-            indptr=m.indptr,
-            shape=np.array(m.shape),
-            ids=np.asarray([str(i) for i in self.ids]),
-            vectors=self.vectors,
-        )
+    _saved_params = ()  # all of it is data: arrays, not parameters
+
+    def _artifact(self) -> Contents:
+        m = self.matrix.tocsr()
+        ids = np.asarray(self.ids)
+        if ids.dtype.kind not in "iu":  # strings (or a mix, kept as their text)
+            ids = np.asarray([str(i) for i in self.ids])
+        arrays = {
+            "data": m.data.astype(np.float32),
+            "indices": m.indices.astype(np.int64),
+            "indptr": m.indptr.astype(np.int64),
+            "ids": ids,
+            "vectors": np.ascontiguousarray(self.vectors, dtype=np.float32),
+        }
+        return Contents({}, arrays, {"n": int(m.shape[0])})
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Save as an nnlift artifact folder (atomic; an existing artifact is replaced only with ``overwrite``)."""
+        return save_object(self, path, overwrite=overwrite)
 
     @classmethod
-    def load(cls, path) -> SampledMatrix:
-        data = np.load(path, allow_pickle=False)
+    def _from_artifact(cls, manifest: dict, arrays: dict, parts: dict) -> SampledMatrix:
+        require_arrays(arrays, ("data", "indices", "indptr", "ids", "vectors"), owner="SampledMatrix")
+        n = manifest["extra"].get("n")
+        data, indices, indptr = arrays["data"], arrays["indices"], arrays["indptr"]
+        if (
+            isinstance(n, bool)
+            or not isinstance(n, int)
+            or indptr.shape != (n + 1,)
+            or arrays["ids"].shape != (n,)
+            or arrays["vectors"].ndim != 2
+            or len(arrays["vectors"]) != n
+            or data.shape != indices.shape
+            or indptr[0] != 0
+            or indptr[-1] != len(data)
+            or (np.diff(indptr) < 0).any()
+            or (indices.size and (indices.min() < 0 or indices.max() >= n))
+            or not np.isfinite(data).all()
+        ):
+            raise ArtifactError("SampledMatrix artifact: its CSR parts, ids and vectors do not fit together")
+        matrix = sp.csr_matrix((data, indices, indptr), shape=(n, n))
+        return cls(matrix, arrays["ids"].tolist(), arrays["vectors"])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SampledMatrix:
+        """Load a saved sample: an artifact folder (or the ``.npz`` of nnlift 0.1)."""
+        path = Path(path)
+        if path.is_dir() or not path.exists():
+            return load_artifact(path, expected_class=cls)
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise InputError(f"{path} is not a sampled similarity matrix ({exc})") from None
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise InputError(
-                f"{path} is not a sampled similarity matrix (expected the .npz of `nnlift blocks prepare`)"
+                f"{path} is not a sampled similarity matrix (expected the folder written by `nnlift blocks prepare`)"
             )
         with data:
             missing = {"data", "indices", "indptr", "shape", "ids", "vectors"} - set(data.files)

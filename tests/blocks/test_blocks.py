@@ -114,7 +114,7 @@ def test_end_to_end_on_qdrant_local_mode(tmp_path, monkeypatch, capsys, rng):
         "--limit",
         20,
         "--output",
-        tmp_path / "target.npz",
+        tmp_path / "target",
     )
     assert code == 0, out
     code, out = run(
@@ -123,7 +123,7 @@ def test_end_to_end_on_qdrant_local_mode(tmp_path, monkeypatch, capsys, rng):
         "blocks",
         "train",
         "--target",
-        tmp_path / "target.npz",
+        tmp_path / "target",
         "--output",
         tmp_path / "enc",
         "--epochs",

@@ -25,7 +25,7 @@ ALL = [
 
 
 def fit(model, database, bank):
-    return model.fit(database, bank) if model.needs_bank else model.fit(database)
+    return model.fit(database, bank)  # one shape: bank-free corrections ignore the bank
 
 
 @pytest.mark.parametrize("make", ALL)
@@ -35,7 +35,12 @@ def test_shared_interface_search_agrees_with_score(rng, make):
     found = model.search(queries, 6)
     assert found.ids.shape == (9, 6) and (np.diff(found.scores, axis=1) <= 1e-6).all()
     np.testing.assert_allclose(model.score(queries, found.ids), found.scores, atol=1e-5)
-    assert "(" in repr(model) and isinstance(model.get_params(), dict)
+    # repr shows exactly the non-default parameters, and get_params round-trips through the constructor.
+    params = model.get_params(deep=False)
+    assert type(model)(**params).get_params(deep=False).keys() == params.keys()
+    defaults = type(model)().get_params(deep=False)
+    changed = [name for name in params if repr(params[name]) != repr(defaults[name])]
+    assert repr(model) == f"{type(model).__name__}({', '.join(f'{n}={params[n]!r}' for n in changed)})"
 
 
 @pytest.mark.parametrize("make", ALL)

@@ -198,10 +198,10 @@ def test_cli_qdrant_commands(tmp_path, monkeypatch, capsys, items, rng):
     np.save(tmp_path / "bank.npy", unit(rng, 100, 16))
     common = ["--collection", "items", "--path", tmp_path / "q", "--using", "dense"]
     code, out = run(
-        monkeypatch, capsys, "qdrant", "sample", *common, "--sample", 50, "--limit", 5, "--output", tmp_path / "s.npz"
+        monkeypatch, capsys, "qdrant", "sample", *common, "--sample", 50, "--limit", 5, "--output", tmp_path / "s"
     )
     assert code == 0, out
-    assert np.load(tmp_path / "s.npz")["vectors"].shape == (50, 16)
+    assert nnlift.load(tmp_path / "s").vectors.shape == (50, 16)
     code, out = run(monkeypatch, capsys, "qdrant", "nnn", *common, "--bank", tmp_path / "bank.npy", "-k", 4)
     assert code == 0 and "wrote 300" in out, out
     code, out = run(monkeypatch, capsys, "qdrant", "nnn", *common, "--bank", tmp_path / "bank.npy", "-k", 4)

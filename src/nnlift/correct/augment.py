@@ -49,7 +49,7 @@ class AugmentedDatabase(WrapsCorrection):
             augmentation.set_params(progress=False)
         augmented = augmentation.fit_transform(database)
         inner = clone(self.correction) if self.correction is not None else Baseline()
-        self.correction_ = inner.fit(augmented, bank, **kwargs) if inner.needs_bank else inner.fit(augmented)
+        self.correction_ = inner.fit(augmented, bank, **kwargs)
         self.augmentation_ = augmentation
         self.database_ = self.correction_.database_
         return self

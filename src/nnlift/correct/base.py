@@ -62,10 +62,15 @@ class Correction(Estimator):
 
     # -- public API --------------------------------------------------------
     def fit(self, database: Any, bank: Any = None, **kwargs: Any) -> Correction:
-        """Learn the correction for ``database`` from a ``bank`` of reference queries."""
+        """Learn the correction for ``database`` from a ``bank`` of reference queries.
+
+        Every correction takes ``fit(database, bank=None)``: a bank-free one
+        (``needs_bank`` false) ignores a bank it is given, as scikit-learn's
+        estimators ignore ``y``, so callers never branch on the kind.
+        """
         database_array = self._prepare(database, "database")
         bank_array = None
-        if bank is not None:
+        if bank is not None and self.needs_bank:
             bank_array = self._prepare(bank, "bank", width=database_array.shape[1])
         elif self.needs_bank:
             raise InputError(f"{type(self).__name__} needs a bank of reference queries: fit(database, bank)")

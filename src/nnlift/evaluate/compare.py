@@ -114,7 +114,7 @@ def compare_methods(
             note += f" (val gain {result.gain})"
         else:
             estimator = spec.make()
-            estimator.fit(database, bank) if estimator.needs_bank else estimator.fit(database)
+            estimator.fit(database, bank)
         found = estimator.search(test_queries, k, progress=False)
         hits = hit_rate_at_k(found, test_targets, 1, per_query=True)
         if baseline_hits is None:

@@ -157,7 +157,7 @@ def tune(
         return metric_per_query(metric, found, val_targets)
 
     base_fitted = clone(baseline)
-    base_fitted.fit(database, bank) if base_fitted.needs_bank else base_fitted.fit(database)
+    base_fitted.fit(database, bank)
     base_values = evaluate(base_fitted)
     searchable = _search_params(correction)
     ordered = sorted(settings, key=lambda s: repr(sorted((n, v) for n, v in s.items() if n not in searchable)))
@@ -171,7 +171,7 @@ def tune(
             if key != fitted_key:  # refit only when a fit-time parameter changes
                 fitted = clone(correction)
                 fitted.set_params(**fit_part)
-                fitted.fit(database, bank, **fit_kwargs) if fitted.needs_bank else fitted.fit(database, **fit_kwargs)
+                fitted.fit(database, bank, **fit_kwargs)
                 fitted_key = key
             fitted.set_params(**{n: v for n, v in setting.items() if n in searchable})
             values = evaluate(fitted)
@@ -187,7 +187,7 @@ def tune(
     if gain.low > 0:
         chosen = clone(correction)
         chosen.set_params(**best[1])
-        chosen.fit(database, bank, **fit_kwargs) if chosen.needs_bank else chosen.fit(database, **fit_kwargs)
+        chosen.fit(database, bank, **fit_kwargs)
         message = (
             f"chose {best[1]}: {metric} {best[0]:.4f} vs baseline {float(base_values.mean()):.4f} "
             f"on validation (gain {gain})"
