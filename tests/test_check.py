@@ -26,7 +26,10 @@ def test_check_array_converts_without_mutation(array):
 def test_check_ids_accepts_unique_homogeneous_or_refuses_clearly(values):
     # The outcome is decided by the input alone: mixed kinds, then duplicates, are refused; else ids come back as given.
     kinds = {type(v) for v in values}
-    if len(kinds) > 1:
+    if kinds == {str} and any("\x00" in v for v in values):
+        with pytest.raises(ValueError, match="contains a NUL character"):
+            check_ids(values, len(values))
+    elif len(kinds) > 1:
         with pytest.raises(TypeError, match="ids must all be ints or all be strings; got a mix"):
             check_ids(values, len(values))
     elif len(set(values)) < len(values):

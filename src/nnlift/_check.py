@@ -239,6 +239,9 @@ def check_ids(ids: Any, n: int, name: str = "ids") -> np.ndarray:
                 raise InputError(f"{name} must fit in int64; {too_big[0]} does not")
             values = np.array([int(v) for v in values], dtype=np.int64)
         else:
+            nul = next((i for i, v in enumerate(values) if "\x00" in v), None)
+            if nul is not None:  # numpy strings drop trailing NULs: "a\x00" would silently become "a"
+                raise InputError(f"{name}[{nul}]={values[nul]!r} contains a NUL character, which ids cannot hold")
             values = np.asarray(values, dtype=str) if values else np.asarray(values, dtype=np.int64)
     array = np.asarray(values)
     if array.ndim != 1:
