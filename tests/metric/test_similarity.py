@@ -24,8 +24,8 @@ def split():
 
 @pytest.fixture(scope="module")
 def trained(split):
-    model = SimilarityModel(mlp(), 32)
-    model.fit(split.x_train, split.y_train, epochs=20, lr=3e-3, val=(split.x_val, split.y_val), progress=False, seed=0)
+    model = SimilarityModel(mlp(), 32, epochs=20, lr=3e-3, progress=False, seed=0)
+    assert model.fit(split.x_train, split.y_train, val=(split.x_val, split.y_val)) is model
     return model.index(split.x_train, split.y_train)
 
 
@@ -64,8 +64,8 @@ def test_calibration_target_holds_on_a_second_split(split, trained):
 
 def test_unseen_class_added_without_retraining(split):
     seen = split.y_train != 9
-    model = SimilarityModel(mlp(), 32)
-    model.fit(split.x_train[seen], split.y_train[seen], epochs=10, lr=3e-3, progress=False, seed=0)
+    model = SimilarityModel(mlp(), 32, epochs=10, lr=3e-3, progress=False, seed=0)
+    model.fit(split.x_train[seen], split.y_train[seen])
     model.index(split.x_train[seen], split.y_train[seen])
     nines = split.x_test[split.y_test == 9]
     before = [r[0].label for r in model.lookup(nines, 1)]
@@ -85,6 +85,7 @@ def test_save_load_round_trips_lookups(tmp_path, split, trained):
     a, b = trained.lookup(split.x_test[:20], 5), again.lookup(split.x_test[:20], 5)
     assert a == b
     assert again.calibration_.cutpoints == trained.calibration_.cutpoints
+    assert again.epochs == trained.epochs == 20 and again.lr == trained.lr == 3e-3 and again.history_ == trained.history_
     import nnlift
 
     with pytest.raises(TypeError, match="needs its backbone"):
@@ -112,15 +113,15 @@ def test_plot_neighbors_grid_and_text(tmp_path, split, trained):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda m, s: m.fit(s.x_train, s.y_train[:10], progress=False), "10 labels but x has"),
-        (lambda m, s: m.fit(s.x_train, s.y_train, classes_per_batch=1, progress=False), "at least 2"),
-        (lambda m, s: m.fit(s.x_train, s.y_train, classes_per_batch=11, progress=False), "only 10 classes"),
+        (lambda m, s: m.fit(s.x_train, s.y_train[:10]), "10 labels but x has"),
+        (lambda m, s: m.set_params(classes_per_batch=1).fit(s.x_train, s.y_train), "at least 2"),
+        (lambda m, s: m.set_params(classes_per_batch=11).fit(s.x_train, s.y_train), "only 10 classes"),
         (
-            lambda m, s: m.fit(s.x_train[:3], np.array([0, 0, 1]), classes_per_batch=2, progress=False),
+            lambda m, s: m.set_params(classes_per_batch=2).fit(s.x_train[:3], np.array([0, 0, 1])),
             "at least 2 examples",
         ),
-        (lambda m, s: m.fit(s.x_train[:0], s.y_train[:0], progress=False), "x is empty"),
-        (lambda m, s: m.fit(s.x_train, s.y_train, loss="magic", progress=False), "loss must be one of"),
+        (lambda m, s: m.fit(s.x_train[:0], s.y_train[:0]), "x is empty"),
+        (lambda m, s: m.set_params(loss="magic").fit(s.x_train, s.y_train), "loss must be one of"),
         (lambda m, s: m.lookup(s.x_test, 1), "index is empty"),
         (lambda m, s: m.index(s.x_train, s.y_train, data=[1, 2]), "data has 2 entries"),
         (lambda m, s: m.index(s.x_train).calibrate(s.x_val, s.y_val), "needs positives"),
@@ -156,8 +157,8 @@ class SmallCNN(torch.nn.Module):
 
 def test_small_cnn_beats_raw_pixels_on_both_metrics(split):
     torch.manual_seed(0)
-    model = SimilarityModel(SmallCNN(), 32)
-    model.fit(split.x_train, split.y_train, epochs=20, lr=1e-3, progress=False, seed=0)
+    model = SimilarityModel(SmallCNN(), 32, epochs=20, lr=1e-3, progress=False, seed=0)
+    model.fit(split.x_train, split.y_train)
     learned = model.index(split.x_train, split.y_train).evaluate_retrieval(split.x_test, split.y_test)
     raw = raw_pixels(split).evaluate_retrieval(split.x_test, split.y_test)
     print("cnn", learned, "raw", raw)

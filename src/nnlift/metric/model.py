@@ -75,21 +75,67 @@ class SimilarityModel(nn.Module):
     (2, 16)
     """
 
-    _saved_params = ("embedding_dim",)  # the backbone is code, passed again to load; the index is a part
+    # The backbone is code, passed again to load; the index is a part; a loss object is saved by its name.
+    _saved_params = (
+        "embedding_dim",
+        "loss",
+        "epochs",
+        "classes_per_batch",
+        "examples_per_class",
+        "batches_per_epoch",
+        "lr",
+        "seed",
+        "progress",
+    )
     _load_needs = ("backbone",)
 
-    def __init__(self, backbone: nn.Module, embedding_dim: int = 64, index: BaseIndex | None = None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        embedding_dim: int = 64,
+        index: BaseIndex | None = None,
+        *,
+        loss: str | Any = "multi_similarity",
+        epochs: int = 20,
+        classes_per_batch: int = 8,
+        examples_per_class: int = 4,
+        batches_per_epoch: int | None = None,
+        lr: float = 1e-3,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
         super().__init__()
         if not isinstance(backbone, nn.Module):
             raise InputTypeError(f"backbone must be a torch.nn.Module; got {type(backbone).__name__}")
         self.backbone = backbone
         self.embedding_dim = check_positive_int(embedding_dim, "embedding_dim")
+        self.loss = loss
+        self.epochs = epochs
+        self.classes_per_batch = classes_per_batch
+        self.examples_per_class = examples_per_class
+        self.batches_per_epoch = batches_per_epoch
+        self.lr = lr
+        self.seed = seed
+        self.progress = progress
         self.head = nn.LazyLinear(self.embedding_dim)
         self.index_ = index if index is not None else ExactIndex()
         self.labels_: list = []
         self.data_: list = []
         self.calibration_: Calibration | None = None
         self.history_: list[dict[str, float]] = []
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The model's parameters (backbone and index included), as scikit-learn's ``get_params``."""
+        return {"backbone": self.backbone, "index": self.index_, **{n: getattr(self, n) for n in self._saved_params}}
+
+    def set_params(self, **params: Any) -> SimilarityModel:
+        """Change training settings (``epochs``, ``lr``, ``loss``...) before the next ``fit``; returns ``self``."""
+        settable = [n for n in self._saved_params if n != "embedding_dim"]
+        for name, value in params.items():
+            if name not in settable:
+                raise InputError(f"SimilarityModel has no settable parameter {name!r}; valid: {settable}")
+            setattr(self, name, value)
+        return self
 
     def forward(self, x: Any) -> Any:
         return nn.functional.normalize(self.head(self.backbone(x)), dim=1)
@@ -108,28 +154,23 @@ class SimilarityModel(nn.Module):
         return out.numpy().astype(np.float32)
 
     # -- training --------------------------------------------------------------
-    def fit(
-        self,
-        x: Any,
-        y: Any,
-        *,
-        loss: str | Any = "multi_similarity",
-        epochs: int = 20,
-        classes_per_batch: int = 8,
-        examples_per_class: int = 4,
-        batches_per_epoch: int | None = None,
-        val: tuple[Any, Any] | None = None,
-        lr: float = 1e-3,
-        seed: int = 0,
-        progress: bool = True,
-    ) -> list[dict[str, float]]:
+    def fit(self, x: Any, y: Any, *, val: tuple[Any, Any] | None = None) -> SimilarityModel:
         """Train with a pytorch-metric-learning loss on batches of ``classes_per_batch × examples_per_class``.
 
-        ``loss`` is ``"multi_similarity"`` (default), ``"triplet"``, ``"circle"``,
-        ``"contrastive"``, or any pytorch-metric-learning loss object. Returns the
-        per-epoch history (training loss; with ``val``, mAP@R and precision@1 of
-        leave-one-out retrieval within the validation set).
+        The training settings are the model's parameters (``loss``, ``epochs``,
+        ``lr``...; ``loss`` is ``"multi_similarity"``, ``"triplet"``,
+        ``"circle"``, ``"contrastive"`` or any pytorch-metric-learning loss
+        object). Returns ``self``; ``history_`` holds one record per epoch:
+        the training loss and, with ``val``, mAP@R and precision@1 of
+        leave-one-out retrieval within the validation set.
         """
+        epochs = check_positive_int(self.epochs, "epochs")
+        lr = check_finite_scalar(self.lr, "lr", low=0.0)
+        seed, progress = self.seed, self.progress
+        classes_per_batch, examples_per_class = self.classes_per_batch, self.examples_per_class
+        batches_per_epoch = (
+            None if self.batches_per_epoch is None else check_positive_int(self.batches_per_epoch, "batches_per_epoch")
+        )
         pml_losses = require("pytorch_metric_learning.losses", "similarity learning")
         samplers = require("pytorch_metric_learning.samplers", "similarity learning")
         common = require("pytorch_metric_learning.utils.common_functions", "similarity learning")
@@ -149,7 +190,7 @@ class SimilarityModel(nn.Module):
             raise InputError(
                 f"every class needs at least 2 examples to form positive pairs; class(es) {lonely[:5].tolist()} have 1"
             )
-        criterion = self._loss(loss, pml_losses)
+        criterion = self._loss(self.loss, pml_losses)
         batch_size = classes_per_batch * examples_per_class
         batches = batches_per_epoch or max(1, len(inputs) // batch_size)
         torch.manual_seed(seed)
@@ -161,6 +202,7 @@ class SimilarityModel(nn.Module):
         loader = torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(inputs, codes), batch_size=batch_size, sampler=sampler, drop_last=True
         )
+        self.history_ = []  # this fit's epochs
         self.embed(inputs[:2])  # materialise the lazy head before building the optimiser
         optimiser = torch.optim.Adam(self.parameters(), lr=lr)
         val_inputs = val_labels = None
@@ -184,7 +226,7 @@ class SimilarityModel(nn.Module):
                 self.history_.append(record)
                 logger.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in record.items()})
         self.eval()
-        return self.history_
+        return self
 
     @staticmethod
     def _loss(loss: str | Any, pml_losses: Any) -> Any:
@@ -335,7 +377,10 @@ class SimilarityModel(nn.Module):
         if self.calibration_ is not None:
             for name in ("thresholds", "precision", "recall", "f1"):
                 arrays[f"calibration_{name}"] = getattr(self.calibration_, name)
-        return Contents({"embedding_dim": self.embedding_dim}, arrays, extra, {"index": self.index_})
+        params = {name: getattr(self, name) for name in self._saved_params}
+        if not isinstance(params["loss"], str):
+            params["loss"] = f"custom:{type(params['loss']).__name__}"  # code, not data: pass it again to re-train
+        return Contents(params, arrays, extra, {"index": self.index_})
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Weights, index, labels, data and calibration in one artifact folder (load with ``SimilarityModel.load``).
@@ -358,7 +403,7 @@ class SimilarityModel(nn.Module):
         if not isinstance(index, BaseIndex):
             raise ArtifactError("SimilarityModel artifact: its part 'index' must be an nnlift index")
         extra = manifest["extra"]
-        model = cls(backbone, manifest["params"]["embedding_dim"], index=index)
+        model = cls(backbone, index=index, **manifest["params"])
         model.head = nn.Linear(extra["in_features"], model.embedding_dim)
         state = {
             name.split(":", 1)[1]: torch.as_tensor(value)
