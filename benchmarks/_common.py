@@ -82,7 +82,29 @@ def current_rss_bytes() -> int:
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}"
+    model, flags = cpu_model_and_flags()
+    blas = os.environ.get("OPENBLAS_CORETYPE")
+    return (
+        f"{model} ({platform.machine()}, {os.cpu_count()} cores; {flags}), "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, OPENBLAS_CORETYPE={blas or 'unset'}"
+    )
+
+
+def cpu_model_and_flags() -> tuple[str, str]:
+    """The CPU's model name and the SIMD/matrix flags that decide which kernels run (from /proc/cpuinfo)."""
+    model, flags = platform.processor() or "unknown CPU", set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile")
+    return model, " ".join(f for f in wanted if f in flags) or "no AVX2"
 
 
 def write_section(name: str, command: str, body: str) -> None:

@@ -88,6 +88,13 @@ def test_leftovers_of_killed_saves_are_removed_by_the_next_save(tmp_path, rng):
     unrelated.mkdir()
     ExactIndex().add(unit(rng, 3, 4)).save(target)
     assert not stale.exists() and alive.exists() and unrelated.exists()
+    # A file write killed half-way leaves a temporary file; the next write of that file removes it.
+    from nnlift._artifact import publish_file
+
+    half = tmp_path / f".out.npy.nnlift-tmp-{pid}-0123abcd"
+    half.write_bytes(b"half")
+    publish_file(tmp_path / "out.npy", lambda handle: np.save(handle, np.arange(3)))
+    assert not half.exists() and np.load(tmp_path / "out.npy").tolist() == [0, 1, 2]
 
 
 def test_a_save_killed_between_the_fallback_renames_is_restored(tmp_path, rng):

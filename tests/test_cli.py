@@ -168,7 +168,7 @@ def test_nnn_fit_search_and_blend(monkeypatch, capsys, data):
     "args, message",
     [
         (["knn", "--database", "missing.npy", "--queries", "missing.npy"], "no such file"),
-        (["knn", "--database", "{d}/targets.npy", "--queries", "{d}/queries.npy"], "expected (rows, dimensions)"),
+        (["knn", "--database", "{d}/targets.npy", "--queries", "{d}/queries.npy"], "expected a 2-D (rows, dimensions) array; got shape (300,)"),
         (
             ["knn", "--database", "{d}/database.npy", "--queries", "{d}/queries.npy", "-k", "100000"],
             "larger than possible",
@@ -235,3 +235,21 @@ def test_index_similar_walk(monkeypatch, capsys, tmp_path, rng):
     assert code != 0 and "unknown id" in out and "Traceback" not in out
     code, out = run(monkeypatch, capsys, "similar", "--index", tmp_path, "--id", "V_001")
     assert code != 0 and "nnlift index" in out
+
+
+def test_every_command_reads_parquet_through_the_one_loader(monkeypatch, capsys, data):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    for name in ("database", "bank"):
+        rows = np.load(data / f"{name}.npy")
+        pq.write_table(pa.table({"embedding": rows.tolist()}), data / f"{name}.parquet")
+    code, out = run(
+        monkeypatch, capsys, "nnn", "fit", "--database", data / "database.parquet", "--bank", data / "bank.parquet",
+        "--output", data / "model", "-k", 8,
+    )  # fmt: skip
+    assert code == 0, out
+    expected = nnlift.NNN(k=8).fit(np.load(data / "database.npy"), np.load(data / "bank.npy"))
+    np.testing.assert_allclose(nnlift.load(data / "model").bias_, expected.bias_, atol=1e-6)
+    code, out = run(monkeypatch, capsys, "blend", "--input", data / "database.parquet", "--output", data / "b.npy", "--thresholds", "")
+    assert code == 2 and "--thresholds is empty" in out

@@ -211,9 +211,16 @@ def _stale(path: Path, kind: str) -> list[Path]:
         return found
     for entry in path.parent.iterdir():
         match = pattern.match(entry.name)
-        if match and entry.is_dir() and not entry.is_symlink() and not _alive(int(match.group(1))):
+        if match and not entry.is_symlink() and not _alive(int(match.group(1))):
             found.append(entry)
     return found
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -233,7 +240,7 @@ def _recover(path: Path) -> None:
     if path.exists() or path.is_symlink():
         return
     for old in sorted(_stale(path, _OLD)):
-        if is_artifact(old):
+        if old.is_dir() and is_artifact(old):
             os.replace(old, path)
             return
 
@@ -265,7 +272,7 @@ def publish(path: str | os.PathLike, write: Callable[[Path], Any], *, overwrite:
     path = check_target(path, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     for leftover in _stale(path, _TMP) + _stale(path, _OLD):
-        shutil.rmtree(leftover, ignore_errors=True)
+        _remove(leftover)
     tmp = _sibling(path, _TMP)
     os.mkdir(tmp)  # not mkdtemp: its 0700 would hide the artifact from the user's group
     try:
@@ -323,6 +330,8 @@ def publish_file(
     name without it). A failure leaves any existing file untouched.
     """
     path = check_file_target(path, overwrite=overwrite, option=option)
+    for leftover in _stale(path, _TMP):
+        _remove(leftover)
     tmp = _sibling(path, _TMP)
     try:
         with open(tmp, "wb") as handle:

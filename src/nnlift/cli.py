@@ -43,19 +43,21 @@ class UserError(Exception):
 
 
 def load_matrix(path: Path, name: str) -> np.ndarray:
-    """Read a 2-D embedding matrix from .npy, or the first array of an .npz."""
-    if not path.exists():
-        raise UserError(f"{name}: no such file {path}")
+    """A 2-D embedding matrix from .npy, .npz or parquet: the one loader of every command."""
+    from .datasets import load_embeddings
+
+    return _load(path, name, load_embeddings)[0]
+
+
+def parse_floats(text: str, option: str) -> tuple[float, ...]:
+    """Numbers separated by commas (``--thresholds 0.9,0.8``), or a one-line error naming the option."""
     try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise UserError(f"{name}: cannot read {path} as a numpy array file ({exc})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        key = "embeddings" if "embeddings" in data.files else data.files[0]
-        data = data[key]
-    if data.ndim != 2:
-        raise UserError(f"{name}: {path} holds an array of shape {data.shape}; expected (rows, dimensions)")
-    return data
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UserError(f"{option} must be numbers separated by commas; got {text!r}") from None
+    if not values:
+        raise UserError(f"{option} is empty; give numbers separated by commas")
+    return values
 
 
 def _report_folder(report: Path) -> Path:
@@ -102,14 +104,9 @@ def make_data(
         raise UserError(f"--output={str(output)!r} is a file; give a folder")
     output.mkdir(parents=True, exist_ok=True)
     targets = {name: check_file_target(output / name, overwrite=overwrite, option="--output") for name in ("database.npy", "queries.npy")}
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((max(n_database // 50, 1), dim)).astype(np.float32)
+    from .datasets import clustered_unit_vectors
 
-    def sample(n: int) -> np.ndarray:
-        x = centers[rng.integers(0, len(centers), n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-    database_rows, query_rows = sample(n_database), sample(n_queries)
+    database_rows, query_rows = clustered_unit_vectors(n_database, n_queries, dim, seed=seed)
     for name, rows in (("database.npy", database_rows), ("queries.npy", query_rows)):
         publish_file(targets[name], lambda handle, rows=rows: np.save(handle, rows), overwrite=overwrite, option="--output")
     console.print(
@@ -329,8 +326,10 @@ def eval_command(
 def _load(path: Path, name: str, loader):
     try:
         return loader(path)
-    except (FileNotFoundError, ValueError, ImportError) as exc:
+    except (FileNotFoundError, NnliftError) as exc:
         raise UserError(f"{name}: {exc}") from None
+    except (OSError, EOFError, ValueError) as exc:  # numpy or pyarrow could not read the file
+        raise UserError(f"{name}: cannot read {path} ({exc})") from None
 
 
 nnn_app = typer.Typer(help="Nearest Neighbor Normalization: fit a bias from a bank, then search.", no_args_is_help=True)
@@ -401,10 +400,7 @@ def blend(
 
     check_file_target(output, overwrite=overwrite, option="--output")
 
-    try:
-        values = tuple(float(t) for t in thresholds.split(","))
-    except ValueError:
-        raise UserError(f"--thresholds must be numbers separated by commas; got {thresholds!r}") from None
+    values = parse_floats(thresholds, "--thresholds")
     blender = NeighborhoodBlender(
         thresholds=values,
         k=k,
@@ -525,10 +521,7 @@ def walk(
     target = [_id(v.strip(), recommender) for v in to_ids.split(",") if v.strip()]
     if not source or not target:
         raise UserError("--from-ids and --to-ids each need at least one id")
-    try:
-        steps_at = [float(v) for v in scales.split(",")]
-    except ValueError:
-        raise UserError(f"--scales must be numbers separated by commas; got {scales!r}") from None
+    steps_at = list(parse_floats(scales, "--scales"))
     origin = _id(start, recommender) if start is not None else centroid(source, recommender)
     steps = walk_along(origin, direction(source, target, recommender), recommender, scales=steps_at, k=k)
     table = Table(title=f"walk from {start or 'the --from-ids centroid'} towards the --to-ids centroid")
@@ -627,10 +620,7 @@ def qdrant_blend(
     from .blend import NeighborhoodBlender
     from .qdrant import read_records, write_vectors
 
-    try:
-        values = tuple(float(t) for t in thresholds.split(","))
-    except ValueError:
-        raise UserError(f"--thresholds must be numbers separated by commas; got {thresholds!r}") from None
+    values = parse_floats(thresholds, "--thresholds")
     index = _qdrant(collection, url, path, using)
     ids, seqs, vectors = read_records(index)
     blended = NeighborhoodBlender(thresholds=values, k=k).fit_transform(vectors)

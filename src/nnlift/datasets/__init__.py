@@ -2,6 +2,7 @@
 
 from .digits import DigitsSplit, load_digits_split
 from .files import load_embeddings, load_targets
+from .synthetic import clustered_unit_vectors
 from .wordnet import ReverseDictionary, WordNetNotFound, find_wordnet, load_wordnet, parse_wndb
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "DigitsSplit",
     "load_embeddings",
     "load_targets",
+    "clustered_unit_vectors",
 ]
