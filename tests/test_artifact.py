@@ -432,3 +432,18 @@ def test_sampled_matrix_is_an_artifact_and_reads_the_old_npz(tmp_path, rng):
     rewrite(path, lambda manifest: manifest["extra"].update(n=31))
     with pytest.raises(ArtifactError, match="do not fit together"):
         nnlift.load(path)
+
+
+def test_a_crafted_faiss_graph_is_refused_before_any_search(tmp_path, rng):
+    faiss = pytest.importorskip("faiss")
+    index = nnlift.FaissIndex("HNSW8").add(unit(rng, 300, 8))
+    neighbors = faiss.vector_to_array(index._index.hnsw.neighbors)
+    neighbors[:50] = 10**8  # links past the last node: a search would read outside the graph
+    faiss.copy_array_to_vector(neighbors, index._index.hnsw.neighbors)
+    path = index.save(tmp_path / "ix")  # a well-formed artifact around a crafted blob
+    with pytest.raises(ArtifactError, match="faiss refuses the saved index"):
+        nnlift.load(path)
+    other = nnlift.FaissIndex("Flat").add(unit(rng, 30, 6)).save(tmp_path / "six")
+    rewrite(other, lambda m: m["extra"].update(dim=8))
+    with pytest.raises(ArtifactError, match="dimension 6"):
+        nnlift.load(other)

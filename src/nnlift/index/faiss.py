@@ -23,6 +23,7 @@ import numpy as np
 from .._optional import require
 from .._threads import default_workers
 from ..neighbors import Neighbors, sort_neighbors
+from .._artifact import ArtifactError, require_arrays
 from .._check import check_positive_int
 from .base import BaseIndex
 from ..errors import InputError, InputTypeError
@@ -139,8 +140,25 @@ class FaissIndex(BaseIndex):
         return {}, {"faiss_index": np.asarray(blob, dtype=np.uint8)}
 
     def _restore(self, extra, arrays) -> None:
+        # faiss's reader checks its own structures (HNSW links, entry point, levels) and throws on a bad one;
+        # what it cannot know (the dimension, the metric) is checked here, before any search.
+        require_arrays(arrays, ("faiss_index",), owner="FaissIndex")
         blob = arrays["faiss_index"]
-        self._index = None if blob.size == 0 else self._faiss.deserialize_index(blob)
+        if blob.dtype != np.uint8 or blob.ndim != 1:
+            raise ArtifactError("FaissIndex artifact: faiss_index must be a 1-D uint8 array")
+        if blob.size == 0:
+            self._index = None
+            return
+        try:
+            index = self._faiss.deserialize_index(blob)
+        except RuntimeError as exc:
+            raise ArtifactError(f"FaissIndex artifact: faiss refuses the saved index ({str(exc).splitlines()[-1]})") from None
+        if index.d != self.dim or index.metric_type != self._faiss.METRIC_INNER_PRODUCT or index.ntotal < 1:
+            raise ArtifactError(
+                f"FaissIndex artifact: the saved index has dimension {index.d} and {index.ntotal} vectors; "
+                f"expected dimension {self.dim} and inner-product scores"
+            )
+        self._index = index
 
 
 _ENCODING = r"(?:Flat|SQ(?:4|6|8|fp16|bf16)|PQ(?P<pq_m>\d+)(?:x(?P<pq_bits>\d+))?)"
