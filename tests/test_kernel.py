@@ -4,7 +4,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import nnlift
-from nnlift.kernel import _MIN_COLUMNS, _MIN_TILES_PER_WORKER, _decode, _encode, _plan
+from nnlift.kernel import _MIN_COLUMNS, _MIN_TILES_PER_WORKER, decode_keys, encode_keys, _plan
 
 from .conftest import assert_same_neighbors, reference_topk, unit
 
@@ -117,10 +117,10 @@ def test_topk_mean_and_logsumexp(rng):
 def test_keys_roundtrip_order():
     values = np.array([-np.inf, -3.5, -0.0, 0.0, 1e-30, 2.5, np.inf], dtype=np.float32)
     ids = np.arange(7)
-    decoded, back = _decode(_encode(values, ids))
+    decoded, back = decode_keys(encode_keys(values, ids))
     np.testing.assert_array_equal(back, ids)
     np.testing.assert_array_equal(decoded, values + 0.0)
-    keys = _encode(values, ids)
+    keys = encode_keys(values, ids)
     # Ascending keys are descending scores, ties (-0.0 and 0.0) to the lower id; compared as exact uint64
     # (a float64 cast would merge close keys).
     assert keys.dtype == np.uint64
@@ -168,12 +168,12 @@ def test_symmetric_self_join_matches_plain(rng, wm, exclude_self):
 @settings(max_examples=30, deadline=None)
 @given(r=st.integers(1, 300), c=st.integers(1, 40), k=st.integers(1, 30), seed=st.integers(0, 9999))
 def test_column_selection_equals_row_selection_of_transpose(r, c, k, seed):
-    from nnlift.kernel import _tile_topk_keys, _tile_topk_keys_columns
+    from nnlift.kernel import tile_topk_keys, tile_topk_keys_columns
 
     rng = np.random.default_rng(seed)
     scores = rng.integers(-4, 5, size=(r, c)).astype(np.float32)  # many ties
     np.testing.assert_array_equal(
-        _tile_topk_keys_columns(scores, k, 7), _tile_topk_keys(np.ascontiguousarray(scores.T), k, 7)
+        tile_topk_keys_columns(scores, k, 7), tile_topk_keys(np.ascontiguousarray(scores.T), k, 7)
     )
 
 
@@ -216,34 +216,34 @@ def test_thresholded_self_join_equals_sorted_reference(n, k_frac, threshold, wm,
     ],
 )
 def test_pairs_above_finds_every_entry_in_row_order_and_refuses_too_many(rng, shape, threshold):
-    from nnlift.kernel import _DIRECT_MASK, _pairs_above
+    from nnlift.kernel import _DIRECT_MASK, pairs_above
 
     scores = rng.normal(size=shape).astype(np.float32)
     assert (scores.size <= _DIRECT_MASK) == (shape == (77, 130))
-    rows, columns, values = _pairs_above(scores, threshold, budget=10**6)
+    rows, columns, values = pairs_above(scores, threshold, budget=10**6)
     want_rows, want_columns = np.nonzero(scores > threshold)  # row-major, as callers rely on
     assert len(want_rows) > 0
     np.testing.assert_array_equal(rows, want_rows)
     np.testing.assert_array_equal(columns, want_columns)
     np.testing.assert_array_equal(values, scores[want_rows, want_columns])
-    assert _pairs_above(scores, threshold, budget=len(want_rows) - 1) is None  # one more than the budget
-    assert _pairs_above(scores, -5.0, budget=100) is None  # every entry clears it
+    assert pairs_above(scores, threshold, budget=len(want_rows) - 1) is None  # one more than the budget
+    assert pairs_above(scores, -5.0, budget=100) is None  # every entry clears it
     transposed = np.asfortranarray(scores)  # a non-contiguous view gives the same pairs
-    np.testing.assert_array_equal(_pairs_above(transposed, threshold, budget=10**6)[0], want_rows)
+    np.testing.assert_array_equal(pairs_above(transposed, threshold, budget=10**6)[0], want_rows)
 
 
 def test_merge_owner_keys_keeps_each_rows_best(rng):
-    from nnlift.kernel import _KEY_PAD, _merge_owner_keys
+    from nnlift.kernel import KEY_PAD, _merge_owner_keys
 
-    acc = np.full((5, 3), _KEY_PAD, dtype=np.uint64)
-    acc[2] = _encode(np.array([0.9, 0.5, 0.1], np.float32), np.array([7, 8, 9]))
+    acc = np.full((5, 3), KEY_PAD, dtype=np.uint64)
+    acc[2] = encode_keys(np.array([0.9, 0.5, 0.1], np.float32), np.array([7, 8, 9]))
     owners = np.array([2, 2, 4, 2, 4])
-    keys = _encode(np.array([0.7, 0.95, 0.3, 0.05, 0.3], np.float32), np.array([1, 2, 3, 4, 0]))
+    keys = encode_keys(np.array([0.7, 0.95, 0.3, 0.05, 0.3], np.float32), np.array([1, 2, 3, 4, 0]))
     _merge_owner_keys(acc, owners, keys, 3)
-    scores, ids = _decode(acc)
+    scores, ids = decode_keys(acc)
     assert ids[2].tolist() == [2, 7, 1] and scores[2].tolist() == pytest.approx([0.95, 0.9, 0.7])
     assert ids[4, :2].tolist() == [0, 3]  # a tie: the lower id first
-    assert (acc[[0, 1, 3]] == _KEY_PAD).all() and acc[4, 2] == _KEY_PAD
+    assert (acc[[0, 1, 3]] == KEY_PAD).all() and acc[4, 2] == KEY_PAD
 
 
 @settings(max_examples=200, deadline=None)

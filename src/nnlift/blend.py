@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from ._base import Estimator, check_is_fitted
 from ._check import check_array, check_finite_scalar, check_k, check_positive_int, normalize_rows, row_norms
 from ._threads import default_workers
-from .kernel import _self_topk_arrays, _topk_arrays
+from .kernel import self_topk_arrays, topk_arrays
 from .neighbors import Neighbors, sort_neighbors
 from .errors import InputError, InputTypeError
 
@@ -127,7 +127,7 @@ def _neighbor_graph(
         centroids = index._centroids
         recall = _sampled_recall(unit, found, others, threshold, check_sample, working_memory)
     else:
-        found = _self_topk_arrays(
+        found = self_topk_arrays(
             unit, others, exclude_self=True, threshold=threshold, working_memory=working_memory, progress=progress
         )
     ids, scores = found.ids, found.scores
@@ -194,7 +194,7 @@ def _sampled_recall(
 
 def _exact_others(unit: np.ndarray, rows: np.ndarray, others: int, working_memory) -> Neighbors:
     """Exact top-`others` of the sampled rows against all rows, the row itself left out."""
-    found = _topk_arrays(unit[rows], unit, others + 1, working_memory=working_memory, progress=False)
+    found = topk_arrays(unit[rows], unit, others + 1, working_memory=working_memory, progress=False)
     is_self = found.ids == rows[:, None]
     order = np.argsort(is_self, axis=1, kind="stable")
     ids = np.take_along_axis(found.ids, order, axis=1)[:, :others]
@@ -488,7 +488,7 @@ class NeighborhoodBlender(Estimator):
             others = min(k - 1, stage.shape[0])
             mixed = current.copy()
             if others > 0:
-                found = _topk_arrays(
+                found = topk_arrays(
                     current, stage, others, threshold=threshold, working_memory=self.working_memory, progress=False
                 )
                 valid = found.ids >= 0

@@ -32,8 +32,8 @@ from .errors import InputError, InputTypeError
 __all__ = ["topk", "topk_mean", "logsumexp", "DEFAULT_WORKING_MEMORY"]
 
 DEFAULT_WORKING_MEMORY = 256 * 2**20
-_KEY_PAD = np.uint64(np.iinfo(np.uint64).max)
-_LOW32 = np.uint64(0xFFFFFFFF)
+KEY_PAD = np.uint64(np.iinfo(np.uint64).max)
+LOW32 = np.uint64(0xFFFFFFFF)
 _SIGN = np.uint32(0x80000000)
 # Bytes of working memory one score takes: the float32 tile plus a same-sized temporary.
 _BYTES_PER_SCORE = 8
@@ -49,21 +49,21 @@ _GEMM_FLOPS_PER_WORKER = 40e9  # conservative, only used to decide whether to sh
 
 
 # --------------------------------------------------------------------------- keys
-def _encode(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def encode_keys(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Pack (score, id) so that ascending keys are descending scores, then ascending ids."""
     bits = np.ascontiguousarray(values + np.float32(0.0), dtype=np.float32).view(np.uint32)  # -0.0 -> 0.0
     ordered = np.where(bits & _SIGN, ~bits, bits | _SIGN)
     return ((~ordered).astype(np.uint64) << np.uint64(32)) | ids.astype(np.uint64)
 
 
-def _decode(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ids = (keys & _LOW32).astype(np.int64)
+def decode_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ids = (keys & LOW32).astype(np.int64)
     ordered = ~((keys >> np.uint64(32)).astype(np.uint32))
     bits = np.where(ordered & _SIGN, ordered & ~_SIGN, ~ordered)
     return bits.view(np.float32), ids
 
 
-def _smallest(keys: np.ndarray, k: int) -> np.ndarray:
+def smallest_keys(keys: np.ndarray, k: int) -> np.ndarray:
     """The k smallest keys of each row, sorted; ``keys`` is reordered in place (callers pass scratch arrays)."""
     if keys.shape[1] > k:
         keys.partition(k - 1, axis=1)  # in place: np.partition would first copy the whole buffer
@@ -71,7 +71,7 @@ def _smallest(keys: np.ndarray, k: int) -> np.ndarray:
     return np.sort(keys, axis=1)
 
 
-def _run_positions(owners: np.ndarray) -> np.ndarray:
+def run_positions(owners: np.ndarray) -> np.ndarray:
     """Each entry's position within its run of equal values in the sorted array ``owners``."""
     starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
     return np.arange(len(owners)) - np.repeat(starts, np.diff(np.r_[starts, len(owners)]))
@@ -79,8 +79,8 @@ def _run_positions(owners: np.ndarray) -> np.ndarray:
 
 def _pack_rows(rows: np.ndarray, keys: np.ndarray, n_rows: int) -> np.ndarray:
     """Pack keys of ``rows`` (sorted ascending) into a (n_rows, width, ...) matrix padded with the pad key."""
-    slot = _run_positions(rows)
-    dense = np.full((n_rows, int(slot.max(initial=-1)) + 1, *keys.shape[1:]), _KEY_PAD, dtype=np.uint64)
+    slot = run_positions(rows)
+    dense = np.full((n_rows, int(slot.max(initial=-1)) + 1, *keys.shape[1:]), KEY_PAD, dtype=np.uint64)
     dense[rows, slot] = keys
     return dense.reshape(n_rows, -1)
 
@@ -91,7 +91,7 @@ def _group_size(n: int, k: int) -> int:
     return max(1, min(32, n // (16 * k)))
 
 
-def _tile_topk_keys(scores: np.ndarray, k: int, column_offset: int) -> np.ndarray:
+def tile_topk_keys(scores: np.ndarray, k: int, column_offset: int) -> np.ndarray:
     """Exact top-k keys (b, min(k, n)) of one score tile, sorted ascending."""
     b, n = scores.shape
     k = min(k, n)
@@ -104,15 +104,15 @@ def _tile_topk_keys(scores: np.ndarray, k: int, column_offset: int) -> np.ndarra
     bound = np.partition(group_max, n_groups - kk, axis=1)[:, n_groups - kk]
     rows, groups = np.nonzero(group_max >= bound[:, None])
     ids = groups[:, None] + np.arange(g, dtype=np.int64) * n_groups
-    dense = _pack_rows(rows, _encode(grouped[rows, :, groups], ids + column_offset), b)
+    dense = _pack_rows(rows, encode_keys(grouped[rows, :, groups], ids + column_offset), b)
     if main < n:
         tail_ids = np.arange(main, n, dtype=np.int64) + column_offset
-        tail = _encode(scores[:, main:], np.broadcast_to(tail_ids, (b, n - main)))
+        tail = encode_keys(scores[:, main:], np.broadcast_to(tail_ids, (b, n - main)))
         dense = np.concatenate([dense, tail], axis=1)
-    return _smallest(dense, k)
+    return smallest_keys(dense, k)
 
 
-def _tile_topk_keys_columns(scores: np.ndarray, k: int, row_offset: int) -> np.ndarray:
+def tile_topk_keys_columns(scores: np.ndarray, k: int, row_offset: int) -> np.ndarray:
     """Exact top-k keys (c, min(k, r)) of every *column* of a (r, c) tile, without transposing it.
 
     Rows are grouped as (g, G, c): row ``j·G + i`` is member j of group i, and the
@@ -132,12 +132,12 @@ def _tile_topk_keys_columns(scores: np.ndarray, k: int, row_offset: int) -> np.n
     bound = np.partition(group_max, n_groups - kk, axis=1)[:, n_groups - kk]
     columns, groups = np.nonzero(group_max >= bound[:, None])
     ids = groups[:, None] + np.arange(g, dtype=np.int64) * n_groups + row_offset
-    dense = _pack_rows(columns, _encode(grouped[:, groups, columns].T, ids), c)
+    dense = _pack_rows(columns, encode_keys(grouped[:, groups, columns].T, ids), c)
     if main < r:
         tail_ids = np.arange(main, r, dtype=np.int64) + row_offset
-        tail = _encode(np.ascontiguousarray(scores[main:].T), np.broadcast_to(tail_ids, (c, r - main)))
+        tail = encode_keys(np.ascontiguousarray(scores[main:].T), np.broadcast_to(tail_ids, (c, r - main)))
         dense = np.concatenate([dense, tail], axis=1)
-    return _smallest(dense, k)
+    return smallest_keys(dense, k)
 
 
 # --------------------------------------------------------------------------- reductions
@@ -151,10 +151,10 @@ class _TopKReduction:
         return np.empty((n_rows, 0), dtype=np.uint64)
 
     def update(self, state: np.ndarray, scores: np.ndarray, column_offset: int) -> np.ndarray:
-        keys = _tile_topk_keys(scores, self.k, column_offset)
+        keys = tile_topk_keys(scores, self.k, column_offset)
         if state.shape[1] == 0:
             return keys
-        return _smallest(np.concatenate([state, keys], axis=1), self.k)
+        return smallest_keys(np.concatenate([state, keys], axis=1), self.k)
 
     def finish(self, state: np.ndarray) -> np.ndarray:
         return state
@@ -187,7 +187,7 @@ class _LogSumExpReduction:
 
 
 # --------------------------------------------------------------------------- driver
-def _scratch(local: threading.local, name: str, rows: int, columns: int) -> np.ndarray:
+def scratch_buffer(local: threading.local, name: str, rows: int, columns: int) -> np.ndarray:
     """A C-contiguous float32 (rows, columns) view of this thread's reusable buffer ``name``.
 
     Fresh tiles would page-fault on every touch, so each worker keeps one
@@ -249,7 +249,7 @@ def _blocked(
         state = reduction.start(r1 - r0)
         for c0 in range(0, n_cols, col_block):
             c1 = min(c0 + col_block, n_cols)
-            scores = _scratch(local, "tile", r1 - r0, c1 - c0)
+            scores = scratch_buffer(local, "tile", r1 - r0, c1 - c0)
             np.matmul(block, database[c0:c1].T, out=scores)
             if bias is not None:
                 scores -= bias[c0:c1]
@@ -280,7 +280,7 @@ def _check_working_memory(working_memory: Any) -> int | None:
     return int(working_memory)
 
 
-def _topk_arrays(
+def topk_arrays(
     queries: np.ndarray,
     database: np.ndarray,
     k: int,
@@ -312,7 +312,7 @@ def _topk_arrays(
     return _keys_to_neighbors(keys, threshold)
 
 
-def _self_topk_arrays(
+def self_topk_arrays(
     database: np.ndarray,
     k: int,
     *,
@@ -332,7 +332,7 @@ def _self_topk_arrays(
 
     With a ``threshold`` only scores above it can be returned, and the set of
     such pairs is itself symmetric: a tile where they are few gives its pairs to
-    both rows and columns from one scan (:func:`_pairs_above`), with no top-k
+    both rows and columns from one scan (:func:`pairs_above`), with no top-k
     selection at all. Tiles with too many pairs use the selection above.
     """
     n = database.shape[0]
@@ -349,7 +349,7 @@ def _self_topk_arrays(
     def accumulator() -> tuple[np.ndarray, _PendingPairs]:
         acc = getattr(local, "acc", None)
         if acc is None:
-            acc = local.acc = np.full((n, k), _KEY_PAD, dtype=np.uint64)
+            acc = local.acc = np.full((n, k), KEY_PAD, dtype=np.uint64)
             local.pairs = _PendingPairs(acc, k, limit=4 * k * n)
             with lock:
                 accumulators.append(acc)
@@ -364,7 +364,7 @@ def _self_topk_arrays(
         state = None
         for c0 in range(r0, n, cols):
             c1 = min(c0 + cols, n)
-            scores = np.matmul(block, database[c0:c1].T, out=_scratch(local, "tile", r1 - r0, c1 - c0))
+            scores = np.matmul(block, database[c0:c1].T, out=scratch_buffer(local, "tile", r1 - r0, c1 - c0))
             if exclude_self:
                 lo, hi = max(r0, c0), min(r1, c1)
                 if lo < hi:
@@ -372,22 +372,22 @@ def _self_topk_arrays(
                     scores[diagonal - r0, diagonal - c0] = -np.inf
             first = max(c0, r1)  # columns past this row block also take candidates from it
             if threshold is not None:
-                found = _pairs_above(scores, threshold, budget=8 * k * (r1 - r0 + c1 - c0))
+                found = pairs_above(scores, threshold, budget=8 * k * (r1 - r0 + c1 - c0))
                 if found is not None:
                     tile_rows, tile_columns, values = found
                     row_ids, column_ids = tile_rows + r0, tile_columns + c0
                     later = column_ids >= first
-                    pairs.add(row_ids, _encode(values, column_ids))
-                    pairs.add(column_ids[later], _encode(values[later], row_ids[later]))
+                    pairs.add(row_ids, encode_keys(values, column_ids))
+                    pairs.add(column_ids[later], encode_keys(values[later], row_ids[later]))
                     continue
-            keys = _tile_topk_keys(scores, k, c0)
-            state = keys if state is None else _smallest(np.concatenate([state, keys], axis=1), k)
+            keys = tile_topk_keys(scores, k, c0)
+            state = keys if state is None else smallest_keys(np.concatenate([state, keys], axis=1), k)
             if first < c1:
                 acc[first:c1] = _merge_column_candidates(acc[first:c1], scores[:, first - c0 :], k, r0)
         if state is None:
-            state = np.full((r1 - r0, k), _KEY_PAD, dtype=np.uint64)
+            state = np.full((r1 - r0, k), KEY_PAD, dtype=np.uint64)
         elif state.shape[1] < k:  # the last columns may number fewer than k
-            state = np.pad(state, ((0, 0), (0, k - state.shape[1])), constant_values=_KEY_PAD)
+            state = np.pad(state, ((0, 0), (0, k - state.shape[1])), constant_values=KEY_PAD)
         row_keys[index] = state
         return r1 - r0
 
@@ -401,7 +401,7 @@ def _self_topk_arrays(
         pairs.fold()
     keys = np.concatenate(row_keys, axis=0)
     for acc in accumulators:
-        keys = _smallest(np.concatenate([keys, acc], axis=1), k)
+        keys = smallest_keys(np.concatenate([keys, acc], axis=1), k)
     return _keys_to_neighbors(keys, threshold)
 
 
@@ -420,7 +420,7 @@ _DIRECT_MASK = 2**19
 def _masked_pairs(
     scores: np.ndarray, threshold: float, budget: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """:func:`_pairs_above` by one masked pass over a C-contiguous tile."""
+    """:func:`pairs_above` by one masked pass over a C-contiguous tile."""
     flat = np.flatnonzero(scores > threshold)  # row-major already
     if len(flat) > budget:
         return None
@@ -428,7 +428,7 @@ def _masked_pairs(
     return flat // c, flat % c, np.take(scores, flat)
 
 
-def _pairs_above(scores: np.ndarray, threshold: float, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def pairs_above(scores: np.ndarray, threshold: float, budget: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Every entry of a tile strictly above ``threshold``; None when there are more than ``budget``.
 
     Rows are grouped as (g, G, c): row ``j·G + i`` is member j of group i. The
@@ -493,7 +493,7 @@ def _rank_by_owner(owners: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np
     """Sort (owner, key) pairs by owner then key; return the sorted owners, keys and each one's rank in its owner."""
     order = np.lexsort((keys, owners))
     owners, keys = owners[order], keys[order]
-    return owners, keys, _run_positions(owners)
+    return owners, keys, run_positions(owners)
 
 
 def _merge_owner_keys(acc: np.ndarray, owners: np.ndarray, keys: np.ndarray, k: int) -> None:
@@ -504,9 +504,9 @@ def _merge_owner_keys(acc: np.ndarray, owners: np.ndarray, keys: np.ndarray, k: 
     first = rank == 0
     touched, where = owners[first], np.cumsum(first) - 1  # owners are sorted: no second sort
     keep = rank < k
-    dense = np.full((len(touched), k), _KEY_PAD, dtype=np.uint64)
+    dense = np.full((len(touched), k), KEY_PAD, dtype=np.uint64)
     dense[where[keep], rank[keep]] = keys[keep]
-    acc[touched] = _smallest(np.concatenate([acc[touched], dense], axis=1), k)
+    acc[touched] = smallest_keys(np.concatenate([acc[touched], dense], axis=1), k)
 
 
 def _merge_column_candidates(current: np.ndarray, scores: np.ndarray, k: int, row_offset: int) -> np.ndarray:
@@ -517,14 +517,14 @@ def _merge_column_candidates(current: np.ndarray, scores: np.ndarray, k: int, ro
     matter: one comparison pass finds them. Columns without k candidates yet
     use the grouped selection.
     """
-    kth, _ = _decode(current[:, k - 1])
-    fresh = current[:, k - 1] == _KEY_PAD
+    kth, _ = decode_keys(current[:, k - 1])
+    fresh = current[:, k - 1] == KEY_PAD
     merged = current.copy()
     if fresh.any():
         columns = np.flatnonzero(fresh)
         block = scores if fresh.all() else np.ascontiguousarray(scores[:, columns])
-        picked = _tile_topk_keys_columns(block, k, row_offset)
-        merged[columns] = _smallest(np.concatenate([current[columns], picked], axis=1), k)
+        picked = tile_topk_keys_columns(block, k, row_offset)
+        merged[columns] = smallest_keys(np.concatenate([current[columns], picked], axis=1), k)
         if fresh.all():
             return merged
     bound = np.where(fresh, np.float32(np.inf), kth)  # fresh columns were handled above
@@ -545,12 +545,12 @@ def _merge_column_candidates(current: np.ndarray, scores: np.ndarray, k: int, ro
     values = scores[rows, columns]
     keep = values >= bound[columns]
     rows, columns, values = rows[keep], columns[keep], values[keep]
-    _merge_owner_keys(merged, columns, _encode(values, rows.astype(np.int64) + row_offset), k)
+    _merge_owner_keys(merged, columns, encode_keys(values, rows.astype(np.int64) + row_offset), k)
     return merged
 
 
 def _keys_to_neighbors(keys: np.ndarray, threshold: float | None) -> Neighbors:
-    scores, ids = _decode(keys)
+    scores, ids = decode_keys(keys)
     scores = np.array(scores, dtype=np.float32)
     pad = ~np.isfinite(scores)
     if threshold is not None:
@@ -560,7 +560,7 @@ def _keys_to_neighbors(keys: np.ndarray, threshold: float | None) -> Neighbors:
     return Neighbors(ids, scores)
 
 
-def _logsumexp_arrays(
+def logsumexp_arrays(
     queries: np.ndarray,
     database: np.ndarray,
     beta: float,
@@ -649,7 +649,7 @@ def topk(
     if threshold is not None:
         threshold = check_finite_scalar(threshold, "threshold")
     if symmetric:
-        return _self_topk_arrays(
+        return self_topk_arrays(
             database_array,
             k,
             exclude_self=bool(exclude_self),
@@ -657,7 +657,7 @@ def topk(
             working_memory=_check_working_memory(working_memory),
             progress=progress,
         )
-    return _topk_arrays(
+    return topk_arrays(
         queries_array,
         database_array,
         k,
@@ -720,7 +720,7 @@ def logsumexp(
     beta = check_finite_scalar(beta, "beta")
     if beta <= 0:
         raise InputError(f"beta must be > 0; got {beta}")
-    return _logsumexp_arrays(
+    return logsumexp_arrays(
         queries_array,
         database_array,
         beta,

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from ._artifact import ArtifactError, Contents, load_artifact, require_arrays
 from ._artifact import save as save_object
 from ._check import check_array, check_positive_int, normalize_rows
-from .kernel import _self_topk_arrays
+from .kernel import self_topk_arrays
 from .errors import InputError
 
 __all__ = ["SampledMatrix", "sample_neighbors"]
@@ -127,5 +127,5 @@ def sample_neighbors(
     rows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
     chosen = np.ascontiguousarray(array[rows])
     unit = normalize_rows(chosen, "vectors") if metric == "cosine" else chosen
-    found = _self_topk_arrays(unit, min(limit, len(rows) - 1), exclude_self=True, progress=progress)
+    found = self_topk_arrays(unit, min(limit, len(rows) - 1), exclude_self=True, progress=progress)
     return SampledMatrix(found.to_csr(n_columns=len(rows)), [ids[r] for r in rows], chosen)

@@ -18,7 +18,7 @@ import numpy as np
 from .._artifact import ArtifactError
 from .._base import Estimator, check_is_fitted
 from .._check import check_array, check_k, check_metric, check_positive_int, normalize_rows
-from ..kernel import _topk_arrays
+from ..kernel import topk_arrays
 from ..neighbors import Neighbors
 from ..errors import InputError, InputTypeError
 
@@ -87,7 +87,7 @@ class Correction(Estimator):
         return self._search_arrays(queries_array, k, progress=progress)
 
     def _search_arrays(self, queries: np.ndarray, k: int, *, progress: bool = True) -> Neighbors:
-        found = _topk_arrays(
+        found = topk_arrays(
             queries,
             self.database_,
             k,
@@ -228,7 +228,7 @@ class Baseline(Correction):
         return None
 
 
-def _check_k_param(k: Any, bank: np.ndarray | None, owner: str) -> int:
+def check_k_param(k: Any, bank: np.ndarray | None, owner: str) -> int:
     k = check_positive_int(k, f"{owner}.k")
     if bank is not None:
         check_k(k, bank.shape[0], name=f"{owner}.k", what="bank rows")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._check import check_k
-from ..kernel import _topk_arrays
-from .base import Correction, _check_k_param
+from ..kernel import topk_arrays
+from .base import Correction, check_k_param
 from .nnn import nnn_bias
 
 __all__ = ["CSLS"]
@@ -38,7 +38,7 @@ class CSLS(Correction):
         self.working_memory = working_memory
 
     def _fit(self, database, bank, progress: bool = True) -> None:
-        k = _check_k_param(self.k, bank, "CSLS")
+        k = check_k_param(self.k, bank, "CSLS")
         check_k(k, database.shape[0], name="CSLS.k", what="database rows")
         self.bias_ = nnn_bias(database, bank, k, working_memory=self.working_memory, progress=progress)
 
@@ -48,5 +48,5 @@ class CSLS(Correction):
     def _query_term(self, queries: np.ndarray) -> np.ndarray | None:
         if not self.query_term:
             return None
-        found = _topk_arrays(queries, self.database_, self.k, working_memory=self.working_memory, progress=False)
+        found = topk_arrays(queries, self.database_, self.k, working_memory=self.working_memory, progress=False)
         return found.scores.mean(axis=1, dtype=np.float64).astype(np.float32)

@@ -15,9 +15,9 @@ from .._artifact import ArtifactError
 from .._base import check_is_fitted
 from .._check import check_finite_scalar, check_k
 from ..index.ivf import check_rows
-from ..kernel import _topk_arrays
+from ..kernel import topk_arrays
 from ..neighbors import Neighbors
-from .base import Correction, _check_k_param
+from .base import Correction, check_k_param
 from ..errors import InputError
 
 __all__ = ["NNN", "nnn_bias"]
@@ -26,7 +26,7 @@ logger = logging.getLogger("nnlift")
 
 def nnn_bias(database: np.ndarray, bank: np.ndarray, k: int, *, working_memory=None, progress=True) -> np.ndarray:
     """``b(x) = mean of the k largest s(r, x) over r ∈ bank`` for every database row (validated arrays)."""
-    found = _topk_arrays(database, bank, k, working_memory=working_memory, progress=progress)
+    found = topk_arrays(database, bank, k, working_memory=working_memory, progress=progress)
     return found.scores.mean(axis=1, dtype=np.float64).astype(np.float32)
 
 
@@ -107,7 +107,7 @@ class NNN(Correction):
         self.working_memory = working_memory
 
     def _fit(self, database: np.ndarray, bank: np.ndarray, progress: bool = True) -> None:
-        k = _check_k_param(self.k, bank, "NNN")
+        k = check_k_param(self.k, bank, "NNN")
         check_finite_scalar(self.alpha, "alpha")
         self._folded_index = None
         self._bank_lists = None

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from .._check import check_k, check_positive_int
-from ..kernel import _topk_arrays
+from ..kernel import topk_arrays
 from ..neighbors import Neighbors, sort_neighbors
 from .base import Correction
 from ..errors import InputError
@@ -32,7 +32,7 @@ class _Reranker(Correction):
     _artifact_arrays = ("database_", "bias_", "spread_")
 
     def _neighbor_distances(self, vectors: np.ndarray, self_join: bool) -> np.ndarray:
-        found = _topk_arrays(
+        found = topk_arrays(
             vectors,
             self.database_,
             self.k,
@@ -54,7 +54,7 @@ class _Reranker(Correction):
 
     def _search_arrays(self, queries: np.ndarray, k: int, *, progress: bool = True) -> Neighbors:
         width = min(self.database_.shape[0], max(k, check_positive_int(self.candidates, "candidates")))
-        found = _topk_arrays(queries, self.database_, width, progress=progress)
+        found = topk_arrays(queries, self.database_, width, progress=progress)
         scores = self._score_arrays(queries, found.ids, found.scores)
         ranked = sort_neighbors(found.ids, scores)
         return Neighbors(ranked.ids[:, :k], ranked.scores[:, :k])

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .._check import check_k, check_finite_scalar, check_positive_int
-from ..kernel import _logsumexp_arrays, _topk_arrays
+from ..kernel import logsumexp_arrays, topk_arrays
 from ..neighbors import Neighbors
 from .base import Correction
 from ..errors import InputError
@@ -28,7 +28,7 @@ def _check_beta(beta: Any) -> float:
 
 def inverted_softmax_bias(database: np.ndarray, bank: np.ndarray, beta: float, **kwargs: Any) -> np.ndarray:
     """``(1/β)·log Σ_{r∈bank} exp(β·s(r, x))`` for every database row."""
-    return _logsumexp_arrays(database, bank, beta, **kwargs)
+    return logsumexp_arrays(database, bank, beta, **kwargs)
 
 
 class InvertedSoftmax(Correction):
@@ -87,7 +87,7 @@ class QBNorm(Correction):
         beta = _check_beta(self.beta)
         k = check_k(self.k, database.shape[0], name="QBNorm.k", what="database rows")
         self.bias_ = inverted_softmax_bias(database, bank, beta, working_memory=self.working_memory, progress=progress)
-        top = _topk_arrays(bank, database, k, working_memory=self.working_memory, progress=False)
+        top = topk_arrays(bank, database, k, working_memory=self.working_memory, progress=False)
         self.activated_ = np.zeros(database.shape[0], dtype=bool)
         self.activated_[top.ids[top.ids >= 0]] = True
 
@@ -96,7 +96,7 @@ class QBNorm(Correction):
         return self._activated(self._prepare_queries(queries))
 
     def _activated(self, queries: np.ndarray) -> np.ndarray:
-        top1 = _topk_arrays(queries, self.database_, 1, working_memory=self.working_memory, progress=False)
+        top1 = topk_arrays(queries, self.database_, 1, working_memory=self.working_memory, progress=False)
         return self.activated_[top1.ids[:, 0]]
 
     def _search_arrays(self, queries: np.ndarray, k: int, *, progress: bool = True) -> Neighbors:
@@ -105,7 +105,7 @@ class QBNorm(Correction):
         scores = np.empty((len(queries), k), dtype=np.float32)
         for mask, bias in ((active, self.bias_), (~active, None)):
             if mask.any():
-                part = _topk_arrays(
+                part = topk_arrays(
                     queries[mask], self.database_, k, bias=bias, working_memory=self.working_memory, progress=progress
                 )
                 ids[mask], scores[mask] = part.ids, part.scores

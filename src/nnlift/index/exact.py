@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..kernel import _topk_arrays
+from ..kernel import topk_arrays
 from ..neighbors import Neighbors
 from .._artifact import require_arrays
 from .base import BaseIndex
@@ -45,7 +45,7 @@ class ExactIndex(BaseIndex):
         return self._vectors.shape[0]
 
     def _search(self, queries: np.ndarray, k: int) -> Neighbors:
-        return _topk_arrays(queries, self._vectors, k, working_memory=self.working_memory, progress=self.progress)
+        return topk_arrays(queries, self._vectors, k, working_memory=self.working_memory, progress=self.progress)
 
     def _get(self, positions: np.ndarray) -> np.ndarray:
         return self._vectors[positions].copy()

@@ -22,17 +22,17 @@ from .._check import check_positive_int, row_norms
 from .._progress import progress_bar
 from .._threads import default_workers, single_threaded_blas
 from ..kernel import (
-    _KEY_PAD,
-    _LOW32,
-    _decode,
-    _encode,
-    _pairs_above,
-    _run_positions,
-    _scratch,
-    _smallest,
-    _tile_topk_keys,
-    _tile_topk_keys_columns,
-    _topk_arrays,
+    KEY_PAD,
+    LOW32,
+    decode_keys,
+    encode_keys,
+    pairs_above,
+    run_positions,
+    scratch_buffer,
+    smallest_keys,
+    tile_topk_keys,
+    tile_topk_keys_columns,
+    topk_arrays,
 )
 from ..neighbors import Neighbors
 from .._artifact import ArtifactError, require_arrays
@@ -68,7 +68,7 @@ _ROUTING_SERIAL_ROWS = 16384
 def nearest_lists(vectors: np.ndarray, centroids: np.ndarray, n: int) -> np.ndarray:
     """Each row's ``n`` highest-scoring centroids, best first, ties to the lower index (``n`` ≤ centroids)."""
     if n > _ARGMAX_ROUNDS:
-        return _topk_arrays(vectors, centroids, n, progress=False).ids
+        return topk_arrays(vectors, centroids, n, progress=False).ids
     out = np.empty((vectors.shape[0], n), dtype=np.int64)
     buffers = threading.local()
     serial = vectors.shape[0] <= _ROUTING_SERIAL_ROWS or default_workers() == 1
@@ -76,7 +76,7 @@ def nearest_lists(vectors: np.ndarray, centroids: np.ndarray, n: int) -> np.ndar
 
     def run(start: int) -> None:
         stop = min(start + block, vectors.shape[0])
-        scores = _scratch(buffers, "scores", stop - start, len(centroids))
+        scores = scratch_buffer(buffers, "scores", stop - start, len(centroids))
         np.matmul(vectors[start:stop], centroids.T, out=scores)
         rows = np.arange(stop - start)
         for rank in range(n):
@@ -398,7 +398,7 @@ class IVFIndex(BaseIndex):
         if symmetric:
             context["list_of"] = own_list = np.empty(n_queries, dtype=np.int64)
             own_list[self._order] = np.repeat(np.arange(n_lists), np.diff(self._offsets))
-            context["columns"] = np.full((n_queries, k), _KEY_PAD, dtype=np.uint64)
+            context["columns"] = np.full((n_queries, k), KEY_PAD, dtype=np.uint64)
         keys = np.empty((n_queries, k), dtype=np.uint64)
         workers = default_workers()
         flops = 2.0 * n_queries * len(self._vectors) * queries.shape[1] * n_probe / n_lists
@@ -411,8 +411,8 @@ class IVFIndex(BaseIndex):
                     )
                     bar.advance(stop - start)
         if symmetric:
-            keys = _smallest(np.concatenate([keys, context["columns"]], axis=1), k)
-        scores, ids = _decode(keys)
+            keys = smallest_keys(np.concatenate([keys, context["columns"]], axis=1), k)
+        scores, ids = decode_keys(keys)
         scores = np.array(scores, dtype=np.float32)
         pad = ~np.isfinite(scores)
         if threshold is not None:
@@ -504,9 +504,9 @@ class IVFIndex(BaseIndex):
     ) -> np.ndarray:
         """Scores of the given queries against list ``lst``, in this worker's reusable buffers (scratch)."""
         lo, hi = self._offsets[lst], self._offsets[lst + 1]
-        gathered = _scratch(buffers, "gathered", len(query_ids), queries.shape[1])
+        gathered = scratch_buffer(buffers, "gathered", len(query_ids), queries.shape[1])
         np.take(queries, query_ids, axis=0, out=gathered)
-        tile = _scratch(buffers, "tile", len(query_ids), hi - lo)
+        tile = scratch_buffer(buffers, "tile", len(query_ids), hi - lo)
         np.matmul(gathered, self._sorted[lo:hi].T, out=tile)
         return tile
 
@@ -520,7 +520,7 @@ class IVFIndex(BaseIndex):
         probes = context["probes"]
         chunk_probes = probes[start:stop]
         n_rows, n_probe = chunk_probes.shape
-        candidates = np.full((n_rows, n_probe, width), _KEY_PAD, dtype=np.uint64)
+        candidates = np.full((n_rows, n_probe, width), KEY_PAD, dtype=np.uint64)
         buffers = threading.local()  # per-worker buffers: fresh ones would page-fault on every tile
 
         def run(lst: int, rows: np.ndarray, slots: np.ndarray) -> None:
@@ -539,17 +539,17 @@ class IVFIndex(BaseIndex):
             ):
                 return
             if tile.shape[1] <= width and width > k:  # small list: every member is a candidate
-                keys = _encode(tile, np.broadcast_to(members, tile.shape))
+                keys = encode_keys(tile, np.broadcast_to(members, tile.shape))
             else:
-                keys = _tile_topk_keys(tile, k, 0)
-                local = (keys & _LOW32).astype(np.int64)
-                keys = (keys & ~_LOW32) | members[local].astype(np.uint64)
+                keys = tile_topk_keys(tile, k, 0)
+                local = (keys & LOW32).astype(np.int64)
+                keys = (keys & ~LOW32) | members[local].astype(np.uint64)
             candidates[rows, slots, : keys.shape[1]] = keys
             if context["symmetric"]:
                 self._column_candidates(tile, members, start + rows, k, context)
 
         self._each_list(chunk_probes, pool, run)
-        return _smallest(candidates.reshape(n_rows, n_probe * width), k)
+        return smallest_keys(candidates.reshape(n_rows, n_probe * width), k)
 
     @staticmethod
     def _candidates_above_threshold(tile, rows, slots, members, query_ids, k, candidates, context) -> bool:
@@ -561,14 +561,14 @@ class IVFIndex(BaseIndex):
         column candidates.
         """
         width = candidates.shape[2]
-        found = _pairs_above(tile, context["threshold"], budget=width * tile.shape[0])
+        found = pairs_above(tile, context["threshold"], budget=width * tile.shape[0])
         if found is None:
             return False
         tile_rows, tile_columns, values = found  # ordered by row
         if not len(values):
             return True
-        keys = _encode(values, members[tile_columns])
-        place = _run_positions(tile_rows)
+        keys = encode_keys(values, members[tile_columns])
+        place = run_positions(tile_rows)
         if place.max() < width:  # no row has more than ``width``: each keeps all
             candidates[rows[tile_rows], slots[tile_rows], place] = keys
         else:
@@ -578,9 +578,9 @@ class IVFIndex(BaseIndex):
             few = ~crowded
             candidates[rows[tile_rows[few]], slots[tile_rows[few]], place[few]] = keys[few]
             crowded_rows, index = np.unique(tile_rows[crowded], return_inverse=True)
-            dense = np.full((len(crowded_rows), int(place.max()) + 1), _KEY_PAD, dtype=np.uint64)
+            dense = np.full((len(crowded_rows), int(place.max()) + 1), KEY_PAD, dtype=np.uint64)
             dense[index, place[crowded]] = keys[crowded]
-            candidates[rows[crowded_rows], slots[crowded_rows]] = _smallest(dense, width)
+            candidates[rows[crowded_rows], slots[crowded_rows]] = smallest_keys(dense, width)
         if context["symmetric"]:
             IVFIndex._merge_column_hits(tile_rows, tile_columns, values, members, query_ids, k, context)
         return True
@@ -599,14 +599,14 @@ class IVFIndex(BaseIndex):
         columns = tile_columns[kept]
         order = _order_by_list(columns, len(members))
         columns = columns[order]
-        keys = _encode(values[kept][order], partners[kept][order])
-        place = _run_positions(columns)
+        keys = encode_keys(values[kept][order], partners[kept][order])
+        place = run_positions(columns)
         touched = columns[place == 0]  # each member once, ascending
-        dense = np.full((len(members), int(place.max()) + 1), _KEY_PAD, dtype=np.uint64)
+        dense = np.full((len(members), int(place.max()) + 1), KEY_PAD, dtype=np.uint64)
         dense[columns, place] = keys
         held = context["columns"]
         owners = members[touched]
-        held[owners] = _smallest(np.concatenate([held[owners], dense[touched]], axis=1), k)
+        held[owners] = smallest_keys(np.concatenate([held[owners], dense[touched]], axis=1), k)
 
     @staticmethod
     def _column_candidates(tile: np.ndarray, members: np.ndarray, query_ids: np.ndarray, k: int, context: dict) -> None:
@@ -615,14 +615,14 @@ class IVFIndex(BaseIndex):
         A pair the member's own probes will also find is dropped here, so no pair is
         counted twice. Each member lies in one list, so only this task touches its row.
         """
-        keys = _tile_topk_keys_columns(tile, k, 0)
-        local = (keys & _LOW32).astype(np.int64)
-        valid = keys != _KEY_PAD
+        keys = tile_topk_keys_columns(tile, k, 0)
+        local = (keys & LOW32).astype(np.int64)
+        valid = keys != KEY_PAD
         partners = query_ids[np.where(valid, local, 0)]
         seen = _probes_reach(context, members, np.arange(len(members))[:, None], partners)
-        keys = np.where(valid & ~seen, (keys & ~_LOW32) | partners.astype(np.uint64), _KEY_PAD)
+        keys = np.where(valid & ~seen, (keys & ~LOW32) | partners.astype(np.uint64), KEY_PAD)
         columns = context["columns"]
-        columns[members] = _smallest(np.concatenate([columns[members], keys], axis=1), k)
+        columns[members] = smallest_keys(np.concatenate([columns[members], keys], axis=1), k)
 
     # -- persistence ---------------------------------------------------------
     # The lists are saved with the vectors: rebuilt after loading (or taken from

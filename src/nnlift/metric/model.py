@@ -24,7 +24,7 @@ from .._progress import progress_bar
 from ..evaluate.metrics import hit_rate_at_k, map_at_r, precision_at_k
 from ..index.base import BaseIndex
 from ..index.exact import ExactIndex
-from ..kernel import _topk_arrays
+from ..kernel import topk_arrays
 from .calibration import Calibration, calibrate_thresholds, classification_at
 from ..errors import InputError, InputTypeError
 
@@ -429,7 +429,7 @@ def _self_retrieval(embeddings: np.ndarray, labels: np.ndarray) -> dict[str, flo
     """Leave-one-out retrieval within a labelled set: mAP@R and precision@1."""
     counts = {label: int((labels == label).sum()) for label in set(labels.tolist())}
     k = min(max(counts.values()), len(labels) - 1)
-    found = _topk_arrays(embeddings, embeddings, k, exclude_self=True, progress=False)
+    found = topk_arrays(embeddings, embeddings, k, exclude_self=True, progress=False)
     targets = [
         np.flatnonzero((labels == label) & (np.arange(len(labels)) != i)) for i, label in enumerate(labels.tolist())
     ]
