@@ -13,6 +13,7 @@ import logging
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -220,7 +221,25 @@ def recall_standard_error(hits: np.ndarray, totals: np.ndarray) -> float:
     return float(np.sqrt((residual**2).sum() / (m * (m - 1))) / totals.mean())
 
 
-def _probes_reach(context: dict, members: np.ndarray, local: np.ndarray, partners: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class SearchPlan:
+    """What every tile of one IVF search shares: the queries' probes and, for a self-join, the column side.
+
+    ``symmetric`` marks a self-join served from both directions: then
+    ``list_of`` maps each stored row to its own list, and ``columns`` (the one
+    mutable part, written row-disjointly by the tiles) collects each member's
+    best queries among those probing its list.
+    """
+
+    probes: np.ndarray
+    n_lists: int
+    threshold: float | None
+    symmetric: bool
+    list_of: np.ndarray | None = None
+    columns: np.ndarray | None = None
+
+
+def _probes_reach(context: SearchPlan, members: np.ndarray, local: np.ndarray, partners: np.ndarray) -> np.ndarray:
     """Whether member ``members[local]``'s own probes include its partner's list (``local``, ``partners`` broadcast).
 
     In a self-join such a pair is found from the member's side, so the partner's
@@ -228,9 +247,9 @@ def _probes_reach(context: dict, members: np.ndarray, local: np.ndarray, partner
     The tile's members × lists table holds about n booleans, as lists hold
     about n / n_lists members.
     """
-    probed = np.zeros((len(members), context["n_lists"]), dtype=bool)
-    probed[np.arange(len(members))[:, None], context["probes"][members]] = True
-    return probed[local, context["list_of"][partners]]
+    probed = np.zeros((len(members), context.n_lists), dtype=bool)
+    probed[np.arange(len(members))[:, None], context.probes[members]] = True
+    return probed[local, context.list_of[partners]]
 
 
 class IVFIndex(BaseIndex):
@@ -394,11 +413,12 @@ class IVFIndex(BaseIndex):
         # candidates among the queries probing it, so a pair is found when either side
         # probes the other's list, at no extra multiply.
         symmetric = exclude_self and bias is None and n_queries == len(self._vectors)
-        context = {"probes": probes, "symmetric": symmetric, "threshold": threshold, "n_lists": n_lists}
+        own_list = columns = None
         if symmetric:
-            context["list_of"] = own_list = np.empty(n_queries, dtype=np.int64)
+            own_list = np.empty(n_queries, dtype=np.int64)
             own_list[self._order] = np.repeat(np.arange(n_lists), np.diff(self._offsets))
-            context["columns"] = np.full((n_queries, k), KEY_PAD, dtype=np.uint64)
+            columns = np.full((n_queries, k), KEY_PAD, dtype=np.uint64)
+        context = SearchPlan(probes, n_lists, threshold, symmetric, own_list, columns)
         keys = np.empty((n_queries, k), dtype=np.uint64)
         workers = default_workers()
         flops = 2.0 * n_queries * len(self._vectors) * queries.shape[1] * n_probe / n_lists
@@ -411,7 +431,7 @@ class IVFIndex(BaseIndex):
                     )
                     bar.advance(stop - start)
         if symmetric:
-            keys = smallest_keys(np.concatenate([keys, context["columns"]], axis=1), k)
+            keys = smallest_keys(np.concatenate([keys, context.columns], axis=1), k)
         scores, ids = decode_keys(keys)
         scores = np.array(scores, dtype=np.float32)
         pad = ~np.isfinite(scores)
@@ -517,7 +537,7 @@ class IVFIndex(BaseIndex):
         return queries / np.where(norms == 0, 1, norms)
 
     def _search_chunk(self, queries, context, start, stop, k, width, sorted_bias, exclude_self, pool) -> np.ndarray:
-        probes = context["probes"]
+        probes = context.probes
         chunk_probes = probes[start:stop]
         n_rows, n_probe = chunk_probes.shape
         candidates = np.full((n_rows, n_probe, width), KEY_PAD, dtype=np.uint64)
@@ -534,7 +554,7 @@ class IVFIndex(BaseIndex):
                 inside = position < len(members)
                 hit = inside & (members[np.minimum(position, len(members) - 1)] == start + rows)
                 tile[np.flatnonzero(hit), position[hit]] = -np.inf
-            if context["threshold"] is not None and self._candidates_above_threshold(
+            if context.threshold is not None and self._candidates_above_threshold(
                 tile, rows, slots, members, start + rows, k, candidates, context
             ):
                 return
@@ -545,7 +565,7 @@ class IVFIndex(BaseIndex):
                 local = (keys & LOW32).astype(np.int64)
                 keys = (keys & ~LOW32) | members[local].astype(np.uint64)
             candidates[rows, slots, : keys.shape[1]] = keys
-            if context["symmetric"]:
+            if context.symmetric:
                 self._column_candidates(tile, members, start + rows, k, context)
 
         self._each_list(chunk_probes, pool, run)
@@ -561,7 +581,7 @@ class IVFIndex(BaseIndex):
         column candidates.
         """
         width = candidates.shape[2]
-        found = pairs_above(tile, context["threshold"], budget=width * tile.shape[0])
+        found = pairs_above(tile, context.threshold, budget=width * tile.shape[0])
         if found is None:
             return False
         tile_rows, tile_columns, values = found  # ordered by row
@@ -581,7 +601,7 @@ class IVFIndex(BaseIndex):
             dense = np.full((len(crowded_rows), int(place.max()) + 1), KEY_PAD, dtype=np.uint64)
             dense[index, place[crowded]] = keys[crowded]
             candidates[rows[crowded_rows], slots[crowded_rows]] = smallest_keys(dense, width)
-        if context["symmetric"]:
+        if context.symmetric:
             IVFIndex._merge_column_hits(tile_rows, tile_columns, values, members, query_ids, k, context)
         return True
 
@@ -604,12 +624,12 @@ class IVFIndex(BaseIndex):
         touched = columns[place == 0]  # each member once, ascending
         dense = np.full((len(members), int(place.max()) + 1), KEY_PAD, dtype=np.uint64)
         dense[columns, place] = keys
-        held = context["columns"]
+        held = context.columns
         owners = members[touched]
         held[owners] = smallest_keys(np.concatenate([held[owners], dense[touched]], axis=1), k)
 
     @staticmethod
-    def _column_candidates(tile: np.ndarray, members: np.ndarray, query_ids: np.ndarray, k: int, context: dict) -> None:
+    def _column_candidates(tile: np.ndarray, members: np.ndarray, query_ids: np.ndarray, k: int, context: SearchPlan) -> None:
         """Give each member of a list its best queries among those probing the list (self-joins).
 
         A pair the member's own probes will also find is dropped here, so no pair is
@@ -621,7 +641,7 @@ class IVFIndex(BaseIndex):
         partners = query_ids[np.where(valid, local, 0)]
         seen = _probes_reach(context, members, np.arange(len(members))[:, None], partners)
         keys = np.where(valid & ~seen, (keys & ~LOW32) | partners.astype(np.uint64), KEY_PAD)
-        columns = context["columns"]
+        columns = context.columns
         columns[members] = smallest_keys(np.concatenate([columns[members], keys], axis=1), k)
 
     # -- persistence ---------------------------------------------------------
