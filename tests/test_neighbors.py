@@ -26,3 +26,12 @@ def test_sort_neighbors_tie_rule_and_padding():
 def test_shape_mismatch_rejected():
     with pytest.raises(ValueError, match="equal shapes"):
         Neighbors(np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_unpacking_is_an_error_that_names_ids_and_scores():
+    import nnlift
+
+    found = nnlift.topk(np.eye(3)[:2], np.eye(3), k=2)  # exactly two queries: unpacking used to "work"
+    with pytest.raises(TypeError, match="use found.ids and found.scores"):
+        scores, ids = found
+    assert found[1].ids.tolist() == [[1, 0]]

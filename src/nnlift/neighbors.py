@@ -102,6 +102,13 @@ class Neighbors:
         """The ids (or keys) of one query's hits, padding dropped."""
         return [label for label, _ in self.pairs(row)]
 
+    def __iter__(self):
+        # Without this, `scores, ids = found` would silently unpack two queries' rows (found[0], found[1]).
+        raise TypeError(
+            "a Neighbors is not a (scores, ids) pair: use found.ids and found.scores, "
+            "or found[i] for the i-th query's row"
+        )
+
     def __getitem__(self, rows) -> Neighbors:
         keys = None if self.keys is None else self.keys[rows]
         ids, scores = self.ids[rows], self.scores[rows]
