@@ -130,7 +130,7 @@ def test_approximate_path_recall_and_close_output():
 
 
 def test_approximate_blending_lists_default_to_twice_root_n(caplog):
-    from nnlift.blend import _default_lists
+    from nnlift.blend import default_lists as _default_lists
 
     assert _default_lists(1000) == 63 and _default_lists(50_000) == 447 and _default_lists(1) == 1
     emb = clustered(4, n_clusters=100, per_cluster=10)
