@@ -1,0 +1,205 @@
+"""`nnlift blocks prepare|train|convert|confidence`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from .._artifact import check_file_target, check_target, publish_file
+from .common import OverwriteOption, UserError, app, console, load_with, open_artifact
+from .qdrant import PathOption, UrlOption, UsingOption, open_collection
+
+blocks_app = typer.Typer(
+    help="Block embeddings: prepare a neighbour sample, train, convert to sparse vectors.", no_args_is_help=True
+)
+
+app.add_typer(blocks_app, name="blocks")
+
+
+@blocks_app.command("prepare")
+def blocks_prepare(
+    output: Annotated[Path, typer.Option(help="Folder for the sampled neighbour matrix (an nnlift artifact).")],
+    collection: Annotated[Optional[str], typer.Option(help="Qdrant collection (with --url or --path).")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", help="Or embeddings from a file.")] = None,
+    url: UrlOption = None,
+    path: PathOption = None,
+    using: UsingOption = None,
+    sample: Annotated[int, typer.Option(min=3)] = 20_000,
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+    seed: int = 0,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Sample points and each one's `limit` nearest neighbours within the sample: the training target."""
+    from ..datasets import load_embeddings
+    from ..sampling import sample_neighbors
+
+    check_target(output, overwrite=overwrite, option="--output")
+    if (collection is None) == (input is None):
+        raise UserError("give either --collection (a Qdrant collection) or --input (an embeddings file)")
+    if collection is not None:
+        from ..qdrant import sample_similarity_matrix
+
+        sampled = sample_similarity_matrix(
+            open_collection(collection, url, path, using), sample, limit, seed=seed, method="kernel"
+        )
+    else:
+        vectors, ids = load_with(input, "--input", load_embeddings)
+        sampled = sample_neighbors(
+            vectors, None if ids is None else ids.tolist(), sample=sample, limit=limit, seed=seed
+        )
+    sampled.save(output, overwrite=overwrite)
+    console.print(
+        f"sampled {sampled.matrix.shape[0]:,} points with {sampled.matrix.nnz:,} neighbour pairs; wrote {output}"
+    )
+
+
+@blocks_app.command("train")
+def blocks_train(
+    target: Annotated[
+        Path, typer.Option(help="The sample written by `nnlift blocks prepare` or `nnlift qdrant sample`.")
+    ],
+    output: Annotated[Path, typer.Option(help="Folder for the best encoder (an nnlift artifact).")],
+    num_blocks: Annotated[int, typer.Option(min=1)] = 4,
+    block_size: Annotated[int, typer.Option(min=2)] = 64,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    lr: float = 2e-3,
+    factor: float = 0.5,
+    patience: Annotated[int, typer.Option(min=0)] = 5,
+    triplets: Annotated[int, typer.Option(min=1, help="Triplets per epoch.")] = 3200,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    seed: int = 0,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Train the block-softmax encoder with margin-weighted triplets; saves the best epoch."""
+    from ..blocks import train_blocks
+    from ..sampling import SampledMatrix
+
+    try:
+        sampled = SampledMatrix.load(target)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--target: {exc}") from None
+    encoder = train_blocks(
+        sampled,
+        num_blocks=num_blocks,
+        block_size=block_size,
+        epochs=epochs,
+        lr=lr,
+        factor=factor,
+        patience=patience,
+        triplets_per_epoch=triplets,
+        batch_size=batch_size,
+        seed=seed,
+        checkpoint=output,
+        overwrite=overwrite,
+    )
+    table = Table(title="training")
+    for column in ("epoch", "train loss", "val loss", "lr", "seconds"):
+        table.add_column(column, justify="right")
+    for h in encoder.history_:
+        table.add_row(
+            str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['val_loss']:.4f}", f"{h['lr']:.1e}", f"{h['seconds']:.2f}"
+        )
+    console.print(table)
+    console.print(f"best encoder saved to {output}")
+
+
+def open_encoder(path: Path):
+    from ..blocks import BlocksEncoder
+
+    return open_artifact(BlocksEncoder, path, "--model", " (train one with `nnlift blocks train`)")
+
+
+@blocks_app.command("convert")
+def blocks_convert(
+    model: Annotated[Path, typer.Option(help="Folder written by `nnlift blocks train`.")],
+    input: Annotated[Optional[Path], typer.Option("--input", help="Embeddings to convert (or --collection).")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Write indices/values to this .npz.")] = None,
+    collection: Annotated[
+        Optional[str], typer.Option(help="Convert a Qdrant collection and write a sparse vector.")
+    ] = None,
+    url: UrlOption = None,
+    path: PathOption = None,
+    using: UsingOption = None,
+    name: Annotated[str, typer.Option(help="Named sparse vector to write.")] = "blocks",
+    threshold: float = 0.1,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Block embeddings as sparse vectors (entries above --threshold), to .npz or a Qdrant named sparse vector."""
+    from ..blocks import to_sparse
+    from ..datasets import load_embeddings
+
+    if (collection is None) == (input is None):
+        raise UserError("give either --input (an embeddings file) or --collection (a Qdrant collection)")
+    if collection is None and output is None:
+        raise UserError("give --output (an .npz) for converted embeddings from --input")
+    if output is not None:
+        check_file_target(output, overwrite=overwrite, option="--output")
+    encoder = open_encoder(model)
+    if collection is not None:
+        from ..qdrant import read_records, write_sparse
+
+        index = open_collection(collection, url, path, using)
+        ids, seqs, vectors = read_records(index)
+    else:
+        vectors, ids = load_with(input, "--input", load_embeddings)
+        ids = list(range(len(vectors))) if ids is None else ids.tolist()
+    if vectors.shape[1] != encoder.input_dim:
+        raise UserError(f"the encoder takes {encoder.input_dim} dimensions; the vectors have {vectors.shape[1]}")
+    indices, values = to_sparse(encoder.encode(vectors), threshold)
+    nnz = np.array([len(i) for i in indices])
+    if collection is not None:
+        report = write_sparse(index, indices, values, ids, name=name, seqs=seqs)
+        where = report["destination"]
+        console.print(
+            f"wrote {report['written']:,} sparse vectors ({nnz.mean():.1f} non-zeros on average) to "
+            f"{where.collection!r} sparse vector {name!r}; skipped {report['skipped']:,}"
+        )
+    if output is not None:
+        parts = {
+            "ids": np.asarray([str(i) for i in ids]),
+            "indptr": np.r_[0, np.cumsum(nnz)],
+            "indices": np.concatenate(indices),
+            "values": np.concatenate(values),
+        }
+        publish_file(output, lambda handle: np.savez(handle, **parts), overwrite=overwrite, option="--output")
+        console.print(f"wrote {len(indices):,} sparse vectors ({nnz.mean():.1f} non-zeros on average) to {output}")
+
+
+@blocks_app.command("confidence")
+def blocks_confidence(
+    model: Annotated[Path, typer.Option(help="Folder written by `nnlift blocks train`.")],
+    input: Annotated[Path, typer.Option("--input", help="Embeddings to score.")],
+    histogram: Annotated[Optional[Path], typer.Option(help="Save a histogram of the scores (PNG).")] = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Per-item confidence (1 − mean normalised block entropy): low scores flag out-of-collection items."""
+    from ..blocks import confidence
+    from ..datasets import load_embeddings
+
+    if histogram is not None:
+        check_file_target(histogram, overwrite=overwrite, option="--histogram")
+    encoder = open_encoder(model)
+    vectors, _ = load_with(input, "--input", load_embeddings)
+    if vectors.shape[1] != encoder.input_dim:
+        raise UserError(f"the encoder takes {encoder.input_dim} dimensions; the vectors have {vectors.shape[1]}")
+    scores, _ = confidence(encoder, vectors)
+    quantiles = np.quantile(scores, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
+    table = Table(title=f"confidence of {len(scores):,} items")
+    for label in ("min", "5%", "25%", "median", "75%", "95%", "max"):
+        table.add_column(label, justify="right")
+    table.add_row(*(f"{q:.3f}" for q in quantiles))
+    console.print(table)
+    if histogram is not None:
+        from ..plot import plot_confidence_histogram
+
+        publish_file(
+            histogram,
+            lambda handle: plot_confidence_histogram(scores, handle),
+            overwrite=overwrite,
+            option="--histogram",
+        )
+        console.print(f"histogram: {histogram}")

@@ -1,0 +1,150 @@
+"""`nnlift demo` (the WordNet reverse dictionary) and `nnlift eval` (your own embeddings)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+from .common import UserError, app, console, load_with, parse_methods, print_results, report_folder
+
+DEMO_METHODS = "cosine,nnn,dn_nnn,csls,is,qbnorm,dba,dba_nnn"
+
+
+@app.command()
+def demo(
+    model: Annotated[
+        str, typer.Option(help="Text embedder: wordllama (fast, default) or minilm (needs torch).")
+    ] = "wordllama",
+    n_bank: Annotated[int, typer.Option(min=1, help="Bank queries (ref side).")] = 10_000,
+    n_val: Annotated[int, typer.Option(min=1, help="Validation queries, for choosing settings.")] = 2_000,
+    n_test: Annotated[int, typer.Option(min=1, help="Test queries, for the reported numbers.")] = 3_000,
+    methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = DEMO_METHODS,
+    wordnet: Annotated[Optional[Path], typer.Option(help="Folder with WordNet's data.* files.")] = None,
+    report: Annotated[Path, typer.Option(help="Folder for report.md, figures and results.json.")] = Path(
+        "nnlift-report"
+    ),
+    seed: int = 0,
+) -> None:
+    """The WordNet reverse dictionary: find a synset's words from its definition, with and without corrections."""
+    from ..datasets import WordNetNotFound, load_wordnet
+    from ..embed import MODELS, embed_texts
+    from ..evaluate.compare import compare_methods
+    from ..plot import write_report
+
+    if model not in MODELS:
+        raise UserError(f"--model must be one of {', '.join(MODELS)}; got {model!r}")
+    names = parse_methods(methods)
+    report_folder(report)
+    start = time.perf_counter()
+    try:
+        with console.status("building the WordNet reverse dictionary"):
+            data = load_wordnet(wordnet, seed=seed, n_bank=n_bank, n_val=n_val, n_test=n_test)
+    except WordNetNotFound as exc:
+        raise UserError(str(exc)) from None
+    sizes = data.summary()
+    console.print(
+        f"WordNet reverse dictionary: gallery {sizes['gallery']:,} documents; bank {sizes['bank']:,}, "
+        f"val {sizes['val']:,}, test {sizes['test']:,} queries"
+    )
+    gallery = embed_texts(data.gallery, model, description="gallery")
+    bank = embed_texts(data.bank, model, description="bank")
+    val = embed_texts(data.val_queries, model, description="val queries")
+    test = embed_texts(data.test_queries, model, description="test queries")
+    embedded = time.perf_counter()
+    with console.status("tuning on val, evaluating on test") as status:
+        results = compare_methods(
+            names,
+            gallery,
+            bank,
+            val,
+            data.val_targets,
+            test,
+            data.test_targets,
+            on_method=lambda label: status.update(f"tuning and evaluating {label}"),
+        )
+    seconds = time.perf_counter() - start
+    print_results(results, f"WordNet reverse dictionary, {model}, test split ({sizes['test']:,} queries)")
+    meta = {
+        "title": f"WordNet reverse dictionary ({model})",
+        "model": model,
+        "seed": seed,
+        "gallery": sizes["gallery"],
+        "bank": sizes["bank"],
+        "val": sizes["val"],
+        "test": sizes["test"],
+        "embedding seconds": round(embedded - start, 1),
+        "wall seconds": round(seconds, 1),
+    }
+    path = write_report(results, data.test_targets, len(gallery), report, meta)
+    console.print(f"report: {path} (wall time {seconds:.0f}s)")
+
+
+@app.command("eval")
+def eval_command(
+    database: Annotated[Path, typer.Option(help="Database embeddings (.npy/.npz/.parquet).")],
+    queries: Annotated[Path, typer.Option(help="Query embeddings.")],
+    targets: Annotated[
+        Path, typer.Option(help="Relevant database row per query (.npy ints; 2-D padded with -1 for several).")
+    ],
+    bank: Annotated[Optional[Path], typer.Option(help="Reference queries for bank-based corrections.")] = None,
+    methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = "cosine,nnn,csls,is,qbnorm",
+    val_fraction: Annotated[float, typer.Option(min=0.05, max=0.9, help="Queries held out to choose settings.")] = 0.25,
+    report: Annotated[Optional[Path], typer.Option(help="Write a report folder.")] = None,
+    seed: int = 0,
+) -> None:
+    """Compare corrections on your own embeddings; settings are chosen on a held-out share of the queries."""
+    from ..datasets import load_embeddings, load_targets
+    from ..evaluate.compare import compare_methods
+
+    names = parse_methods(methods)
+    if report is not None:
+        report_folder(report)
+    database_array, _ = load_with(database, "--database", load_embeddings)
+    queries_array, _ = load_with(queries, "--queries", load_embeddings)
+    if queries_array.shape[1] != database_array.shape[1]:
+        raise UserError(
+            f"--queries has {queries_array.shape[1]} dimensions but --database has {database_array.shape[1]}"
+        )
+    try:
+        target_array = load_targets(targets, len(queries_array))
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(f"--targets: {exc}") from None
+    from ..evaluate.metrics import check_targets
+
+    try:
+        check_targets(target_array, len(queries_array), len(database_array), "--targets")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    bank_array = None
+    if bank is not None:
+        bank_array, _ = load_with(bank, "--bank", load_embeddings)
+        if bank_array.shape[1] != database_array.shape[1]:
+            raise UserError(f"--bank has {bank_array.shape[1]} dimensions but --database has {database_array.shape[1]}")
+    rng = np.random.default_rng(seed)
+    is_val = np.zeros(len(queries_array), dtype=bool)
+    is_val[rng.choice(len(queries_array), size=max(1, int(val_fraction * len(queries_array))), replace=False)] = True
+    results = compare_methods(
+        names,
+        database_array,
+        bank_array,
+        queries_array[is_val],
+        target_array[is_val],
+        queries_array[~is_val],
+        target_array[~is_val],
+    )
+    print_results(results, f"test split ({int((~is_val).sum()):,} queries; settings chosen on {int(is_val.sum()):,})")
+    if report is not None:
+        from ..plot import write_report
+
+        path = write_report(
+            results,
+            target_array[~is_val],
+            len(database_array),
+            report,
+            {"title": str(database), "queries": str(queries), "bank": str(bank)},
+        )
+        console.print(f"report: {path}")

@@ -1,0 +1,110 @@
+"""`nnlift index|similar|walk`: items by id and embedding algebra."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from .._artifact import check_target
+from .common import OverwriteOption, UserError, app, console, load_with, open_artifact, parse_floats
+
+
+@app.command("index")
+def index_command(
+    vectors: Annotated[
+        Path, typer.Option(help="Item embeddings (.npz with 'embeddings' and 'ids', .npy or .parquet).")
+    ],
+    output: Annotated[Path, typer.Option(help="Folder for the saved recommender.")],
+    backend: Annotated[
+        str, typer.Option(help="auto (exact below 20k items, else HNSW M=30), exact, hnsw or ivf.")
+    ] = "auto",
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Build and save an index of items by id for `nnlift similar` and `nnlift walk`."""
+    from ..datasets import load_embeddings
+    from ..index import ExactIndex, FaissIndex, IVFIndex
+    from ..recommend import SEED_HNSW, Recommender
+
+    choices = {
+        "auto": lambda: None,
+        "exact": lambda: ExactIndex(),
+        "ivf": lambda: IVFIndex(n_probe=16),
+        "hnsw": lambda: FaissIndex(
+            f"HNSW{SEED_HNSW['M']}", ef_construction=SEED_HNSW["ef_construction"], ef_search=128
+        ),
+    }
+    if backend not in choices:
+        raise UserError(f"--backend must be one of {', '.join(choices)}; got {backend!r}")
+    check_target(output, overwrite=overwrite, option="--output")
+    matrix, ids = load_with(vectors, "--vectors", load_embeddings)
+    recommender = Recommender(index=choices[backend]()).fit(matrix, None if ids is None else ids.tolist())
+    recommender.save(output, overwrite=overwrite)
+    console.print(f"indexed {len(recommender):,} items with {recommender.index!r}; saved to {output}")
+
+
+def open_recommender(path: Path):
+    from ..recommend import Recommender
+
+    return open_artifact(Recommender, path, "--index", " (build one with `nnlift index`)")
+
+
+def parse_id(value: str, recommender) -> object:
+    """Ids typed on the command line are strings; use ints when the index holds ints."""
+    if recommender.index._external is None or recommender.index._external.dtype.kind in "iu":
+        try:
+            return int(value)
+        except ValueError:
+            raise UserError(f"this index has integer ids; {value!r} is not one") from None
+    return value
+
+
+@app.command()
+def similar(
+    index: Annotated[Path, typer.Option(help="Folder written by `nnlift index`.")],
+    id: Annotated[list[str], typer.Option("--id", help="Item id (repeat for several).")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1)] = 10,
+) -> None:
+    """The items most similar to an item, the item itself left out."""
+    recommender = open_recommender(index)
+    for value in id:
+        item = parse_id(value, recommender)
+        table = Table(title=f"similar to {item}")
+        table.add_column("rank", justify="right")
+        table.add_column("id")
+        table.add_column("score", justify="right")
+        for rank, (label, score) in enumerate(recommender.similar(item, k).pairs(), start=1):
+            table.add_row(str(rank), str(label), f"{score:.4f}")
+        console.print(table)
+
+
+@app.command()
+def walk(
+    index: Annotated[Path, typer.Option(help="Folder written by `nnlift index`.")],
+    from_ids: Annotated[str, typer.Option(help="Comma-separated ids of the group to walk away from.")],
+    to_ids: Annotated[str, typer.Option(help="Comma-separated ids of the group to walk towards.")],
+    start: Annotated[Optional[str], typer.Option(help="Starting item (default: the centroid of --from-ids).")] = None,
+    scales: Annotated[str, typer.Option(help="Comma-separated step sizes.")] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
+    k: Annotated[int, typer.Option("-k", "--k", min=1)] = 10,
+) -> None:
+    """Walk from a point along the direction between two groups' centroids; show the neighbours at each step."""
+    from ..algebra import centroid, direction
+    from ..algebra import walk as walk_along
+
+    recommender = open_recommender(index)
+    source = [parse_id(v.strip(), recommender) for v in from_ids.split(",") if v.strip()]
+    target = [parse_id(v.strip(), recommender) for v in to_ids.split(",") if v.strip()]
+    if not source or not target:
+        raise UserError("--from-ids and --to-ids each need at least one id")
+    steps_at = list(parse_floats(scales, "--scales"))
+    origin = parse_id(start, recommender) if start is not None else centroid(source, recommender)
+    steps = walk_along(origin, direction(source, target, recommender), recommender, scales=steps_at, k=k)
+    table = Table(title=f"walk from {start or 'the --from-ids centroid'} towards the --to-ids centroid")
+    table.add_column("scale", justify="right")
+    table.add_column("neighbours")
+    table.add_column("new at this step")
+    for step in steps:
+        table.add_row(f"{step.scale:g}", " ".join(map(str, step.ids)), " ".join(map(str, step.new)) or "—")
+    console.print(table)
