@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnlift
-from nnlift.index import ivf
+from nnlift.index import routing
 from nnlift.index.ivf import kmeans, nearest_centroid, nearest_lists
 
 from ..conftest import unit
@@ -280,26 +280,26 @@ def test_nearest_lists_equal_a_stable_sort(rows, n_lists, probe_frac, levels, se
     centroids = np.eye(4, dtype=np.float32)[rng.integers(0, 4, n_lists)]
     scores = vectors @ centroids.T
     expected = np.argsort(-scores, axis=1, kind="stable")[:, :n]
-    old = ivf._ROUTING_SERIAL_ROWS, ivf._ROUTING_SCORES
+    old = routing._ROUTING_SERIAL_ROWS, routing._ROUTING_SCORES
     try:  # 128-row blocks, so that a few hundred rows take the worker pool's path too
-        ivf._ROUTING_SERIAL_ROWS, ivf._ROUTING_SCORES = (10**6, 1) if serial else (0, 1)
+        routing._ROUTING_SERIAL_ROWS, routing._ROUTING_SCORES = (10**6, 1) if serial else (0, 1)
         found = nearest_lists(vectors, centroids, n)
     finally:
-        ivf._ROUTING_SERIAL_ROWS, ivf._ROUTING_SCORES = old
+        routing._ROUTING_SERIAL_ROWS, routing._ROUTING_SCORES = old
     np.testing.assert_array_equal(found, expected)
     np.testing.assert_array_equal(nearest_centroid(vectors, centroids), expected[:, 0])
 
 
 def test_nearest_lists_beyond_argmax_rounds_use_the_kernel(rng):
     vectors, centroids = unit(rng, 500, 16), unit(rng, 64, 16)
-    n = ivf._ARGMAX_ROUNDS + 4
+    n = routing._ARGMAX_ROUNDS + 4
     expected = np.argsort(-(vectors @ centroids.T), axis=1, kind="stable")[:, :n]
     np.testing.assert_array_equal(nearest_lists(vectors, centroids, n), expected)
 
 
 def _crowded_rows(index, queries, k, threshold):
     """Rows with more than k entries above the threshold in one probed list (they take the threshold path's sort)."""
-    probes = ivf.nearest_lists(queries, index._centroids, index._probe_count(k + 1))
+    probes = routing.nearest_lists(queries, index._centroids, index._probe_count(k + 1))
     crowded = 0
     for row, row_probes in enumerate(probes):
         for lst in row_probes:

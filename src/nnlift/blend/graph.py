@@ -148,7 +148,7 @@ def sampled_recall(
     unit: np.ndarray, found: Neighbors, others: int, threshold: float | None, check_sample: int, working_memory
 ) -> Recall:
     """Recall of the approximate lists ``found`` against exact search on ``check_sample`` seeded rows."""
-    from ..index.ivf import check_rows, pooled_recall, recall_counts, recall_standard_error
+    from ..index.recall import check_rows, pooled_recall, recall_counts, recall_standard_error
 
     sample = check_rows(unit.shape[0], check_sample)
     exact = exact_others(unit, sample, others, working_memory)

@@ -14,7 +14,7 @@ import numpy as np
 from .._artifact import ArtifactError
 from .._base import check_is_fitted
 from .._check import check_finite_scalar, check_k
-from ..index.ivf import check_rows
+from ..index.recall import check_rows
 from ..kernel import topk_arrays
 from ..neighbors import Neighbors
 from .base import Correction, check_k_param

@@ -5,6 +5,10 @@ query probes its ``n_probe`` nearest lists, as in a classic IVF, but the work
 is done list by list: one GEMM between a list and all the queries that probe
 it, instead of one scan per query, so the approximate search runs at
 matrix-multiply speed. Recall is measured by the callers, never assumed.
+
+The parts live beside it: ``kmeans`` (the lists), ``routing`` (rows to their
+nearest lists) and ``recall`` (measuring a result against exact search); this
+module holds the index and its self-join, and re-exports the parts' API.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from .._check import check_positive_int, row_norms
 from .._progress import progress_bar
@@ -33,12 +36,13 @@ from ..kernel import (
     smallest_keys,
     tile_topk_keys,
     tile_topk_keys_columns,
-    topk_arrays,
 )
 from ..neighbors import Neighbors
 from .._artifact import ArtifactError, require_arrays
 from .base import BaseIndex
-from ..errors import InputError
+from .kmeans import kmeans
+from .recall import check_rows, neighbor_recall, pooled_recall, recall_counts, recall_standard_error  # noqa: F401
+from .routing import nearest_centroid, nearest_lists, order_by_list  # noqa: F401 - the IVF API in one place
 
 __all__ = ["kmeans", "IVFIndex", "neighbor_recall", "pooled_recall", "recall_counts", "recall_standard_error"]
 logger = logging.getLogger("nnlift")
@@ -47,178 +51,6 @@ logger = logging.getLogger("nnlift")
 _WARM_ITERATIONS = 2
 # Bytes of per-query candidate keys held at once while merging lists.
 _MERGE_BUFFER_BYTES = 64 * 2**20
-
-
-def _order_by_list(lists: np.ndarray, n_lists: int) -> np.ndarray:
-    """Stable argsort of list numbers: as uint16 when they fit, which numpy sorts by radix (7× faster on 400k)."""
-    return np.argsort(lists.astype(np.uint16) if n_lists <= 2**16 else lists, kind="stable")
-
-
-# Up to this many nearest lists are found by rounds of argmax (one vectorised pass
-# each), which beats a partition of the row: 8 of 224 lists for 50k rows took
-# 0.04 s against 0.075 s for ``argpartition``. More go through the top-k kernel.
-_ARGMAX_ROUNDS = 16
-# Scores per task (2 MB): a block of rows × lists stays in cache between rounds.
-# 1M×384 rows, 14 of 2,000 lists: 2.10 s with 262-row blocks, 2.36 s with 2,048.
-_ROUTING_SCORES = 2**19
-# Fewer rows (k-means samples, called once per iteration) run serially with BLAS
-# threads: starting a pool and pinning BLAS costs more than it saves there.
-_ROUTING_SERIAL_ROWS = 16384
-
-
-def nearest_lists(vectors: np.ndarray, centroids: np.ndarray, n: int) -> np.ndarray:
-    """Each row's ``n`` highest-scoring centroids, best first, ties to the lower index (``n`` ≤ centroids)."""
-    if n > _ARGMAX_ROUNDS:
-        return topk_arrays(vectors, centroids, n, progress=False).ids
-    out = np.empty((vectors.shape[0], n), dtype=np.int64)
-    buffers = threading.local()
-    serial = vectors.shape[0] <= _ROUTING_SERIAL_ROWS or default_workers() == 1
-    block = _ROUTING_SERIAL_ROWS if serial else min(2048, max(128, _ROUTING_SCORES // len(centroids)))
-
-    def run(start: int) -> None:
-        stop = min(start + block, vectors.shape[0])
-        scores = scratch_buffer(buffers, "scores", stop - start, len(centroids))
-        np.matmul(vectors[start:stop], centroids.T, out=scores)
-        rows = np.arange(stop - start)
-        for rank in range(n):
-            best = scores.argmax(axis=1)  # first maximum: the lower index on ties
-            out[start:stop, rank] = best
-            if rank + 1 < n:
-                scores[rows, best] = -np.inf
-
-    starts = range(0, vectors.shape[0], block)
-    if serial:
-        for start in starts:
-            run(start)
-        return out
-    with single_threaded_blas(), ThreadPoolExecutor(default_workers()) as pool:
-        for _ in pool.map(run, starts):
-            pass
-    return out
-
-
-def nearest_centroid(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Index of the highest-scoring centroid per row (ties to the lower index)."""
-    return nearest_lists(vectors, centroids, 1)[:, 0]
-
-
-def _seed_centroids(train: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding (D² sampling on 1 − cosine) on a pool of ≤ 20 rows per cluster.
-
-    Random seeding can put two seeds in one cluster and leave another cluster
-    without; ++ seeding avoids that. Each step is one pass over the pool, so
-    it is used for up to 256 clusters; beyond that random rows are used.
-    """
-    if n_clusters > 256:
-        return train[rng.choice(train.shape[0], size=n_clusters, replace=False)].copy()
-    pool = train[rng.choice(train.shape[0], size=min(train.shape[0], 20 * n_clusters), replace=False)]
-    chosen = [int(rng.integers(pool.shape[0]))]
-    distance = 1.0 - pool @ pool[chosen[0]]
-    for _ in range(1, n_clusters):
-        weights = np.maximum(distance, 0.0).astype(np.float64) ** 2
-        total = weights.sum()
-        pick = int(rng.choice(pool.shape[0], p=weights / total)) if total > 0 else int(rng.integers(pool.shape[0]))
-        chosen.append(pick)
-        np.minimum(distance, 1.0 - pool @ pool[pick], out=distance)
-    return pool[chosen].copy()
-
-
-def kmeans(
-    vectors: np.ndarray,
-    n_clusters: int,
-    *,
-    n_iter: int = 6,
-    sample: int | None = None,
-    seed: int = 0,
-    init: np.ndarray | None = None,
-) -> np.ndarray:
-    """Spherical k-means on (a sample of) unit rows; returns unit centroids (n_clusters, d).
-
-    ``init`` (unit rows, one per cluster) replaces the k-means++ seeding, as when
-    the rows are a slightly moved version of rows clustered before.
-    """
-    if init is not None and (init.ndim != 2 or init.shape[1] != vectors.shape[1] or not len(init)):
-        raise InputError(f"init must be (n_clusters, {vectors.shape[1]}) centroids; got shape {init.shape}")
-    rng = np.random.default_rng(seed)
-    n = vectors.shape[0]
-    n_clusters = min(n_clusters, n) if init is None else len(init)
-    size = min(n, sample if sample is not None else max(32 * n_clusters, 5_000))
-    train = vectors[np.sort(rng.choice(n, size=size, replace=False))] if size < n else vectors
-    centroids = _seed_centroids(train, n_clusters, rng) if init is None else init
-    for _ in range(n_iter):
-        assign = nearest_centroid(train, centroids)
-        members = sp.csr_matrix(
-            (np.ones(len(assign), dtype=np.float32), (assign, np.arange(len(assign)))),
-            shape=(n_clusters, train.shape[0]),
-        )
-        sums = np.asarray(members @ train, dtype=np.float32)
-        norms = np.linalg.norm(sums, axis=1)
-        empty = norms == 0
-        if empty.any():  # re-seed empty clusters with random training rows
-            sums[empty] = train[rng.choice(train.shape[0], size=int(empty.sum()), replace=False)]
-            norms[empty] = np.linalg.norm(sums[empty], axis=1)
-        centroids = np.ascontiguousarray(sums / norms[:, None], dtype=np.float32)
-    return centroids
-
-
-# The rows that measure an approximate result come from a stream of their own: an
-# integer seed cannot reach it. Drawn with the k-means seed, ``choice`` can return
-# a subset of the k-means training rows, which sit near their centroids and flatter
-# the recall (seen: 0.9999 on 2,000 such rows against 0.9973 over all 50,000).
-_CHECK_STREAM = np.random.SeedSequence(0, spawn_key=(0x636865636B,))
-
-
-def check_rows(n: int, size: int) -> np.ndarray:
-    """``min(n, size)`` sorted rows, the same on every call, independent of any seeded sample nnlift takes."""
-    return np.sort(np.random.default_rng(_CHECK_STREAM).choice(n, size=min(n, size), replace=False))
-
-
-def neighbor_recall(found: Neighbors, exact: Neighbors) -> float:
-    """Share of the exact top-k ids that the approximate result also returned (padding ignored).
-
-    With no exact neighbour at all (every row padded) nothing can be missed: 1.0.
-    """
-    return pooled_recall(*recall_counts(found, exact))
-
-
-def pooled_recall(hits: np.ndarray, totals: np.ndarray) -> float:
-    """``Σhits / Σtotals`` from :func:`recall_counts`; 1.0 when there was nothing to find (none was missed)."""
-    total = totals.sum()
-    return float(hits.sum() / total) if total else 1.0
-
-
-def recall_counts(found: Neighbors, exact: Neighbors) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: how many of its exact ids (padding ignored) the approximate result holds, and how many there are."""
-    if len(found) != len(exact):
-        raise InputError(f"found and exact must have the same rows, got {len(found)} and {len(exact)}")
-    wanted = exact.ids >= 0
-    hits = np.empty(len(exact), dtype=np.int64)
-    block = 1 + 2**22 // max(1, exact.ids.shape[1] * found.ids.shape[1])  # bounds the comparison cube
-    for start in range(0, len(exact), block):
-        part = slice(start, start + block)
-        # An id found in any slot of the row counts once; padding (-1) is never wanted.
-        held = (exact.ids[part, :, None] == found.ids[part, None, :]).any(axis=2) & wanted[part]
-        hits[part] = held.sum(axis=1)
-    return hits, wanted.sum(axis=1)
-
-
-def recall_standard_error(hits: np.ndarray, totals: np.ndarray) -> float:
-    """Standard error of the pooled recall ``Σhits / Σtotals`` over sampled rows (ratio estimator).
-
-    Rows are the sampling unit: a row's misses are correlated, so edges are not
-    treated as independent. 0.0 for fewer than two rows with neighbours. Misses
-    are rare and come in clumps, so a sample that happens to catch few of them
-    understates this error (at 1M rows, 256 rows said 0.9981 ± 0.0011 where
-    2,000 said 0.9931): trust it from about 1,000 rows.
-    """
-    rows = totals > 0
-    m = int(rows.sum())
-    if m < 2:
-        return 0.0
-    hits, totals = hits[rows].astype(np.float64), totals[rows].astype(np.float64)
-    ratio = hits.sum() / totals.sum()
-    residual = hits - ratio * totals
-    return float(np.sqrt((residual**2).sum() / (m * (m - 1))) / totals.mean())
 
 
 @dataclass(frozen=True)
@@ -345,7 +177,7 @@ class IVFIndex(BaseIndex):
         self._own_probes = own_probes
         assign = own_probes[:, 0]
         # Stored in list order (ids ascending within a list), so a list is a contiguous slice.
-        self._order = _order_by_list(assign, len(centroids))
+        self._order = order_by_list(assign, len(centroids))
         self._offsets = np.searchsorted(assign[self._order], np.arange(len(centroids) + 1))
         self._sorted = np.ascontiguousarray(self._vectors[self._order])
         logger.info(
@@ -449,7 +281,7 @@ class IVFIndex(BaseIndex):
         """
         n_probe = chunk_probes.shape[1]
         flat = chunk_probes.ravel()
-        by_list = _order_by_list(flat, len(self._centroids))
+        by_list = order_by_list(flat, len(self._centroids))
         bounds = np.searchsorted(flat[by_list], np.arange(len(self._centroids) + 1))
 
         def run(lst: int) -> None:
@@ -617,7 +449,7 @@ class IVFIndex(BaseIndex):
         if not kept.any():
             return
         columns = tile_columns[kept]
-        order = _order_by_list(columns, len(members))
+        order = order_by_list(columns, len(members))
         columns = columns[order]
         keys = encode_keys(values[kept][order], partners[kept][order])
         place = run_positions(columns)
