@@ -195,3 +195,22 @@ def test_cli_blocks_convert_writes_in_place_on_a_uuid_collection(tmp_path, monke
     client.close()
     code, out = run(monkeypatch, capsys, *args, "--using", "text", "--threshold", 0.05)
     assert code == 0 and "skipped 40" in out, out
+
+
+@pytest.mark.parametrize("string_ids", [False, True])
+def test_qdrant_search_breaks_ties_by_insertion_position(rng, string_ids):
+    # Three copies of each of four vectors: the tie groups fit in the margin Qdrant is asked for, so the shared
+    # rule decides among them. The reference is a float64 sort with ties to the lower insertion position (a
+    # float32 GEMM can round copies differently: that is the engines issue's canonical scores).
+    vectors = np.repeat(unit(rng, 4, 8), 3, axis=0)
+    ids = np.array([f"s{i}" for i in range(12)] if string_ids else list(range(100, 112)), dtype=object)
+    order = np.random.default_rng(1).permutation(12)  # inserted in a shuffled order
+    stored = vectors[order]
+    index = QdrantIndex("ties", using="dense", progress=False, batch_size=5)
+    index.add(stored, ids=ids[order].tolist())
+    found = index.search(vectors[::3], 2)
+    scores = vectors[::3].astype(np.float64) @ stored.astype(np.float64).T
+    positions = np.argsort(-np.round(scores, 6), axis=1, kind="stable")[:, :2]  # ties to the lower position
+    expected = ids[order][positions]
+    assert (found.keys if string_ids else found.ids).tolist() == expected.tolist()
+    np.testing.assert_allclose(found.scores, np.take_along_axis(scores, positions, axis=1), atol=1e-5)

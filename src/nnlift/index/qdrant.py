@@ -23,7 +23,7 @@ from .._artifact import save as save_object
 from .._check import check_array, check_ids, check_metric, check_positive_int
 from .._optional import require
 from .._progress import progress_bar
-from ..neighbors import Neighbors
+from ..neighbors import Neighbors, sort_neighbors
 from ..errors import InputError, InputTypeError, UnknownIdError
 
 __all__ = ["QdrantIndex", "connect", "point_id", "with_retries"]
@@ -242,18 +242,27 @@ class QdrantIndex:
         return self
 
     def search(self, queries: Any, k: int) -> Neighbors:
-        """Top-k per query from the collection; ``keys`` hold string ids (UUID-backed), ``ids`` int ids."""
+        """Top-k per query from the collection; ``keys`` hold string ids (UUID-backed), ``ids`` int ids.
+
+        Rows follow nnlift's shared order: descending score, ties to the lower
+        insertion position (as ``ExactIndex`` with ids), padding last. Qdrant
+        breaks ties its own way, so each query asks for ``k`` plus a margin
+        (``min(k, 16)`` more) and the tie rule picks the ``k`` among them: exact
+        whenever the tie group at the k-th score fits in that margin.
+        """
         dim = int(self._vector_params().size)
         array = check_array(queries, "queries", width=dim)
         k = check_positive_int(k, "k")
-        ids = np.full((len(array), k), -1, dtype=np.int64)
-        scores = np.full((len(array), k), -np.inf, dtype=np.float32)
-        keys = np.full((len(array), k), None, dtype=object)
+        wide = k + min(k, 16)
+        ids = np.full((len(array), wide), -1, dtype=np.int64)
+        ranks = np.full((len(array), wide), -1, dtype=np.int64)  # the insertion position: what ties go by
+        scores = np.full((len(array), wide), -np.inf, dtype=np.float32)
+        keys = np.full((len(array), wide), None, dtype=object)
         any_keys = False
         for row, query in enumerate(array):
             result = with_retries(
                 lambda: self.client.query_points(
-                    self.collection, query=query.tolist(), using=self.using, limit=k, with_payload=[SEQ, KEY]
+                    self.collection, query=query.tolist(), using=self.using, limit=wide, with_payload=[SEQ, KEY]
                 ),
                 retries=self.retries,
             )
@@ -267,7 +276,15 @@ class QdrantIndex:
                     any_keys = True
                     ids[row, col] = payload.get(SEQ, uuid.UUID(str(point.id)).int & 0x7FFFFFFFFFFFFFFF)
                     keys[row, col] = payload.get(KEY, str(point.id))
-        return Neighbors(ids, scores, keys if any_keys else None)
+                ranks[row, col] = payload.get(SEQ, ids[row, col])
+        # Sort by (score desc, insertion position asc), as ExactIndex does, and carry ids and keys along.
+        positions = np.broadcast_to(np.arange(wide), ids.shape)
+        ordered = sort_neighbors(ranks, scores, positions)
+        take = ordered.keys[:, :k].astype(np.int64)
+        found_ids = np.where(ordered.ids[:, :k] >= 0, np.take_along_axis(ids, take, axis=1), -1)
+        found_keys = np.take_along_axis(keys, take, axis=1)
+        found_keys[found_ids < 0] = None
+        return Neighbors(found_ids, ordered.scores[:, :k], found_keys if any_keys else None)
 
     def get(self, ids: Any) -> np.ndarray:
         """Stored vectors of external ids; unknown ids raise ``KeyError`` naming them."""
