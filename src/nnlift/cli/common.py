@@ -34,9 +34,7 @@ app = typer.Typer(
 
 # No markup: paths, collection names and messages are the user's text ("[q, -alpha]" is not a style).
 console = Console(markup=False)
-
 errors = Console(stderr=True, soft_wrap=True, markup=False)
-
 OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace an existing output (an nnlift artifact or a file).")
 ]
@@ -47,7 +45,7 @@ class UserError(Exception):
 
 
 def load_matrix(path: Path, name: str) -> np.ndarray:
-    """A 2-D embedding matrix from ..npy, .npz or parquet: the one loader of every command."""
+    """A 2-D embedding matrix from .npy, .npz or parquet: the one loader of every command."""
     from ..datasets import load_embeddings
 
     return load_with(path, name, load_embeddings)[0]
@@ -95,6 +93,7 @@ def _main(
 
 
 def write_neighbors(output: Path, found, overwrite: bool) -> None:
+    """Ids and scores of a search to an .npz, atomically, at exactly ``output``."""
     publish_file(
         output,
         lambda handle: np.savez(handle, ids=found.ids, scores=found.scores),
