@@ -447,3 +447,22 @@ def test_a_crafted_faiss_graph_is_refused_before_any_search(tmp_path, rng):
     rewrite(other, lambda m: m["extra"].update(dim=8))
     with pytest.raises(ArtifactError, match="dimension 6"):
         nnlift.load(other)
+
+
+def test_every_file_and_folder_is_on_disk_before_the_rename(tmp_path, rng, monkeypatch):
+    import nnlift._artifact as artifact
+
+    events = []
+    real_fsync, real_exchange, real_replace = os.fsync, artifact._exchange, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd)))
+    monkeypatch.setattr(artifact, "_exchange", lambda a, b: (events.append(("publish", str(b))), real_exchange(a, b))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("publish", str(b))), real_replace(a, b))[1])
+    model = nnlift.Recommender(index=ExactIndex()).fit(unit(rng, 5, 3), list("abcde"))
+    for overwrite in (False, True):
+        events.clear()
+        path = model.save(tmp_path / "r", overwrite=overwrite)
+        publish = events.index(("publish", str(path)))
+        synced = {Path(name).name for kind, name in events[:publish] if kind == "fsync"}
+        # every array and manifest, both folders of the tree, before it appears; the parent after it appears
+        assert {"manifest.json", "vectors.npy", "external_ids.npy", "index"} <= synced
+        assert ("fsync", str(tmp_path)) in events[publish:]

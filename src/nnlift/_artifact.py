@@ -6,8 +6,8 @@ manifest, and the sha256 of its own content (``manifest_sha256``), so an
 edited or corrupted manifest is caught as surely as a flipped byte in an array.
 
 **Saving never loses data.** :func:`publish` writes the whole tree (parts
-included) into a temporary sibling folder and makes it appear with one
-rename. Replacing an existing artifact swaps the two folders atomically
+included) into a temporary sibling folder, fsyncs every file and folder, and
+makes it appear with one rename (fsynced too, against a power cut). Replacing an existing artifact swaps the two folders atomically
 (Linux ``renameat2(RENAME_EXCHANGE)``), so a kill at any moment leaves the old
 artifact or the new one at the path, never neither; where the exchange is not
 available, the old artifact is renamed aside first and restored by the next
@@ -124,7 +124,9 @@ def write_artifact(folder: Path, obj: Any) -> str:
         if array.dtype == object:
             raise InputTypeError(f"array {name!r} has dtype object, which cannot be saved without pickle")
         file = folder / f"{name}.npy"
-        np.save(file, array, allow_pickle=False)
+        with open(file, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+            _flush(handle)
         manifest["arrays"][name] = {
             "file": file.name,
             "shape": list(array.shape),
@@ -142,7 +144,10 @@ def write_artifact(folder: Path, obj: Any) -> str:
         text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InputTypeError(f"{type(obj).__name__} cannot be saved: its parameters are not plain JSON ({exc})") from None
-    (folder / MANIFEST).write_text(text)
+    with open(folder / MANIFEST, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        _flush(handle)
+    _fsync_dir(folder)  # the entries themselves, before the folder is renamed into place
     return manifest["manifest_sha256"]
 
 
@@ -197,6 +202,26 @@ def check_target(path: str | os.PathLike, *, overwrite: bool = False, option: st
     except OSError as exc:
         raise ArtifactError(f"{option}={str(path)!r}: cannot write in {str(existing)!r} ({exc.strerror})") from None
     return path
+
+
+def _flush(handle: Any) -> None:
+    """Data on disk before the rename that publishes it: a power cut then leaves the old or the new, never junk."""
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a folder's entries (a rename, new files) durable; a no-op where folders cannot be opened (Windows)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def _sibling(path: Path, kind: str) -> Path:
@@ -280,16 +305,19 @@ def publish(path: str | os.PathLike, write: Callable[[Path], Any], *, overwrite:
         check_target(path, overwrite=overwrite)  # the path may have changed while we wrote
         if path.is_dir() and any(path.iterdir()):
             if _exchange(tmp, path):
+                _fsync_dir(path.parent)
                 shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old artifact
                 return path
             old = _sibling(path, _OLD)
             os.replace(path, old)
             os.replace(tmp, path)
+            _fsync_dir(path.parent)
             shutil.rmtree(old, ignore_errors=True)
         else:
             if path.is_dir():
                 path.rmdir()  # an empty folder: nothing is lost
             os.replace(tmp, path)
+            _fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -336,7 +364,9 @@ def publish_file(
     try:
         with open(tmp, "wb") as handle:
             write(handle)
+            _flush(handle)
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
