@@ -52,6 +52,7 @@ __all__ = [
     "check_file_target",
     "check_target",
     "load",
+    "probe_writable",
     "publish",
     "publish_file",
     "read_artifact",
@@ -196,12 +197,20 @@ def check_target(path: str | os.PathLike, *, overwrite: bool = False, option: st
         raise ArtifactError(f"{option}={str(path)!r}: {existing} is a file, not a folder")
     # Named as a temporary of this path, so a kill right here leaves nothing the next save does not remove.
     probe = _sibling(path, _TMP) if existing == parent else existing / f".nnlift-probe-{secrets.token_hex(4)}"
-    try:  # os.access says yes to root on a read-only place: try for real
-        probe.mkdir()
-        probe.rmdir()
+    try:
+        probe_writable(probe)
     except OSError as exc:
         raise ArtifactError(f"{option}={str(path)!r}: cannot write in {str(existing)!r} ({exc.strerror})") from None
     return path
+
+
+def probe_writable(probe: Path) -> None:
+    """Create and remove the file ``probe``; raises ``OSError`` where its folder cannot be written.
+
+    ``os.access`` says yes to root on a read-only place, so this tries for real.
+    """
+    probe.touch(exist_ok=False)
+    probe.unlink()
 
 
 def _flush(handle: Any) -> None:
@@ -340,10 +349,8 @@ def check_file_target(path: str | os.PathLike, *, overwrite: bool = False, optio
             raise ArtifactError(f"{option}={str(path)!r} already exists; pass overwrite=True (--overwrite) to replace it")
     if not path.parent.is_dir():
         raise ArtifactError(f"{option}={str(path)!r}: the folder {str(path.parent)!r} does not exist")
-    probe = _sibling(path, _TMP)
     try:
-        probe.touch(exist_ok=False)
-        probe.unlink()
+        probe_writable(_sibling(path, _TMP))
     except OSError as exc:
         raise ArtifactError(f"{option}={str(path)!r}: cannot write in {str(path.parent)!r} ({exc.strerror})") from None
     return path
@@ -486,12 +493,16 @@ def _resolve_class(path: Path, name: str) -> type:
 
 
 def read_artifact(
-    path: str | os.PathLike, expected_class: type | None = None
+    path: str | os.PathLike, expected_class: type | None = None, *, manifest: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read and verify one artifact folder (not its parts); returns ``(manifest, arrays)``."""
+    """Read and verify one artifact folder (not its parts' contents); returns ``(manifest, arrays)``.
+
+    ``manifest`` is the folder's manifest when the caller has already read it.
+    """
     path = Path(path)
-    _recover(path)
-    manifest = _read_manifest(path)
+    if manifest is None:
+        _recover(path)
+        manifest = _read_manifest(path)
     if expected_class is not None:
         expected = _class_name(expected_class)
         if manifest["class"] != expected:
@@ -508,23 +519,32 @@ def read_artifact(
         part = path / name
         if part.is_symlink() or not (part / MANIFEST).is_file():
             raise _fail(path, f"part {name!r} is missing")
-        if _read_manifest(part)["manifest_sha256"] != info["manifest_sha256"]:
-            raise _fail(path, f"part {name!r} is not the one this artifact was saved with")
     return manifest, _read_arrays(path, manifest["arrays"])
 
 
-def load_artifact(path: str | os.PathLike, expected_class: type | None = None, **context: Any) -> Any:
-    """Load an artifact and its parts; ``expected_class`` (or a subclass check) guards what comes back."""
+def load_artifact(
+    path: str | os.PathLike, expected_class: type | None = None, *, _saved_as: str | None = None, **context: Any
+) -> Any:
+    """Load an artifact and its parts; ``expected_class`` (or a subclass check) guards what comes back.
+
+    Each part is checked against the manifest digest its parent recorded
+    (``_saved_as``), so a part swapped in from another artifact is refused.
+    """
     path = Path(path)
     _recover(path)
-    cls = _resolve_class(path, _read_manifest(path)["class"])
+    manifest = _read_manifest(path)
+    if _saved_as is not None and manifest["manifest_sha256"] != _saved_as:
+        raise _fail(path.parent, f"part {path.name!r} is not the one this artifact was saved with")
+    cls = _resolve_class(path, manifest["class"])
     if expected_class is not None and not issubclass(cls, expected_class):
         raise ArtifactError(f"{path} holds a {cls.__name__}, not a {expected_class.__name__}")
     missing = [name for name in getattr(cls, "_load_needs", ()) if context.get(name) is None]
     if missing:
         raise InputTypeError(f"a {cls.__name__} needs its {', '.join(missing)}: {cls.__name__}.load(path, {missing[0]}=...)")
-    manifest, arrays = read_artifact(path, expected_class=cls)
-    parts = {name: load_artifact(path / name) for name in manifest["parts"]}
+    manifest, arrays = read_artifact(path, expected_class=cls, manifest=manifest)
+    parts = {
+        name: load_artifact(path / name, _saved_as=info["manifest_sha256"]) for name, info in manifest["parts"].items()
+    }
     try:
         return cls._from_artifact(manifest, arrays, parts, **context)
     except ArtifactError:

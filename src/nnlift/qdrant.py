@@ -251,7 +251,8 @@ def _write(
         return own
 
     done = _written(index, destination, key)
-    digests = [_digest(points[r], vector(r), full_payload(r)) for r in range(len(ids))]
+    payloads = [full_payload(r) for r in range(len(ids))]
+    digests = [_digest(points[r], vector(r), payloads[r]) for r in range(len(ids))]
     todo = [r for r in range(len(ids)) if done.get(str(points[r])) != digests[r]]
     logger.info(
         "%s: %d of %d points already written; writing %d", description, len(ids) - len(todo), len(ids), len(todo)
@@ -271,7 +272,7 @@ def _write(
                     models.PointStruct(
                         id=points[r],
                         vector={destination.using: as_vector(r)},
-                        payload={**full_payload(r), key: digests[r]},
+                        payload={**payloads[r], key: digests[r]},
                     )
                     for r in rows
                 ]
@@ -293,7 +294,7 @@ def _write(
                 ]
                 operations += [
                     models.SetPayloadOperation(
-                        set_payload=models.SetPayload(payload={**full_payload(r), key: digests[r]}, points=[points[r]])
+                        set_payload=models.SetPayload(payload={**payloads[r], key: digests[r]}, points=[points[r]])
                     )
                     for r in rows
                 ]

@@ -20,7 +20,7 @@ except ImportError as exc:  # pragma: no cover - the cli extra is missing
     raise MissingExtraError(f"the nnlift command needs the cli extra: pip install 'nnlift[cli]' ({exc})") from None
 
 from .. import __version__
-from .._artifact import publish_file
+from .._artifact import probe_writable, publish_file
 
 __all__ = ["app", "console", "errors", "Text", "typer", "UserError", "load_matrix", "parse_floats"]
 
@@ -68,9 +68,7 @@ def report_folder(report: Path) -> Path:
         raise UserError(f"--report={str(report)!r} is a file; give a folder")
     try:
         report.mkdir(parents=True, exist_ok=True)
-        probe = report / f".nnlift-probe-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
+        probe_writable(report / f".nnlift-probe-{os.getpid()}")
     except OSError as exc:
         raise UserError(f"--report={str(report)!r}: cannot write there ({exc.strerror})") from None
     return report
