@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import nnlift
 from nnlift import NeighborhoodBlender, blend_neighborhood, iterative_neighborhood_blending, neighborhood_search
+from nnlift.blend import default_lists
 
 from .conftest import unit
 
@@ -89,8 +90,8 @@ def test_graph_rows_are_in_the_canonical_order(seed, thresh, k, dups):
 
     emb = nnlift._check.normalize_rows(np.random.default_rng(seed).standard_normal((40, 6)).astype(np.float32), "e")
     emb[35 : 35 + dups] = emb[0]  # exact duplicates, after the row they copy
-    for approximate in (False, True):
-        graph, _ = neighbor_graph(emb, k, thresh, approximate=approximate, index_params={"n_lists": 4}, progress=False)
+    for index in (None, nnlift.IVFIndex(n_lists=4)):
+        graph, _ = neighbor_graph(emb, k, thresh, index=index, progress=False)
         canonical = sort_neighbors(graph.ids, graph.scores)
         np.testing.assert_array_equal(graph.ids, canonical.ids)
         np.testing.assert_array_equal(graph.scores, canonical.scores)
@@ -100,7 +101,7 @@ def test_graph_rows_are_in_the_canonical_order(seed, thresh, k, dups):
 def test_exact_symmetric_equals_plain_search_and_working_memory(wm):
     emb = clustered(2, n_clusters=50)
     unit_emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-    blender = NeighborhoodBlender(thresholds=(0.85,), k=6, working_memory=wm).fit(emb)
+    blender = NeighborhoodBlender(thresholds=(0.85,), k=6, index=nnlift.ExactIndex(working_memory=wm)).fit(emb)
     plain = nnlift.topk(unit_emb, unit_emb.copy(), 6, threshold=0.85)
     for row in range(len(emb)):
         mine = set(blender.neighbors_.ids[row][blender.neighbors_.ids[row] >= 0].tolist())
@@ -110,36 +111,36 @@ def test_exact_symmetric_equals_plain_search_and_working_memory(wm):
 def test_approximate_path_recall_and_close_output():
     emb = clustered(3, n_clusters=100, per_cluster=20)
     exact = NeighborhoodBlender(thresholds=(0.9, 0.8), k=10).fit_transform(emb)
-    blender = NeighborhoodBlender(thresholds=(0.9, 0.8), k=10, approximate=True, n_probe=8)
+    index = nnlift.Checked(nnlift.IVFIndex(n_lists=default_lists(len(emb)), n_probe=8), sample=1000)
+    blender = NeighborhoodBlender(thresholds=(0.9, 0.8), k=10, index=index)
     approx = blender.fit_transform(emb)
-    assert len(blender.recall_) == 2 and min(blender.recall_) >= 0.99
-    assert len(blender.recall_standard_error_) == 2 and max(blender.recall_standard_error_) < 0.01
+    assert [c["pass"] for c in blender.checks_] == [0, 1] and min(c["recall"] for c in blender.checks_) >= 0.99
+    assert all(c["rows"] == 1000 and c["standard_error"] < 0.01 and c["action"] == "none" for c in blender.checks_)
     assert np.mean(np.abs(approx - exact).max(axis=1) < 1e-4) >= 0.99
     # the sampled estimate agrees with the recall over every row, within a few standard errors
-    found, recall = nnlift.blend.neighbor_graph(blender.stages_[0], 10, 0.9, approximate=True, progress=False)
+    found, _ = nnlift.blend.neighbor_graph(blender.stages_[0], 10, 0.9, index=index.index, progress=False)
     truth, _ = nnlift.blend.neighbor_graph(blender.stages_[0], 10, 0.9, progress=False)
     rows = np.arange(len(emb))[:, None]  # the sampled recall counts edges to other rows only
     everywhere = nnlift.neighbor_recall(
         *(nnlift.Neighbors(np.where(g.ids == rows, -1, g.ids), g.scores) for g in (found, truth))
     )
-    assert recall.value == blender.recall_[0] and recall.rows == 1000
-    assert abs(recall.value - everywhere) <= max(4 * recall.standard_error, 2e-3)
-    dba = nnlift.DatabaseAugmentation(n=5, approximate=True, check_sample=100, progress=False).fit(emb)
-    assert 0.99 <= dba.recall_ <= 1.0
-    assert nnlift.DatabaseAugmentation(n=5, progress=False).fit(emb).recall_ is None
+    first = blender.checks_[0]
+    assert abs(first["recall"] - everywhere) <= max(4 * first["standard_error"], 2e-3)
+    dba = nnlift.DatabaseAugmentation(n=5, index=nnlift.Checked(nnlift.IVFIndex(), sample=100), progress=False).fit(emb)
+    assert len(dba.checks_) == 1 and 0.99 <= dba.checks_[0]["recall"] <= 1.0
+    assert nnlift.DatabaseAugmentation(n=5, progress=False).fit(emb).checks_ == []
 
 
 def test_approximate_blending_lists_default_to_twice_root_n(caplog):
-    from nnlift.blend import default_lists as _default_lists
-
-    assert _default_lists(1000) == 63 and _default_lists(50_000) == 447 and _default_lists(1) == 1
+    assert default_lists(1000) == 63 and default_lists(50_000) == 447 and default_lists(1) == 1
     emb = clustered(4, n_clusters=100, per_cluster=10)
     default = NeighborhoodBlender(thresholds=(0.9,), k=5, approximate=True, progress=False)
     with caplog.at_level(logging.INFO, logger="nnlift"):
         out = default.fit_transform(emb)
     assert "IVF: 63 lists" in caplog.text
-    explicit = NeighborhoodBlender(thresholds=(0.9,), k=5, approximate=True, n_lists=63, progress=False)
+    explicit = NeighborhoodBlender(thresholds=(0.9,), k=5, index=nnlift.Checked(nnlift.IVFIndex(n_lists=63)), progress=False)
     np.testing.assert_array_equal(out, explicit.fit_transform(emb))
+    assert explicit.checks_ == default.checks_ and len(default.checks_) == 1
 
 
 def test_graph_and_transform_of_new_rows():
@@ -180,7 +181,9 @@ def test_database_augmentation_and_alpha_qe_by_hand():
         (lambda e: blend_neighborhood(e, [np.array([-1])] * 10, [np.array([1.0])] * 10), ValueError, "padding"),
         (lambda e: blend_neighborhood(e, [np.array([0])] * 3, [np.array([1.0])] * 3), ValueError, "one entry per row"),
         (lambda e: NeighborhoodBlender(k=0).fit(e), ValueError, "k must be >= 1"),
-        (lambda e: NeighborhoodBlender(approximate=True, check_sample=0).fit(e), ValueError, "check_sample"),
+        (lambda e: NeighborhoodBlender(index=nnlift.Checked(nnlift.IVFIndex(), sample=0)).fit(e), ValueError, "sample"),
+        (lambda e: NeighborhoodBlender(approximate=True, index=nnlift.IVFIndex()).fit(e), ValueError, "not both"),
+        (lambda e: NeighborhoodBlender(index="ivf").fit(e), TypeError, "index must be an nnlift index"),
         (lambda e: NeighborhoodBlender().transform(e), nnlift.NotFittedError, "not fitted"),
     ],
 )
@@ -195,24 +198,32 @@ def test_save_load_round_trip(tmp_path):
     blender = NeighborhoodBlender(thresholds=(0.9,), k=4).fit(emb)
     again = nnlift.load(blender.save(tmp_path / "b"))
     np.testing.assert_array_equal(again.transform(emb[:5]), blender.transform(emb[:5]))
-    approx = NeighborhoodBlender(thresholds=(0.9,), k=4, approximate=True, n_probe=2, check_sample=50).fit(emb)
+    index = nnlift.Checked(nnlift.IVFIndex(n_probe=2), sample=50, on_low="warn")
+    approx = NeighborhoodBlender(thresholds=(0.9,), k=4, index=index).fit(emb)
     again = nnlift.load(approx.save(tmp_path / "a"))
-    assert again.recall_ == approx.recall_ and again.recall_standard_error_ == approx.recall_standard_error_
-    assert again.check_sample == 50
-    dba = nnlift.DatabaseAugmentation(n=3, approximate=True, progress=False).fit(emb)
-    assert nnlift.load(dba.save(tmp_path / "d")).recall_ == dba.recall_
+    assert again.checks_ == approx.checks_ and len(again.checks_) == 1
+    assert again.index.sample == 50 and again.index.on_low == "warn" and type(again.index.index) is nnlift.IVFIndex
+    dba = nnlift.DatabaseAugmentation(n=3, index=nnlift.Checked(nnlift.IVFIndex()), progress=False).fit(emb)
+    assert nnlift.load(dba.save(tmp_path / "d")).checks_ == dba.checks_
 
 
-def test_low_recall_falls_back_to_exact_or_warns(caplog):
+def test_low_recall_falls_back_to_exact_warns_or_raises(caplog):
     rng = np.random.default_rng(7)
     emb = rng.standard_normal((3000, 16)).astype(np.float32)  # no structure: one probe misses neighbours
     exact = NeighborhoodBlender(thresholds=(0.5,), k=6).fit_transform(emb)
-    blender = NeighborhoodBlender(thresholds=(0.5,), k=6, approximate=True, n_probe=1, min_recall=0.99)
+
+    def blender(on_low):
+        return NeighborhoodBlender(thresholds=(0.5,), k=6, index=nnlift.Checked(nnlift.IVFIndex(n_probe=1), on_low=on_low))
+
+    fallback = blender("exact")
     with caplog.at_level("WARNING", logger="nnlift"):
-        out = blender.fit_transform(emb)
-    assert "redoing this pass exactly" in caplog.text and blender.recall_ == [1.0]
+        out = fallback.fit_transform(emb)
+    assert "answering by exact search" in caplog.text
+    assert fallback.checks_[0]["action"] == "exact" and fallback.checks_[0]["recall"] < 0.99
     np.testing.assert_allclose(out, exact, atol=1e-6)
-    too_big = NeighborhoodBlender(thresholds=(0.5,), k=6, approximate=True, n_probe=1, min_recall=0.99, exact_limit=100)
+    warned = blender("warn")
     with pytest.warns(UserWarning, match="recall"):
-        too_big.fit_transform(emb)
-    assert too_big.recall_[0] < 0.99
+        approximate = warned.fit_transform(emb)
+    assert warned.checks_[0]["action"] == "warn" and np.abs(approximate - exact).max() > 1e-3
+    with pytest.raises(nnlift.LowRecallError, match="self_join: recall"):
+        blender("raise").fit_transform(emb)

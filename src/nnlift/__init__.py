@@ -34,7 +34,7 @@ from .correct import (
 )
 from . import algebra, evaluate
 from .evaluate import tune
-from .index import ExactIndex, Index, IVFIndex, neighbor_recall
+from .index import Checked, ExactIndex, Index, IVFIndex, LowRecallError, neighbor_recall
 from .kernel import logsumexp, topk, topk_mean
 from .neighbors import Neighbors
 from .recommend import Recommender
@@ -51,6 +51,8 @@ __all__ = [
     "Index",
     "ExactIndex",
     "IVFIndex",
+    "Checked",
+    "LowRecallError",
     "neighbor_recall",
     "FaissIndex",
     "HnswIndex",

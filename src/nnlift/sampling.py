@@ -13,7 +13,8 @@ import scipy.sparse as sp
 from ._artifact import ArtifactError, Contents, load_artifact, require_arrays
 from ._artifact import save as save_object
 from ._check import check_array, check_positive_int, normalize_rows
-from .kernel import self_topk_arrays
+from .index.base import BaseIndex, build_index, quiet
+from .index.exact import ExactIndex
 from .errors import InputError
 
 __all__ = ["SampledMatrix", "sample_neighbors"]
@@ -103,9 +104,13 @@ def sample_neighbors(
     limit: int = 100,
     seed: int = 0,
     metric: str = "cosine",
+    index: BaseIndex | None = None,
     progress: bool = True,
 ) -> SampledMatrix:
-    """Sample ``sample`` rows and keep each one's ``limit`` nearest sampled rows (exact, symmetric self-join).
+    """Sample ``sample`` rows and keep each one's ``limit`` nearest sampled rows.
+
+    The neighbours come from the self-join of a clone of ``index`` over the
+    sampled rows: by default ``ExactIndex()``, the exact symmetric self-join.
 
     Examples
     --------
@@ -127,5 +132,7 @@ def sample_neighbors(
     rows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
     chosen = np.ascontiguousarray(array[rows])
     unit = normalize_rows(chosen, "vectors") if metric == "cosine" else chosen
-    found = self_topk_arrays(unit, min(limit, len(rows) - 1), exclude_self=True, progress=progress)
+    built = build_index(ExactIndex() if index is None else index, unit)
+    with quiet(built, progress):
+        found = built.self_join(min(limit, len(rows) - 1))
     return SampledMatrix(found.to_csr(n_columns=len(rows)), [ids[r] for r in rows], chosen)

@@ -57,7 +57,12 @@ def test_search_before_fit_and_bad_widths(rng, make):
 
 
 SAVED = ALL + [
-    lambda: nnlift.NNN(k=4, approximate=True, n_lists=4, n_probe=1, min_agreement=0.0, max_bias_error=1.0),
+    lambda: nnlift.NNN(k=4, index=nnlift.Checked(nnlift.IVFIndex(n_lists=4, n_probe=1), on_low="warn")),
+    lambda: nnlift.NNN(k=4, approximate=True),
+    lambda: nnlift.CSLS(k=4, index=nnlift.Checked(nnlift.IVFIndex(n_lists=4, n_probe=1), on_low="exact")),
+    lambda: nnlift.QBNorm(index=nnlift.HnswIndex(M=8)),
+    lambda: nnlift.InvertedSoftmax(index=nnlift.FaissIndex("Flat")),
+    lambda: nnlift.WithDN(nnlift.NNN(k=4), index=nnlift.IVFIndex(n_lists=4, n_probe=1)),
     lambda: nnlift.WithDN(nnlift.CSLS(k=4)),
     lambda: nnlift.AugmentedDatabase(),
     lambda: nnlift.AugmentedDatabase(correction=nnlift.NNN(k=4)),
@@ -80,15 +85,17 @@ def test_save_load_round_trip(tmp_path, rng, make):
     np.testing.assert_array_equal(a.scores, b.scores)
 
 
-def test_approximate_nnn_keeps_its_lists_and_agreement(tmp_path, rng):
+def test_approximate_nnn_keeps_its_lists_and_checks(tmp_path, rng):
     database, bank, queries = unit(rng, 400, 8), unit(rng, 200, 8), unit(rng, 60, 8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = nnlift.NNN(k=4, approximate=True, n_lists=16, n_probe=1, max_bias_error=1.0).fit(database, bank)
+        index = nnlift.Checked(nnlift.IVFIndex(n_lists=16, n_probe=1), on_low="warn")
+        model = nnlift.NNN(k=4, index=index).fit(database, bank)
         before = model.search(queries, 10)
         again = nnlift.load(model.save(tmp_path / "m"))
         after = again.search(queries, 10)
-    assert again.agreement_["bias_mae"] == model.agreement_["bias_mae"]
+    assert [c["on"] for c in model.checks_] == ["bank", "database"]
+    assert again.checks_ == model.checks_  # a search of fewer rows than the sample, once measured, is not again
     # n_probe=1 over 16 lists misses neighbours, so fresh k-means lists would change rows: the saved lists do not.
     exact = nnlift.NNN(k=4).fit(database, bank).search(queries, 10)
     assert (before.ids != exact.ids).any(axis=1).sum() > 0

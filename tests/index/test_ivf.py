@@ -1,9 +1,11 @@
+import warnings
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnlift
+from nnlift.index.base import build_index
 from nnlift.index import routing
 from nnlift.index.ivf import kmeans, nearest_centroid, nearest_lists
 
@@ -84,15 +86,16 @@ def test_nnn_approximate_matches_exact_on_clustered_data(rng):
     centres = unit(np.random.default_rng(3), 10, 32)
     database, bank, queries = (mixture(rng, n, d=32, centres=centres) for n in (3000, 1500, 200))
     exact = nnlift.NNN(k=16, alpha=0.75).fit(database, bank)
-    approx = nnlift.NNN(k=16, alpha=0.75, approximate=True, n_probe=12).fit(database, bank)
-    assert approx.agreement_["bias_mae"] < 1e-3
+    approx = nnlift.NNN(k=16, alpha=0.75, index=nnlift.Checked(nnlift.IVFIndex(n_probe=12))).fit(database, bank)
+    (bias_check,) = approx.checks_
+    assert bias_check["on"] == "bank" and bias_check["error"] < 1e-3 and bias_check["action"] == "none"
     error = np.abs(approx.bias_ - exact.bias_)
     assert error.mean() <= 1e-3 and np.quantile(error, 0.99) <= 5e-3
     found, reference = approx.search(queries, 10), exact.search(queries, 10)
     assert np.mean(found.ids[:, 0] == reference.ids[:, 0]) >= 0.99
-    assert approx.agreement_["top1_agreement"] >= 0.99
+    assert approx.checks_[1]["on"] == "database" and approx.checks_[1]["recall"] >= 0.99
     # the search index listed the database by the bank's centroids from the fit: no second k-means
-    assert approx._folded_index._centroids.shape == (round(np.sqrt(1500)), 32)
+    assert approx._db_index.index._centroids.shape == (round(np.sqrt(1500)), 32)
 
 
 def test_ivf_use_lists_refuses_a_piled_up_partition(rng):
@@ -113,14 +116,23 @@ def test_ivf_use_lists_refuses_a_piled_up_partition(rng):
     assert other.search(piled[:3], 2).ids.shape == (3, 2)
 
 
-def test_nnn_approximate_warns_when_agreement_is_low(rng):
-    database, bank, queries = unit(rng, 3000, 64), unit(rng, 500, 64), unit(rng, 100, 64)
-    with pytest.warns(UserWarning, match="bias has mean absolute error"):
+def test_nnn_on_a_checked_index_warns_once_per_batch_and_not_per_online_search(rng):
+    database, bank, queries = unit(rng, 3000, 64), unit(rng, 500, 64), unit(rng, 300, 64)
+    index = nnlift.Checked(nnlift.IVFIndex(n_lists=20, n_probe=1), on_low="warn")
+    with pytest.warns(UserWarning, match="topk_mean: mean absolute error"):
         # 20 lists of ~25 bank rows: one probe holds k=8 candidates, but on random data not the best ones
-        model = nnlift.NNN(k=8, approximate=True, n_lists=20, n_probe=1, min_agreement=0.99).fit(database, bank)
-    with pytest.warns(UserWarning, match="agrees with exact search on only"):
-        model.search(queries, 5)
-    assert model.agreement_["top1_agreement"] < 0.99
+        model = nnlift.NNN(k=8, index=index).fit(database, bank)
+    with pytest.warns(UserWarning, match="search: recall"):
+        model.search(queries[:5], 5)  # the first search is measured, however small
+    assert model.checks_[-1]["recall"] < 0.99 and model.checks_[-1]["rows"] == 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for row in range(5, 10):
+            model.search(queries[row : row + 1], 5)  # online: not measured again
+    assert len(model.checks_) == 2
+    with pytest.warns(UserWarning, match="search: recall"):
+        model.search(queries, 5)  # a batch of at least `sample` rows is
+    assert len(model.checks_) == 3 and model.checks_[-1]["rows"] == 256
 
 
 def test_nnn_approximate_through_faiss(rng):
@@ -128,8 +140,8 @@ def test_nnn_approximate_through_faiss(rng):
     centres = unit(np.random.default_rng(3), 10, 32)
     database, bank, queries = (mixture(rng, n, d=32, centres=centres) for n in (2000, 1000, 100))
     exact = nnlift.NNN(k=8).fit(database, bank)
-    approx = nnlift.NNN(k=8, approximate=True, index="HNSW32").fit(database, bank)
-    assert approx.agreement_["bias_mae"] < 1e-2
+    approx = nnlift.NNN(k=8, index=nnlift.Checked(nnlift.FaissIndex("HNSW32"), max_error=1e-2)).fit(database, bank)
+    assert approx.checks_[0]["error"] < 1e-2
     found = approx.search(queries, 5)
     assert np.mean(found.ids[:, 0] == exact.search(queries, 5).ids[:, 0]) >= 0.95
 
@@ -139,16 +151,20 @@ def test_every_query_gets_k_candidates_even_from_tiny_lists(rng):
     index = nnlift.IVFIndex(n_lists=60, n_probe=1).add(database)
     found = index.search_arrays(database, 8, exclude_self=True)
     assert (found.ids >= 0).all() and np.isfinite(found.scores).all()
-    with pytest.warns(UserWarning, match="bias has mean absolute error"):  # one probe on random data
-        model = nnlift.NNN(k=8, approximate=True, n_lists=60, n_probe=1).fit(unit(rng, 300, 16), database)
+    index = nnlift.Checked(nnlift.IVFIndex(n_lists=60, n_probe=1), on_low="warn")
+    with pytest.warns(UserWarning, match="topk_mean: mean absolute error"):  # one probe on random data
+        model = nnlift.NNN(k=8, index=index).fit(unit(rng, 300, 16), database)
     assert np.isfinite(model.bias_).all()
 
 
-def test_nnn_approximate_warns_when_bias_is_poor(rng):
+def test_nnn_on_a_checked_index_falls_back_to_exact_or_raises_when_the_bias_is_poor(rng):
     database, bank = unit(rng, 2000, 64), unit(rng, 1500, 64)
-    with pytest.warns(UserWarning, match="bias has mean absolute error"):
-        model = nnlift.NNN(k=8, approximate=True, n_lists=100, n_probe=1).fit(database, bank)
-    assert model.agreement_["bias_mae"] > 1e-3
+    exact = nnlift.NNN(k=8).fit(database, bank)
+    model = nnlift.NNN(k=8, index=nnlift.Checked(nnlift.IVFIndex(n_lists=100, n_probe=1))).fit(database, bank)
+    assert model.checks_[0]["error"] > 1e-3 and model.checks_[0]["action"] == "exact"
+    np.testing.assert_allclose(model.bias_, exact.bias_, atol=1e-6)  # the bias was computed again, exactly
+    with pytest.raises(nnlift.LowRecallError, match="topk_mean: mean absolute error"):
+        nnlift.NNN(k=8, index=nnlift.Checked(nnlift.IVFIndex(n_lists=100, n_probe=1), on_low="raise")).fit(database, bank)
 
 
 def test_topk_mean_equals_mean_of_topk_search(rng):
@@ -228,7 +244,9 @@ def test_kmeans_from_given_centroids(rng):
     refined = kmeans(data, 12, n_iter=2, init=centres)
     assert (np.einsum("ij,ij->i", refined, centres) > 0.95).all()  # each centre stays with its cluster
     # an index told the previous centroids starts from them (two iterations instead of a fresh k-means)
-    index = nnlift.IVFIndex._over(data, init=centres, n_lists=12, n_probe=2, progress=False)
+    previous = nnlift.IVFIndex(n_lists=12, progress=False)
+    previous._centroids = centres
+    index = build_index(nnlift.IVFIndex(n_lists=12, n_probe=2, progress=False), data, like=previous)
     index.search_arrays(data[:5], 3)
     np.testing.assert_allclose(index._centroids, refined, atol=1e-6)
 

@@ -6,18 +6,18 @@ The three functions of PyPI ``neighborblend`` keep their names and meaning
 the caller's array, accept any real dtype and layout, refuse thresholds that
 would zero every row, never use padding as an index and break ties at the k
 cut by the lower id. :class:`NeighborhoodBlender` does the same work on a
-sparse graph, ``X' = normalize(W·X)``, with an exact symmetric self-join or an
-approximate IVF path whose recall is measured.
+sparse graph, ``X' = normalize(W·X)``, on the self-join of any index: the
+exact symmetric one by default, or an approximate one whose recall a
+``Checked`` wrapper measures.
 
-One concept a module: ``graph`` (thresholds, the neighbour graph and its
-recall), ``weights`` (the weighted sum), ``compat`` (the neighborblend API),
+One concept a module: ``graph`` (thresholds and the neighbour graph), ``weights`` (the weighted sum), ``compat`` (the neighborblend API),
 ``blender`` (the estimator) and ``dba`` (DBA and αQE).
 """
 
 from .blender import NeighborhoodBlender
 from .compat import blend_neighborhood, iterative_neighborhood_blending, neighborhood_search
 from .dba import DatabaseAugmentation, alpha_query_expansion
-from .graph import Recall, default_lists, neighbor_graph
+from .graph import default_lists, neighbor_graph
 
 __all__ = [
     "neighborhood_search",
@@ -28,5 +28,4 @@ __all__ = [
     "alpha_query_expansion",
     "neighbor_graph",
     "default_lists",
-    "Recall",
 ]

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import logging
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from .._artifact import ArtifactError
 from .._base import Estimator, check_is_fitted
 from .._check import check_array, check_k, check_positive_int, normalize_rows, row_norms
-from ..kernel import topk_arrays
-from .graph import blending_graph, check_thresholds, neighbor_graph, unit_rows
+from ..index.base import BaseIndex, build_index
+from ..index.exact import ExactIndex
+from .graph import approximate_template, check_thresholds, neighbor_graph, unit_rows
 from .weights import blend_rows
 
 __all__ = ["NeighborhoodBlender"]
-logger = logging.getLogger("nnlift")
 
 
 class NeighborhoodBlender(Estimator):
@@ -31,31 +30,18 @@ class NeighborhoodBlender(Estimator):
         One blending pass per threshold, each < 1.
     k : int
         Neighbours per row, the row itself included.
+    index : BaseIndex, optional
+        Index template for each pass's self-join and for ``transform``;
+        default ``ExactIndex()`` (the exact symmetric self-join). Wrap an
+        approximate one in :class:`~nnlift.Checked` to measure each pass's
+        recall and act on it; each pass's IVF k-means starts from the previous
+        pass's centroids (blending moves rows little).
     approximate : bool
-        Build each graph with the IVF-blocked GEMM index instead of the exact
-        symmetric self-join; the recall of each pass is measured on a sample
-        and kept in ``recall_``.
-    n_probe : int
-        Lists probed by the approximate path.
-    n_lists : int, optional
-        k-means lists of the approximate path (default ``2√n``: half the size
-        of an :class:`~nnlift.index.IVFIndex`'s default lists, which gave
-        higher recall in less time here). More, smaller lists with a
-        proportionally larger ``n_probe`` cost the same multiply and separate
-        neighbours better when the data has many small clusters.
-    check_sample : int
-        Rows sampled per approximate pass to measure its recall against exact
-        search; the standard error of each measurement is kept in
-        ``recall_standard_error_``. Misses come in clumps (a row whose
-        neighbours sit in an unprobed list misses several at once), so a few
-        hundred rows can catch none of them. 1,000 rows took about 0.26 s of
-        a 1.0 s pass at 50k×384.
-    min_recall : float
-        An approximate pass whose measured recall is below this is redone
-        exactly when the data has at most ``exact_limit`` rows (exact search is
-        affordable there), and otherwise warned about.
-    exact_limit : int
-        Largest row count for that exact fallback.
+        Shorthand for ``index=Checked(IVFIndex(n_lists=2√n))``: lists half the
+        size of an IVF index's default, which gave higher recall in less time
+        for blending's self-joins (see :func:`~nnlift.blend.default_lists`).
+    progress : bool
+        Show a progress bar per pass.
 
     Attributes
     ----------
@@ -63,10 +49,8 @@ class NeighborhoodBlender(Estimator):
         The last pass's weighted neighbour graph.
     neighbors_ : Neighbors
         The last pass's neighbour lists (self included).
-    recall_ : list of float
-        Approximate path: measured neighbour recall of each pass (1.0 for a pass redone exactly).
-    recall_standard_error_ : list of float
-        The standard error of each ``recall_`` (0.0 for a pass redone exactly).
+    checks_ : list of dict
+        What a ``Checked`` index measured, one record per pass (``pass``, ``recall``, ``standard_error``, ``action``).
 
     Examples
     --------
@@ -84,24 +68,14 @@ class NeighborhoodBlender(Estimator):
         self,
         thresholds: Sequence[float] = (0.9, 0.8),
         k: int = 10,
+        index: BaseIndex | None = None,
         approximate: bool = False,
-        n_probe: int = 8,
-        n_lists: int | None = None,
-        check_sample: int = 1000,
-        min_recall: float = 0.95,
-        exact_limit: int = 300_000,
-        working_memory: int | None = None,
         progress: bool = True,
     ) -> None:
         self.thresholds = thresholds
         self.k = k
+        self.index = index
         self.approximate = approximate
-        self.n_probe = n_probe
-        self.n_lists = n_lists
-        self.check_sample = check_sample
-        self.min_recall = min_recall
-        self.exact_limit = exact_limit
-        self.working_memory = working_memory
         self.progress = progress
 
     def fit(self, emb: Any, y: Any = None) -> NeighborhoodBlender:
@@ -113,45 +87,16 @@ class NeighborhoodBlender(Estimator):
         thresholds = check_thresholds(self.thresholds)
         unit = unit_rows(emb)
         k = check_k(self.k, unit.shape[0], name="k", what="rows")
+        template = approximate_template(self.approximate, self.index, unit.shape[0], "NeighborhoodBlender")
         # Each pass's input is kept for transform; passes blend straight into this buffer.
         stages = np.empty((len(thresholds), *unit.shape), dtype=np.float32)
         stages[0] = unit
         current = stages[0]
-        check_sample = check_positive_int(self.check_sample, "check_sample")
-        self.recall_, self.recall_standard_error_ = [], []
-        centroids = None
+        self.checks_ = []
+        previous = None
         for step, threshold in enumerate(thresholds):
-            # Each pass's lists start from the previous pass's centroids: blending moves rows little.
-            found, recall, centroids = blending_graph(
-                current,
-                k,
-                threshold,
-                approximate=self.approximate,
-                index_params={"n_probe": self.n_probe, "n_lists": self.n_lists},
-                check_sample=check_sample,
-                working_memory=self.working_memory,
-                progress=self.progress,
-                centroids=centroids,
-            )
-            if recall is not None:
-                self.recall_.append(recall.value)
-                self.recall_standard_error_.append(recall.standard_error)
-                if recall.value < self.min_recall and len(current) <= self.exact_limit:
-                    logger.warning(
-                        "approximate neighbour graph recall %.3f < %g: redoing this pass exactly",
-                        recall.value,
-                        self.min_recall,
-                    )
-                    found, _ = neighbor_graph(
-                        current, k, threshold, working_memory=self.working_memory, progress=self.progress
-                    )
-                    self.recall_[-1], self.recall_standard_error_[-1] = 1.0, 0.0
-                elif recall.value < self.min_recall:
-                    warnings.warn(
-                        f"approximate neighbour graph recall {recall.value:.3f} < {self.min_recall}; "
-                        "raise n_probe or use approximate=False",
-                        stacklevel=2,
-                    )
+            found, previous = neighbor_graph(current, k, threshold, index=template, like=previous, progress=self.progress)
+            self.checks_ += [{"pass": step, **record} for record in getattr(previous, "checks_", [])]
             graph = found.to_csr(n_columns=current.shape[0])
             current = blend_rows(current, graph, stages[step + 1] if step + 1 < len(stages) else None)
         self.stages_ = stages
@@ -164,13 +109,13 @@ class NeighborhoodBlender(Estimator):
         thresholds = check_thresholds(self.thresholds)
         current = normalize_rows(check_array(emb, "emb", width=self.stages_.shape[2]), "emb")
         k = check_positive_int(self.k, "k")
+        template = approximate_template(self.approximate, self.index, self.stages_.shape[1], "NeighborhoodBlender")
+        template = ExactIndex(progress=False) if template is None else template
         for stage, threshold in zip(self.stages_, thresholds):
             others = min(k - 1, stage.shape[0])
             mixed = current.copy()
             if others > 0:
-                found = topk_arrays(
-                    current, stage, others, threshold=threshold, working_memory=self.working_memory, progress=False
-                )
+                found = build_index(template, stage).search_arrays(current, others, threshold=threshold)
                 valid = found.ids >= 0
                 weights = np.where(valid, found.scores, 0.0).astype(np.float32)
                 mixed = current * np.einsum("ij,ij->i", current, current)[:, None]
@@ -180,11 +125,10 @@ class NeighborhoodBlender(Estimator):
         return current
 
     def _restore_extra(self, extra, arrays) -> None:
-        self.recall_ = extra.get("recall", [])
-        self.recall_standard_error_ = extra.get("recall_standard_error", [0.0] * len(self.recall_))
+        checks = extra.get("checks", [])
+        if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+            raise ArtifactError("NeighborhoodBlender artifact: extra.checks must be a list of records")
+        self.checks_ = checks
 
     def _artifact_extra(self) -> dict:
-        return {
-            "recall": list(getattr(self, "recall_", [])),
-            "recall_standard_error": list(getattr(self, "recall_standard_error_", [])),
-        }
+        return {"checks": list(getattr(self, "checks_", []))}

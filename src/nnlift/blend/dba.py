@@ -6,9 +6,11 @@ from typing import Any
 
 import numpy as np
 
+from .._artifact import ArtifactError
 from .._base import Estimator
 from .._check import check_array, check_finite_scalar, check_k, check_positive_int, normalize_rows
 from ..errors import InputTypeError
+from ..index.base import BaseIndex, Index
 from ..neighbors import Neighbors
 from .graph import neighbor_graph, unit_rows
 from .weights import blend_rows
@@ -20,9 +22,9 @@ class DatabaseAugmentation(Estimator):
     """DBA: ``x'_i = normalize(Σ_{j ∈ top-n(i) ∪ {i}} max(s_ij, 0)^alpha · x_j)``.
 
     Negative similarities get weight 0 (an odd power would otherwise push a
-    row away from its dissimilar neighbours). With ``approximate=True`` the
-    neighbours come from the IVF index and their recall, measured on
-    ``check_sample`` rows, is kept in ``recall_`` (None on the exact path).
+    row away from its dissimilar neighbours). The neighbours come from the
+    self-join of a clone of ``index`` (default ``ExactIndex()``); what a
+    ``Checked`` index measured is kept in ``checks_``.
 
     Examples
     --------
@@ -35,20 +37,10 @@ class DatabaseAugmentation(Estimator):
 
     _artifact_arrays = ("augmented_",)
 
-    def __init__(
-        self,
-        n: int = 10,
-        alpha: float = 3.0,
-        approximate: bool = False,
-        check_sample: int = 1000,
-        working_memory=None,
-        progress: bool = True,
-    ) -> None:
+    def __init__(self, n: int = 10, alpha: float = 3.0, index: BaseIndex | None = None, progress: bool = True) -> None:
         self.n = n
         self.alpha = alpha
-        self.approximate = approximate
-        self.check_sample = check_sample
-        self.working_memory = working_memory
+        self.index = index
         self.progress = progress
 
     def fit(self, database: Any, y: Any = None) -> DatabaseAugmentation:
@@ -59,16 +51,8 @@ class DatabaseAugmentation(Estimator):
         unit = unit_rows(database, "database")
         n = check_k(self.n, unit.shape[0] - 1, name="n", what="other database rows") if unit.shape[0] > 1 else 0
         alpha = check_finite_scalar(self.alpha, "alpha", low=0.0)
-        found, recall = neighbor_graph(
-            unit,
-            n + 1,
-            None,
-            approximate=self.approximate,
-            check_sample=check_positive_int(self.check_sample, "check_sample"),
-            working_memory=self.working_memory,
-            progress=self.progress,
-        )
-        self.recall_ = None if recall is None else recall.value
+        found, built = neighbor_graph(unit, n + 1, None, index=self.index, progress=self.progress)
+        self.checks_ = list(getattr(built, "checks_", []))
         weights = np.where(found.ids >= 0, np.maximum(found.scores, 0.0) ** alpha, 0.0)
         graph = Neighbors(found.ids, weights).to_csr(n_columns=unit.shape[0])
         self.graph_ = graph
@@ -76,10 +60,13 @@ class DatabaseAugmentation(Estimator):
         return self.augmented_
 
     def _restore_extra(self, extra, arrays) -> None:
-        self.recall_ = extra.get("recall")
+        checks = extra.get("checks", [])
+        if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+            raise ArtifactError("DatabaseAugmentation artifact: extra.checks must be a list of records")
+        self.checks_ = checks
 
     def _artifact_extra(self) -> dict:
-        return {"recall": getattr(self, "recall_", None)}
+        return {"checks": getattr(self, "checks_", [])}
 
 
 def alpha_query_expansion(queries: Any, index: Any, n: int = 10, alpha: float = 3.0) -> np.ndarray:
@@ -104,22 +91,17 @@ def alpha_query_expansion(queries: Any, index: Any, n: int = 10, alpha: float = 
     >>> alpha_query_expansion([[1.0, 0.1, 0.0]], index, n=1).astype(float).round(3).tolist()
     [[0.999, 0.05, 0.0]]
     """
-    from ..index.base import BaseIndex
-
-    if not isinstance(index, BaseIndex):
+    if not isinstance(index, Index):
         raise InputTypeError(f"index must be an nnlift index (ExactIndex, FaissIndex, ...); got {type(index).__name__}")
     unit = normalize_rows(check_array(queries, "queries", width=index.dim), "queries")
     n = check_positive_int(n, "n")
     alpha = check_finite_scalar(alpha, "alpha", low=0.0)
     found = index.search(unit, n)
-    positions = found.ids if found.keys is None and index._external is None else None
-    if positions is None:  # map external ids back to stored rows
-        flat = found.keys if found.keys is not None else found.ids
-        valid = found.ids >= 0
-        positions = np.full(found.ids.shape, -1, dtype=np.int64)
-        positions[valid] = index.positions(np.asarray(flat)[valid].tolist())
-    valid = positions >= 0
+    valid = found.ids >= 0
+    labels = found.keys if found.keys is not None else found.ids  # the index's own ids, as get takes them
     weights = np.where(valid, np.maximum(found.scores, 0.0) ** alpha, 0.0).astype(np.float32)
-    vectors = index._get(np.where(valid, positions, 0).ravel()).reshape(*positions.shape, -1)
+    vectors = np.zeros((*found.ids.shape, unit.shape[1]), dtype=np.float32)
+    if valid.any():
+        vectors[valid] = index.get(np.asarray(labels)[valid].tolist())
     expanded = unit + np.einsum("qk,qkd->qd", weights, vectors)
     return normalize_rows(np.ascontiguousarray(expanded, dtype=np.float32), "expanded queries")

@@ -1,21 +1,18 @@
-"""Blending's neighbour graph: thresholds, the exact symmetric self-join or the IVF path, and its measured recall."""
+"""Blending's neighbour graph: thresholds, and the self-join of any index (exact by default)."""
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from .._check import check_array, check_finite_scalar, normalize_rows
 from ..errors import InputError, InputTypeError
-from ..kernel import self_topk_arrays, topk_arrays
 from ..neighbors import Neighbors, sort_neighbors
 
-__all__ = ["neighbor_graph", "blending_graph", "default_lists", "Recall", "sampled_recall", "check_threshold", "check_thresholds", "unit_rows"]
-logger = logging.getLogger("nnlift")
+__all__ = ["neighbor_graph", "approximate_template", "default_lists", "check_threshold", "check_thresholds", "unit_rows"]
 
 
 def check_threshold(thresh: Any, name: str = "thresh") -> float:
@@ -46,65 +43,30 @@ def neighbor_graph(
     k: int,
     threshold: float | None,
     *,
-    approximate: bool = False,
-    index_params: dict | None = None,
-    check_sample: int = 1000,
-    working_memory: int | None = None,
+    index: Any = None,
+    like: Any = None,
     progress: bool = True,
-) -> tuple[Neighbors, Recall | None]:
+) -> tuple[Neighbors, Any]:
     """Each row's self plus its top-(k−1) other rows with similarity > threshold (validated unit rows).
 
-    Self is always kept, first unless an exact duplicate with a lower id ties
-    it. Returns the neighbours (padded with -1) and, for the approximate
-    path, the recall of the graph's edges measured on ``check_sample`` rows:
-    the share of the exact above-threshold neighbours that the approximate
-    lists contain, with its standard error.
+    The other rows come from the self-join of a clone of the ``index``
+    template (default ``ExactIndex()``: the symmetric exact self-join) built
+    over ``unit``; ``like`` is the previous pass's index, whose IVF centroids
+    start the next k-means. Self is always kept, first unless an exact
+    duplicate with a lower id ties it. Returns the neighbours (padded with -1)
+    and the index built, whose ``checks_`` hold what a ``Checked`` one measured.
     """
-    found, recall, _ = blending_graph(
-        unit,
-        k,
-        threshold,
-        approximate=approximate,
-        index_params=index_params,
-        check_sample=check_sample,
-        working_memory=working_memory,
-        progress=progress,
-    )
-    return found, recall
+    from ..index.base import build_index, quiet
+    from ..index.exact import ExactIndex
 
-
-def blending_graph(
-    unit: np.ndarray,
-    k: int,
-    threshold: float | None,
-    *,
-    approximate: bool,
-    index_params: dict | None,
-    check_sample: int,
-    working_memory: int | None,
-    progress: bool,
-    centroids: np.ndarray | None = None,
-) -> tuple[Neighbors, Recall | None, np.ndarray | None]:
-    """:func:`neighbor_graph`, plus the approximate path's IVF centroids; ``centroids`` starts its k-means."""
     n = unit.shape[0]
     others = k - 1
-    recall = None
+    built = build_index(ExactIndex() if index is None else index, unit, like=like)
     if others == 0:
         found = Neighbors(np.empty((n, 0), np.int64), np.empty((n, 0), np.float32))
-    elif approximate:
-        from ..index.ivf import IVFIndex
-
-        params = {"n_probe": 8, **(index_params or {})}
-        if params.get("n_lists") is None:
-            params["n_lists"] = default_lists(n)
-        index = IVFIndex._over(unit, init=centroids, progress=progress, **params)
-        found = index.search_arrays(unit, others, exclude_self=True, threshold=threshold)
-        centroids = index._centroids
-        recall = sampled_recall(unit, found, others, threshold, check_sample, working_memory)
     else:
-        found = self_topk_arrays(
-            unit, others, exclude_self=True, threshold=threshold, working_memory=working_memory, progress=progress
-        )
+        with quiet(built, progress):
+            found = built.self_join(others, threshold=threshold)
     ids, scores = found.ids, found.scores
     if threshold is not None:
         drop = scores <= threshold
@@ -118,7 +80,18 @@ def blending_graph(
     if len(unsorted):
         again = sort_neighbors(ids[unsorted], scores[unsorted])
         ids[unsorted], scores[unsorted] = again.ids, again.scores
-    return Neighbors(ids, scores), recall, (centroids if approximate else None)
+    return Neighbors(ids, scores), built
+
+
+def approximate_template(approximate: Any, index: Any, n: int, owner: str) -> Any:
+    """The template ``approximate=True`` stands for in blending: ``Checked(IVFIndex(n_lists=2√n))``."""
+    from ..correct.nnn import approximate_index
+    from ..index import Checked, IVFIndex
+
+    template = approximate_index(approximate, index, owner)
+    if approximate:
+        return Checked(IVFIndex(n_lists=default_lists(n)))
+    return template
 
 
 def default_lists(n: int) -> int:
@@ -134,44 +107,3 @@ def default_lists(n: int) -> int:
     0.13 → 0.24 s, search 0.42 → 0.30 s.
     """
     return max(1, min(n, round(2 * math.sqrt(n))))
-
-
-class Recall(NamedTuple):
-    """A neighbour recall measured on sampled rows, with its standard error (rows are the sampling unit)."""
-
-    value: float
-    standard_error: float
-    rows: int
-
-
-def sampled_recall(
-    unit: np.ndarray, found: Neighbors, others: int, threshold: float | None, check_sample: int, working_memory
-) -> Recall:
-    """Recall of the approximate lists ``found`` against exact search on ``check_sample`` seeded rows."""
-    from ..index.recall import check_rows, pooled_recall, recall_counts, recall_standard_error
-
-    sample = check_rows(unit.shape[0], check_sample)
-    exact = exact_others(unit, sample, others, working_memory)
-    if threshold is not None:  # only edges above the threshold enter the graph
-        kept = exact.scores > threshold
-        exact = Neighbors(np.where(kept, exact.ids, -1), np.where(kept, exact.scores, -np.inf))
-    hits, totals = recall_counts(found[sample], exact)
-    recall = Recall(pooled_recall(hits, totals), recall_standard_error(hits, totals), len(sample))
-    logger.info(
-        "approximate neighbour graph: recall@%d %.4f ± %.4f (standard error) on %d sampled rows",
-        others,
-        recall.value,
-        recall.standard_error,
-        recall.rows,
-    )
-    return recall
-
-
-def exact_others(unit: np.ndarray, rows: np.ndarray, others: int, working_memory) -> Neighbors:
-    """Exact top-`others` of the sampled rows against all rows, the row itself left out."""
-    found = topk_arrays(unit[rows], unit, others + 1, working_memory=working_memory, progress=False)
-    is_self = found.ids == rows[:, None]
-    order = np.argsort(is_self, axis=1, kind="stable")
-    ids = np.take_along_axis(found.ids, order, axis=1)[:, :others]
-    scores = np.take_along_axis(found.scores, order, axis=1)[:, :others]
-    return Neighbors(ids, scores)

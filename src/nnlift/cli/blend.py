@@ -27,30 +27,31 @@ def blend(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Iterative neighbourhood blending: each row becomes the similarity-weighted mean of its neighbours."""
-    from ..blend import NeighborhoodBlender
+    from ..blend import NeighborhoodBlender, default_lists
+    from ..index import Checked, IVFIndex
 
     check_file_target(output, overwrite=overwrite, option="--output")
 
     values = parse_floats(thresholds, "--thresholds")
-    blender = NeighborhoodBlender(
-        thresholds=values,
-        k=k,
-        approximate=approximate,
-        n_probe=n_probe,
-        n_lists=n_lists,
-        check_sample=check_sample,
-    )
-    out = blender.fit_transform(load_matrix(input, "--input"))
+    emb = load_matrix(input, "--input")
+    index = None
+    if approximate:
+        lists = default_lists(len(emb)) if n_lists is None else n_lists
+        index = Checked(IVFIndex(n_lists=lists, n_probe=n_probe), sample=check_sample)
+    blender = NeighborhoodBlender(thresholds=values, k=k, index=index)
+    out = blender.fit_transform(emb)
     publish_file(output, lambda handle: np.save(handle, out), overwrite=overwrite, option="--output")
     kept = (blender.neighbors_.ids >= 0).sum(axis=1)
     console.print(
         f"blended {len(out):,} rows in {len(values)} pass(es); last pass kept {kept.mean():.1f} neighbours "
         f"per row on average (min {kept.min()}, max {kept.max()})"
     )
-    if blender.recall_:
-        measured = zip(blender.recall_, blender.recall_standard_error_)
+    if blender.checks_:
         console.print(
-            f"neighbour recall per pass ({blender.check_sample} sampled rows, ± standard error): "
-            + ", ".join(f"{r:.4f} ± {se:.4f}" for r, se in measured)
+            f"neighbour recall per pass ({check_sample} sampled rows, ± standard error): "
+            + ", ".join(f"{c['recall']:.4f} ± {c['standard_error']:.4f}" for c in blender.checks_)
         )
+        redone = [c["pass"] for c in blender.checks_ if c["action"] == "exact"]
+        if redone:
+            console.print(f"recall below {index.min_recall} from pass {redone[0]}: answered by exact search")
     console.print(f"wrote {output}")

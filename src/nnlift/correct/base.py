@@ -4,9 +4,15 @@ Most corrections are affine in the raw score::
 
     corrected(q, x) = scale · (s(q, x) − bias(x)) − query_term(q)
 
-so one implementation serves search and scoring: the kernel finds the top-k of
-``s − bias`` block by block, and the per-query term (which never changes a
-query's ranking) is applied to the k winners only.
+so one implementation serves search and scoring: the index finds the top-k of
+``s − bias``, and the per-query term (which never changes a query's ranking)
+is applied to the k winners only.
+
+Every correction takes ``index=``, an nnlift index used as a template: it is
+cloned for each collection the correction searches (the bank, the database),
+so the same method code runs exactly (``ExactIndex()``, the default) or
+approximately (``Checked(IVFIndex())``, ``FaissIndex("HNSW32")``, ...). What
+a :class:`~nnlift.Checked` index measured is kept in ``checks_``.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ import numpy as np
 from .._artifact import ArtifactError
 from .._base import Estimator, check_is_fitted
 from .._check import check_array, check_k, check_metric, check_positive_int, normalize_rows
-from ..kernel import topk_arrays
+from ..index.base import BaseIndex, build_index, quiet
+from ..index.exact import ExactIndex
 from ..neighbors import Neighbors
-from ..errors import InputError, InputTypeError
+from ..errors import InputError
 
 __all__ = ["Correction", "Baseline", "WrapsCorrection"]
 
@@ -35,6 +42,31 @@ class Correction(Estimator):
 
     _artifact_arrays = ("database_", "bias_")
     scale = 1.0
+    index: BaseIndex | None = None
+
+    # -- indexes -----------------------------------------------------------
+    def _build_index(self, rows: np.ndarray, like: BaseIndex | None = None) -> BaseIndex:
+        """A fresh clone of this correction's index template over validated rows."""
+        return build_index(ExactIndex() if self.index is None else self.index, rows, like=like)
+
+    def _reduce(self, on: str, index: BaseIndex, reduction: str, *args: Any, progress: bool = False, **kwargs: Any):
+        """Run one of the index's reductions; what a ``Checked`` index measured goes to ``checks_``, tagged ``on``."""
+        before = len(getattr(index, "checks_", ()))
+        with quiet(index, progress):
+            result = getattr(index, reduction)(*args, **kwargs)
+        for record in getattr(index, "checks_", [])[before:]:
+            self.checks_.append({"on": on, **record})
+        return result
+
+    def _database_index(self) -> BaseIndex:
+        """The index over ``database_`` that searches run on (built at fit, or lazily after loading or growth)."""
+        if getattr(self, "_db_index", None) is None:
+            self._db_index = self._build_index(self.database_)
+        return self._db_index
+
+    def _saves_index(self) -> bool:
+        """An approximate index is saved with the model: rebuilt, its lists or graph would give other neighbours."""
+        return self.index is not None and not isinstance(self.index, ExactIndex)
 
     # -- hooks -------------------------------------------------------------
     def _fit(self, database: np.ndarray, bank: np.ndarray | None, **kwargs: Any) -> None:
@@ -77,6 +109,8 @@ class Correction(Estimator):
         if np.shares_memory(database_array, np.asarray(database)):
             database_array = database_array.copy()  # the model must not change if the caller's array does
         self.database_ = database_array
+        self.checks_ = []
+        self._db_index = None
         self._fit(database_array, bank_array, **kwargs)
         return self
 
@@ -87,13 +121,8 @@ class Correction(Estimator):
         return self._search_arrays(queries_array, k, progress=progress)
 
     def _search_arrays(self, queries: np.ndarray, k: int, *, progress: bool = True) -> Neighbors:
-        found = topk_arrays(
-            queries,
-            self.database_,
-            k,
-            bias=self._search_bias(),
-            working_memory=getattr(self, "working_memory", None),
-            progress=progress,
+        found = self._reduce(
+            "database", self._database_index(), "search_arrays", queries, k, bias=self._search_bias(), progress=progress
         )
         return self._finish_scores(queries, found)
 
@@ -145,6 +174,32 @@ class Correction(Estimator):
         check_is_fitted(self)
         return self.database_.shape[0]
 
+    # -- persistence ---------------------------------------------------------
+    def _artifact_extra(self) -> dict[str, Any]:
+        return {"checks": getattr(self, "checks_", [])}
+
+    def _restore_extra(self, extra: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        checks = extra.get("checks", [])
+        if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+            raise ArtifactError(f"{type(self).__name__} artifact: extra.checks must be a list of records")
+        self.checks_ = checks
+        self._db_index = None
+
+    def _artifact_parts(self) -> dict[str, Any]:
+        return {"database_index": self._database_index()} if self._saves_index() else {}
+
+    def _restore_parts(self, parts: dict[str, Any]) -> None:
+        index = parts.get("database_index")
+        if self._saves_index() != (index is not None):
+            raise ArtifactError(
+                f"{type(self).__name__} artifact: a model with an approximate index (and only one) holds its "
+                "'database_index' part"
+            )
+        if index is not None:
+            if not isinstance(index, BaseIndex) or len(index) != len(self.database_):
+                raise ArtifactError(f"{type(self).__name__} artifact: 'database_index' must index the database rows")
+            self._db_index = index
+
     def _check_state(self) -> None:
         database = getattr(self, "database_", None)
         if not isinstance(database, np.ndarray) or database.ndim != 2 or database.dtype != np.float32:
@@ -195,6 +250,17 @@ class WrapsCorrection(Correction):
     def _score_arrays(self, queries, ids, raw):
         return self.correction_._score_arrays(queries, ids, raw)
 
+    @property
+    def checks_(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        """What the fitted inner correction's ``Checked`` indexes measured."""
+        return self.correction_.checks_
+
+    def _artifact_extra(self) -> dict[str, Any]:
+        return {}
+
+    def _restore_extra(self, extra: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        return None
+
     def _artifact_parts(self) -> dict[str, Any]:
         return {"correction": self.correction_}
 
@@ -220,9 +286,9 @@ class Baseline(Correction):
 
     needs_bank = False
 
-    def __init__(self, metric: str = "cosine", working_memory: int | None = None) -> None:
+    def __init__(self, metric: str = "cosine", index: BaseIndex | None = None) -> None:
         self.metric = metric
-        self.working_memory = working_memory
+        self.index = index
 
     def _search_bias(self) -> None:
         return None

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._check import check_k
-from ..kernel import topk_arrays
+from ..index.base import BaseIndex
 from .base import Correction, check_k_param
-from .nnn import nnn_bias
 
 __all__ = ["CSLS"]
 
@@ -15,7 +14,9 @@ __all__ = ["CSLS"]
 class CSLS(Correction):
     """CSLS with a bank: ``r_X(x)`` is the mean of the top-k bank similarities of x.
 
-    Within a query it ranks like NNN with alpha = ½. With ``query_term=True``
+    Within a query it ranks like NNN with alpha = ½. Both means come from the
+    ``index`` template's mean-of-top-k reduction (bank side at fit, database
+    side per query), so ``index=Checked(IVFIndex())`` makes it approximate. With ``query_term=True``
     the query side ``r_Q(q)`` (mean of the query's top-k database scores) is
     subtracted too, so scores are comparable across queries (for thresholds).
 
@@ -31,16 +32,20 @@ class CSLS(Correction):
     scale = 2.0
     search_params = ("query_term",)
 
-    def __init__(self, k: int = 10, query_term: bool = True, metric: str = "cosine", working_memory=None) -> None:
+    def __init__(
+        self, k: int = 10, query_term: bool = True, metric: str = "cosine", index: BaseIndex | None = None
+    ) -> None:
         self.k = k
         self.query_term = query_term
         self.metric = metric
-        self.working_memory = working_memory
+        self.index = index
 
     def _fit(self, database, bank, progress: bool = True) -> None:
         k = check_k_param(self.k, bank, "CSLS")
         check_k(k, database.shape[0], name="CSLS.k", what="database rows")
-        self.bias_ = nnn_bias(database, bank, k, working_memory=self.working_memory, progress=progress)
+        bank_index = self._build_index(bank)
+        self.bias_ = self._reduce("bank", bank_index, "topk_mean", database, k, progress=progress)
+        self._db_index = self._build_index(database, like=bank_index)
 
     def _search_bias(self) -> np.ndarray:
         return (0.5 * self.bias_).astype(np.float32)
@@ -48,5 +53,4 @@ class CSLS(Correction):
     def _query_term(self, queries: np.ndarray) -> np.ndarray | None:
         if not self.query_term:
             return None
-        found = topk_arrays(queries, self.database_, self.k, working_memory=self.working_memory, progress=False)
-        return found.scores.mean(axis=1, dtype=np.float64).astype(np.float32)
+        return self._reduce("database", self._database_index(), "topk_mean", queries, self.k)

@@ -9,6 +9,7 @@ import numpy as np
 from .._artifact import ArtifactError
 from .._base import Estimator, check_is_fitted, clone
 from .._check import check_array, check_finite_scalar, check_metric, normalize_rows
+from ..index.base import BaseIndex
 from .base import Correction, WrapsCorrection
 from .nnn import NNN
 from ..errors import InputError
@@ -69,7 +70,8 @@ class WithDN(WrapsCorrection):
     """DN followed by another correction (DN+NNN by default), like nnn-retrieval's ``DNRanker``.
 
     The shifted vectors are not renormalised: the wrapped correction scores
-    them by raw inner product. The dev sets default to the database and the bank
+    them by raw inner product. ``index``, when given, replaces the wrapped
+    correction's index template. The dev sets default to the database and the bank
     (the bank is a sample of queries).
 
     Examples
@@ -84,10 +86,17 @@ class WithDN(WrapsCorrection):
     def _inner_template(self) -> Correction:
         return NNN() if self.correction is None else self.correction
 
-    def __init__(self, correction: Correction | None = None, lambda_: float = 0.5, metric: str = "cosine") -> None:
+    def __init__(
+        self,
+        correction: Correction | None = None,
+        lambda_: float = 0.5,
+        metric: str = "cosine",
+        index: BaseIndex | None = None,
+    ) -> None:
         self.correction = correction
         self.lambda_ = lambda_
         self.metric = metric
+        self.index = index
 
     def fit(
         self,
@@ -105,7 +114,8 @@ class WithDN(WrapsCorrection):
             bank if queries_dev is None else queries_dev,
         )
         # A fresh copy: the caller's estimator is never changed by fitting this one.
-        inner = clone(NNN() if self.correction is None else self.correction, metric="ip")
+        overrides = {"metric": "ip"} if self.index is None else {"metric": "ip", "index": self.index}
+        inner = clone(NNN() if self.correction is None else self.correction, **overrides)
         shifted_bank = None if bank is None else self.dn_.transform_queries(bank)
         self.correction_ = inner.fit(self.dn_.transform_database(database), shifted_bank, **kwargs)
         self.database_ = self.correction_.database_

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from .._check import check_k, check_positive_int
-from ..kernel import topk_arrays
+from ..index.base import BaseIndex
 from ..neighbors import Neighbors, sort_neighbors
 from .base import Correction
 from ..errors import InputError
@@ -31,15 +31,13 @@ class _Reranker(Correction):
     needs_bank = False
     _artifact_arrays = ("database_", "bias_", "spread_")
 
-    def _neighbor_distances(self, vectors: np.ndarray, self_join: bool) -> np.ndarray:
-        found = topk_arrays(
-            vectors,
-            self.database_,
-            self.k,
-            exclude_self=self_join,
-            working_memory=getattr(self, "working_memory", None),
-            progress=False,
-        )
+    def _neighbor_distances(self, vectors: np.ndarray | None) -> np.ndarray:
+        """Distances to the k nearest database rows: of ``vectors``, or of every database row (None) but itself."""
+        index = self._database_index()
+        if vectors is None:
+            found = self._reduce("database", index, "self_join", self.k)
+        else:
+            found = self._reduce("database", index, "search_arrays", vectors, self.k)
         return _distance(found.scores)
 
     def _fit(self, database, bank, progress: bool = True) -> None:
@@ -49,18 +47,18 @@ class _Reranker(Correction):
             raise InputError(f"{type(self).__name__} supports metric='cosine' only; got {self.metric!r}")
         k = check_positive_int(self.k, f"{type(self).__name__}.k")
         check_k(k, database.shape[0] - 1, name=f"{type(self).__name__}.k", what="other database rows")
-        distances = self._neighbor_distances(database, self_join=True)
+        distances = self._neighbor_distances(None)
         self.bias_, self.spread_ = self._statistics(distances)
 
     def _search_arrays(self, queries: np.ndarray, k: int, *, progress: bool = True) -> Neighbors:
         width = min(self.database_.shape[0], max(k, check_positive_int(self.candidates, "candidates")))
-        found = topk_arrays(queries, self.database_, width, progress=progress)
+        found = self._reduce("database", self._database_index(), "search_arrays", queries, width, progress=progress)
         scores = self._score_arrays(queries, found.ids, found.scores)
         ranked = sort_neighbors(found.ids, scores)
         return Neighbors(ranked.ids[:, :k], ranked.scores[:, :k])
 
     def _score_arrays(self, queries, ids, raw):
-        query_stats = self._statistics(self._neighbor_distances(queries, self_join=False))
+        query_stats = self._statistics(self._neighbor_distances(queries))
         return self._similarity(_distance(raw), query_stats, ids).astype(np.float32)
 
 
@@ -88,13 +86,18 @@ class LocalScaling(_Reranker):
     """
 
     def __init__(
-        self, k: int = 10, variant: str = "ls", candidates: int = 100, metric: str = "cosine", working_memory=None
+        self,
+        k: int = 10,
+        variant: str = "ls",
+        candidates: int = 100,
+        metric: str = "cosine",
+        index: BaseIndex | None = None,
     ) -> None:
         self.k = k
         self.variant = variant
         self.candidates = candidates
         self.metric = metric
-        self.working_memory = working_memory
+        self.index = index
 
     def _statistics(self, distances: np.ndarray):
         if self.variant not in ("ls", "nicdm"):
@@ -125,11 +128,13 @@ class MutualProximity(_Reranker):
     (1, 3)
     """
 
-    def __init__(self, k: int = 10, candidates: int = 100, metric: str = "cosine", working_memory=None) -> None:
+    def __init__(
+        self, k: int = 10, candidates: int = 100, metric: str = "cosine", index: BaseIndex | None = None
+    ) -> None:
         self.k = k
         self.candidates = candidates
         self.metric = metric
-        self.working_memory = working_memory
+        self.index = index
 
     def _statistics(self, distances: np.ndarray):
         return distances.mean(axis=1).astype(np.float32), np.maximum(distances.std(axis=1), 1e-6).astype(np.float32)

@@ -1,7 +1,8 @@
 """Inverted softmax and its relatives: QB-Norm's dynamic inverted softmax and DBNorm.
 
-All are computed in log space with the kernel's streaming log-sum-exp, so no
-bank × database matrix is ever built.
+All are computed in log space with the index's log-sum-exp reduction (the
+kernel's streaming one on ``ExactIndex``), so no bank × database matrix is
+ever built.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .._check import check_k, check_finite_scalar, check_positive_int
-from ..kernel import logsumexp_arrays, topk_arrays
+from .._check import check_k, check_finite_scalar
+from ..index.base import BaseIndex
 from ..neighbors import Neighbors
 from .base import Correction
 from ..errors import InputError
@@ -26,9 +27,9 @@ def _check_beta(beta: Any) -> float:
     return beta
 
 
-def inverted_softmax_bias(database: np.ndarray, bank: np.ndarray, beta: float, **kwargs: Any) -> np.ndarray:
-    """``(1/β)·log Σ_{r∈bank} exp(β·s(r, x))`` for every database row."""
-    return logsumexp_arrays(database, bank, beta, **kwargs)
+def _softmax_bias(model: Correction, on: str, bank_index: BaseIndex, database: np.ndarray, beta: float, progress: bool):
+    """``(1/β)·log Σ_{r∈bank} exp(β·s(r, x))`` for every database row, by the bank index's log-sum-exp."""
+    return model._reduce(on, bank_index, "logsumexp", database, beta, progress=progress)
 
 
 class InvertedSoftmax(Correction):
@@ -43,14 +44,14 @@ class InvertedSoftmax(Correction):
     True
     """
 
-    def __init__(self, beta: float = 20.0, metric: str = "cosine", working_memory=None) -> None:
+    def __init__(self, beta: float = 20.0, metric: str = "cosine", index: BaseIndex | None = None) -> None:
         self.beta = beta
         self.metric = metric
-        self.working_memory = working_memory
+        self.index = index
 
     def _fit(self, database, bank, progress: bool = True) -> None:
         beta = _check_beta(self.beta)
-        self.bias_ = inverted_softmax_bias(database, bank, beta, working_memory=self.working_memory, progress=progress)
+        self.bias_ = _softmax_bias(self, "bank", self._build_index(bank), database, beta, progress)
 
 
 class QBNorm(Correction):
@@ -77,17 +78,17 @@ class QBNorm(Correction):
 
     _artifact_arrays = ("database_", "bias_", "activated_")
 
-    def __init__(self, beta: float = 20.0, k: int = 1, metric: str = "cosine", working_memory=None) -> None:
+    def __init__(self, beta: float = 20.0, k: int = 1, metric: str = "cosine", index: BaseIndex | None = None) -> None:
         self.beta = beta
         self.k = k
         self.metric = metric
-        self.working_memory = working_memory
+        self.index = index
 
     def _fit(self, database, bank, progress: bool = True) -> None:
         beta = _check_beta(self.beta)
         k = check_k(self.k, database.shape[0], name="QBNorm.k", what="database rows")
-        self.bias_ = inverted_softmax_bias(database, bank, beta, working_memory=self.working_memory, progress=progress)
-        top = topk_arrays(bank, database, k, working_memory=self.working_memory, progress=False)
+        self.bias_ = _softmax_bias(self, "bank", self._build_index(bank), database, beta, progress)
+        top = self._reduce("database", self._database_index(), "search_arrays", bank, k)
         self.activated_ = np.zeros(database.shape[0], dtype=bool)
         self.activated_[top.ids[top.ids >= 0]] = True
 
@@ -96,7 +97,7 @@ class QBNorm(Correction):
         return self._activated(self._prepare_queries(queries))
 
     def _activated(self, queries: np.ndarray) -> np.ndarray:
-        top1 = topk_arrays(queries, self.database_, 1, working_memory=self.working_memory, progress=False)
+        top1 = self._reduce("database", self._database_index(), "search_arrays", queries, 1)
         return self.activated_[top1.ids[:, 0]]
 
     def _search_arrays(self, queries: np.ndarray, k: int, *, progress: bool = True) -> Neighbors:
@@ -105,8 +106,8 @@ class QBNorm(Correction):
         scores = np.empty((len(queries), k), dtype=np.float32)
         for mask, bias in ((active, self.bias_), (~active, None)):
             if mask.any():
-                part = topk_arrays(
-                    queries[mask], self.database_, k, bias=bias, working_memory=self.working_memory, progress=progress
+                part = self._reduce(
+                    "database", self._database_index(), "search_arrays", queries[mask], k, bias=bias, progress=progress
                 )
                 ids[mask], scores[mask] = part.ids, part.scores
         return Neighbors(ids, scores)
@@ -135,21 +136,25 @@ class DBNorm(Correction):
     """
 
     def __init__(
-        self, beta: float = 20.0, gallery_beta: float | None = None, metric: str = "cosine", working_memory=None
+        self,
+        beta: float = 20.0,
+        gallery_beta: float | None = None,
+        metric: str = "cosine",
+        index: BaseIndex | None = None,
     ) -> None:
         self.beta = beta
         self.gallery_beta = gallery_beta
         self.metric = metric
-        self.working_memory = working_memory
+        self.index = index
 
     def _fit(self, database, bank, gallery_bank: Any = None, progress: bool = True) -> None:
         beta = _check_beta(self.beta)
         gallery_beta = beta if self.gallery_beta is None else _check_beta(self.gallery_beta)
-        gallery = database if gallery_bank is None else self._prepare(gallery_bank, "gallery_bank", database.shape[1])
-        query_side = beta * inverted_softmax_bias(
-            database, bank, beta, working_memory=self.working_memory, progress=progress
-        ).astype(np.float64)
-        gallery_side = gallery_beta * inverted_softmax_bias(
-            database, gallery, gallery_beta, working_memory=self.working_memory, progress=progress
-        ).astype(np.float64)
+        if gallery_bank is None:
+            gallery_index = self._database_index()
+        else:
+            gallery_index = self._build_index(self._prepare(gallery_bank, "gallery_bank", database.shape[1]))
+        query_side = beta * _softmax_bias(self, "bank", self._build_index(bank), database, beta, progress)
+        gallery_side = gallery_beta * _softmax_bias(self, "gallery", gallery_index, database, gallery_beta, progress)
+        query_side, gallery_side = query_side.astype(np.float64), gallery_side.astype(np.float64)
         self.bias_ = (np.logaddexp(query_side, gallery_side) / beta).astype(np.float32)

@@ -1,10 +1,11 @@
 """Index protocol and backends: exact (default), faiss, hnswlib."""
 
 from .base import BaseIndex, Index
+from .checked import Checked, LowRecallError
 from .exact import ExactIndex
 from .ivf import IVFIndex, neighbor_recall
 
-__all__ = ["Index", "BaseIndex", "ExactIndex", "IVFIndex", "FaissIndex", "HnswIndex", "QdrantIndex", "neighbor_recall"]
+__all__ = ["Index", "BaseIndex", "Checked", "LowRecallError", "ExactIndex", "IVFIndex", "FaissIndex", "HnswIndex", "QdrantIndex", "neighbor_recall"]
 
 
 def __getattr__(name: str):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from .._check import check_array, check_ids, check_metric, check_positive_int, n
 from ..neighbors import Neighbors
 from ..errors import InputError, InputTypeError, UnknownIdError
 
-__all__ = ["Index", "BaseIndex"]
+__all__ = ["Index", "BaseIndex", "build_index", "quiet"]
 
 
 @runtime_checkable
@@ -178,9 +179,54 @@ class BaseIndex(ABC):
         """Hyper-parameters as a dict."""
         return self._params()
 
-    def clone(self) -> BaseIndex:
-        """A new, empty index with the same parameters."""
-        return type(self)(**self._params())
+    def clone(self, **overrides: Any) -> BaseIndex:
+        """A new, empty index with the same parameters (``overrides`` replace some)."""
+        return type(self)(**{**self._params(), **overrides})
+
+    # -- the reductions methods need --------------------------------------
+    # Methods hand an index validated float32 rows (already normalised when
+    # their metric is cosine) and read positions back, never external ids.
+    # A backend answers each reduction natively where it can; this class gives
+    # every backend the candidate route: the top-k' by raw score from
+    # ``_search``, then the reduction over those candidates (see ``candidates``).
+    def search_arrays(
+        self, queries: np.ndarray, k: int, *, bias: np.ndarray | None = None, threshold: float | None = None
+    ) -> Neighbors:
+        """Top-k of ``s(q, x) − bias(x)``, only scores above ``threshold``; ids are positions, padded with -1."""
+        from .candidates import rescored_topk
+
+        return rescored_topk(self, queries, k, bias=bias, threshold=threshold)
+
+    def self_join(self, k: int, *, threshold: float | None = None) -> Neighbors:
+        """Each stored row's top-k among the other stored rows (itself left out), by position."""
+        from .candidates import self_join_by_search
+
+        return self_join_by_search(self, k, threshold=threshold)
+
+    def topk_mean(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """Mean of each query's k largest scores (k at most the index size), float32."""
+        from .candidates import mean_of_topk
+
+        return mean_of_topk(self, queries, k)
+
+    def logsumexp(self, queries: np.ndarray, beta: float) -> np.ndarray:
+        """``(1/β)·log Σ_x exp(β·s(q, x))`` over the stored rows, float32."""
+        from .candidates import logsumexp_of_candidates
+
+        return logsumexp_of_candidates(self, queries, beta)
+
+    def stored_vectors(self) -> np.ndarray:
+        """Every stored row in position order (what exact search and checks compare against)."""
+        return self._get(np.arange(len(self), dtype=np.int64))
+
+    def _adopt(self, vectors: np.ndarray, like: BaseIndex | None = None) -> None:
+        """Take validated rows for a method's own use; backends that can keep them without a copy do.
+
+        ``like`` is another index built from the same template (the bank's, for
+        the database): a backend may reuse its structure (IVF lists).
+        """
+        self.dim = vectors.shape[1]
+        self._add(vectors)
 
     def _artifact(self) -> Contents:
         extra, arrays = self._state()
@@ -240,3 +286,33 @@ class BaseIndex(ABC):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
         return f"{type(self).__name__}({params}, n={len(self)}, dim={self.dim})"
+
+
+def build_index(template: Any, vectors: np.ndarray, *, like: BaseIndex | None = None) -> BaseIndex:
+    """A fresh clone of the index ``template`` over validated rows, scored by raw inner product.
+
+    Methods prepare (normalise) their rows themselves, so every index they
+    build has ``metric="ip"``; the template's own metric is not used.
+    """
+    if not isinstance(template, BaseIndex):
+        raise InputTypeError(
+            f"index must be an nnlift index to clone, such as ExactIndex() or Checked(IVFIndex()); got {template!r}"
+        )
+    index = template.clone(metric="ip")
+    index._adopt(vectors, like=like)
+    return index
+
+
+@contextmanager
+def quiet(index: BaseIndex, enabled: bool = False) -> Iterator[BaseIndex]:
+    """Within the block, ``index`` (and an index it wraps) shows no progress bar unless ``enabled``."""
+    owners = [owner for owner in (index, getattr(index, "index", None)) if hasattr(owner, "progress")]
+    before = [owner.progress for owner in owners]
+    if not enabled:
+        for owner in owners:
+            owner.progress = False
+    try:
+        yield index
+    finally:
+        for owner, value in zip(owners, before):
+            owner.progress = value

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernel import topk_arrays
+from ..kernel import logsumexp_arrays, self_topk_arrays, topk_arrays
 from ..neighbors import Neighbors
 from .._artifact import require_arrays
 from .base import BaseIndex
@@ -48,6 +48,44 @@ class ExactIndex(BaseIndex):
 
     def _get(self, positions: np.ndarray) -> np.ndarray:
         return self._vectors[positions].copy()
+
+    # -- the reductions, all native on the kernel ---------------------------
+    def _adopt(self, vectors: np.ndarray, like=None) -> None:
+        self.dim = vectors.shape[1]
+        self._vectors = vectors  # the method owns these rows and never changes them: no copy
+
+    def stored_vectors(self) -> np.ndarray:
+        return self._vectors
+
+    def search_arrays(self, queries, k, *, bias=None, threshold=None) -> Neighbors:
+        return topk_arrays(
+            queries,
+            self._vectors,
+            k,
+            bias=bias,
+            threshold=threshold,
+            working_memory=self.working_memory,
+            progress=self.progress,
+        )
+
+    def self_join(self, k, *, threshold=None) -> Neighbors:
+        return self_topk_arrays(
+            self._vectors,
+            k,
+            exclude_self=True,
+            threshold=threshold,
+            working_memory=self.working_memory,
+            progress=self.progress,
+        )
+
+    def topk_mean(self, queries, k) -> np.ndarray:
+        found = self.search_arrays(queries, k)
+        return found.scores.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+    def logsumexp(self, queries, beta) -> np.ndarray:
+        return logsumexp_arrays(
+            queries, self._vectors, beta, working_memory=self.working_memory, progress=self.progress
+        )
 
     def _state(self):
         return {}, {"vectors": self._vectors}

@@ -18,7 +18,6 @@ import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -40,6 +39,7 @@ from ..kernel import (
 from ..neighbors import Neighbors
 from .._artifact import ArtifactError, require_arrays
 from .base import BaseIndex
+from .checked import Checked
 from .kmeans import kmeans
 from .recall import check_rows, neighbor_recall, pooled_recall, recall_counts, recall_standard_error  # noqa: F401
 from .routing import nearest_centroid, nearest_lists, order_by_list  # noqa: F401 - the IVF API in one place
@@ -125,22 +125,9 @@ class IVFIndex(BaseIndex):
         self.progress = progress
         self._vectors = np.empty((0, 0), dtype=np.float32)
         self._centroids: np.ndarray | None = None
-        self._init: np.ndarray | None = None  # centroids to start k-means from (see _over)
-
-    @classmethod
-    def _over(cls, unit: np.ndarray, *, init: np.ndarray | None = None, **params: Any) -> IVFIndex:
-        """An inner-product index over validated float32 rows, kept without a copy (internal self-joins).
-
-        The caller owns ``unit`` and must not change it while the index is used.
-        ``init``, centroids found for a slightly moved version of these rows (the
-        previous blending pass), starts k-means in place of the seeding; a few
-        iterations then adapt them.
-        """
-        index = cls("ip", **params)
-        index.dim = unit.shape[1]
-        index._vectors = unit
-        index._init = init
-        return index
+        self._init: np.ndarray | None = None  # centroids to start k-means from (see _adopt)
+        self._routed: tuple[np.ndarray, np.ndarray] | None = None  # the last rows topk_mean routed, and their probes
+        self._means: np.ndarray | None = None
 
     # -- structure -----------------------------------------------------------
     def _add(self, vectors: np.ndarray) -> None:
@@ -175,6 +162,7 @@ class IVFIndex(BaseIndex):
         """Store the vectors list by list, given the centroids and each vector's nearest lists (first: its own)."""
         self._centroids = centroids
         self._own_probes = own_probes
+        self._means = None
         assign = own_probes[:, 0]
         # Stored in list order (ids ascending within a list), so a list is a contiguous slice.
         self._order = order_by_list(assign, len(centroids))
@@ -186,6 +174,28 @@ class IVFIndex(BaseIndex):
             int(np.diff(self._offsets).max()),
             len(self._vectors),
         )
+
+    def _adopt(self, vectors: np.ndarray, like: BaseIndex | None = None) -> None:
+        """Keep a method's validated rows without a copy, and take what a related IVF index knows.
+
+        ``like`` built from the same template: when it has just routed these
+        very rows (NNN's bias pass routes the database among the bank's
+        lists), its lists are filled with them and no k-means runs; otherwise
+        its centroids start this index's k-means (blending's next pass, over
+        slightly moved rows), which then needs only a few iterations.
+        """
+        self.dim = vectors.shape[1]
+        self._vectors = vectors
+        self._centroids = None
+        if isinstance(like, Checked):
+            like = like.index
+        if not isinstance(like, IVFIndex) or like._centroids is None:
+            return
+        routed = like._routed
+        like._routed = None
+        if routed is not None and routed[0] is vectors and self.use_lists(like._centroids, routed[1]):
+            return
+        self._init = like._centroids
 
     def use_lists(self, centroids: np.ndarray, probes: np.ndarray) -> bool:
         """List this index's vectors by another index's centroids, given their probes into it.
@@ -207,6 +217,13 @@ class IVFIndex(BaseIndex):
     # -- search --------------------------------------------------------------
     def _search(self, queries: np.ndarray, k: int) -> Neighbors:
         return self.search_arrays(queries, k)
+
+    def stored_vectors(self) -> np.ndarray:
+        return self._vectors
+
+    def self_join(self, k: int, *, threshold: float | None = None) -> Neighbors:
+        """Native: each list's GEMM serves both directions of its pairs (see :meth:`search_arrays`)."""
+        return self.search_arrays(self._vectors, k, exclude_self=True, threshold=threshold)
 
     def search_arrays(
         self,
@@ -307,11 +324,9 @@ class IVFIndex(BaseIndex):
         partition: no ids, no order and no tie rule (ties do not change a mean).
         Each query probes ``n_probe`` lists; only the rare query whose lists
         hold fewer than k vectors probes as many as the smallest lists need.
+        The queries' probes are kept for an index built next over the same
+        rows from the same template (see :meth:`_adopt`).
         """
-        return self.topk_mean_and_probes(queries, k)[0]
-
-    def topk_mean_and_probes(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`topk_mean`, and each query's ``n_probe`` nearest lists (for :meth:`use_lists`)."""
         if self._centroids is None:
             self._build()
         n_probe = min(check_positive_int(self.n_probe, "n_probe"), len(self._centroids))
@@ -320,7 +335,66 @@ class IVFIndex(BaseIndex):
         if len(short):
             wide = nearest_lists(self._unit(queries[short]), self._centroids, self._probe_count(k))
             out[short], _ = self._topk_mean(queries[short], k, wide)
-        return out, probes
+        self._routed = (queries, probes)
+        return out
+
+    def logsumexp(self, queries: np.ndarray, beta: float) -> np.ndarray:
+        """Native: exact over each query's ``n_probe`` lists, plus an estimate of every other list.
+
+        An unprobed list ``l`` adds ``|l|·exp(β·q·m_l)``, with ``m_l`` the mean
+        of its members: by Jensen's inequality a lower bound of its true sum
+        ``Σ exp(β·s)``, tight when the list is narrow, at the cost of one
+        multiply by the centroids (as routing).
+        """
+        if self._centroids is None:
+            self._build()
+        n_lists = len(self._centroids)
+        n_probe = min(check_positive_int(self.n_probe, "n_probe"), n_lists)
+        probes = nearest_lists(self._unit(queries), self._centroids, n_probe)
+        sizes = np.diff(self._offsets)
+        with np.errstate(divide="ignore"):
+            log_sizes = np.log(sizes.astype(np.float64))
+        means = self._list_means()
+        chunk = max(1, min(int(_MERGE_BUFFER_BYTES // (16 * n_probe)), 2**22 // n_lists))
+        out = np.empty(len(queries), dtype=np.float32)
+        workers = default_workers()
+        buffers = threading.local()
+        beta32 = np.float32(beta)
+        with single_threaded_blas(workers > 1), ThreadPoolExecutor(workers) as pool:
+            for start in range(0, len(queries), chunk):
+                stop = min(start + chunk, len(queries))
+                chunk_probes = probes[start:stop]
+                maxes = np.full((stop - start, n_probe), -np.inf)
+                sums = np.zeros((stop - start, n_probe))
+
+                def run(lst: int, rows: np.ndarray, slots: np.ndarray) -> None:
+                    tile = self._list_scores(buffers, queries, start + rows, lst)
+                    top = tile.max(axis=1)
+                    tile -= top[:, None]
+                    tile *= beta32
+                    np.exp(tile, out=tile)
+                    maxes[rows, slots] = top
+                    sums[rows, slots] = tile.sum(axis=1, dtype=np.float64)
+
+                self._each_list(chunk_probes, pool, run)
+                with np.errstate(divide="ignore"):
+                    probed = beta * maxes + np.log(sums)
+                rest = beta * (queries[start:stop] @ means.T).astype(np.float64) + log_sizes
+                rest[np.arange(stop - start)[:, None], chunk_probes] = -np.inf
+                terms = np.concatenate([probed, rest], axis=1)
+                top = terms.max(axis=1, keepdims=True)
+                out[start:stop] = (top[:, 0] + np.log(np.exp(terms - top).sum(axis=1))) / beta
+        return out
+
+    def _list_means(self) -> np.ndarray:
+        """Each list's mean member (zeros for an empty list), cached until the lists change."""
+        if self._means is None:
+            sizes = np.diff(self._offsets)
+            sums = np.zeros((len(sizes), self._sorted.shape[1]), dtype=np.float64)
+            filled = sizes > 0
+            sums[filled] = np.add.reduceat(self._sorted, self._offsets[:-1][filled], axis=0, dtype=np.float64)
+            self._means = (sums / np.maximum(sizes, 1)[:, None]).astype(np.float32)
+        return self._means
 
     def _topk_mean(self, queries: np.ndarray, k: int, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-k means over the given lists per query, and the queries whose lists held fewer than k."""

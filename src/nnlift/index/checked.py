@@ -1,0 +1,253 @@
+"""``Checked``: any index, measured against exact search on a sample, acting by one policy when it falls short."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .._artifact import ArtifactError, Contents
+from .._check import check_finite_scalar, check_positive_int
+from ..errors import InputError, InputTypeError, NnliftError
+from ..kernel import topk_arrays
+from ..neighbors import Neighbors
+from .base import BaseIndex
+from .recall import pooled_recall, recall_counts, recall_standard_error
+
+__all__ = ["Checked", "LowRecallError"]
+logger = logging.getLogger("nnlift")
+
+_POLICIES = ("exact", "warn", "raise")
+_STREAM_KEY = 0x636865636B  # "check": the sampled rows never coincide with a seeded k-means sample
+
+
+class LowRecallError(NnliftError, RuntimeError):
+    """A :class:`Checked` index with ``on_low="raise"`` measured less than it was asked for."""
+
+
+class Checked(BaseIndex):
+    """Wrap an index: measure each batch reduction against exact search on a sample, record it, act on it.
+
+    Parameters
+    ----------
+    index : BaseIndex
+        The index measured, usually an approximate one (``IVFIndex()``, ``FaissIndex("HNSW32")``).
+    sample : int
+        Rows of a call compared with exact search, drawn from this wrapper's own random stream.
+    min_recall : float
+        Least acceptable recall@k of a search (or self-join) against exact search.
+    max_error : float
+        Largest acceptable mean absolute error of a mean or log-sum-exp (NNN's bias, the inverted softmax's).
+    on_low : {"exact", "warn", "raise"}
+        What a measurement below the bar does: ``"exact"`` answers this call by
+        exact search and every later one too (the index has shown it does not
+        fit the data); ``"warn"`` warns and keeps the approximate answer;
+        ``"raise"`` raises :class:`LowRecallError`.
+    seed : int
+        Seed of the sampling stream.
+
+    A reduction is measured when its call holds at least ``sample`` rows (a
+    batch: a fit, a blending pass, a batch search) or is the first of its kind
+    since rows were added. Online searches of a few queries after that are
+    served unmeasured, so a serving path never pays an exact search per
+    request. Each measurement is appended to ``checks_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nnlift import IVFIndex
+    >>> rng = np.random.default_rng(0)
+    >>> data = rng.normal(size=(2000, 16)).astype(np.float32)
+    >>> index = Checked(IVFIndex(n_lists=8, n_probe=8), sample=64).add(data)
+    >>> _ = index.search_arrays(index.stored_vectors()[:100], 5)
+    >>> index.checks_[-1]["reduction"], index.checks_[-1]["recall"]
+    ('search', 1.0)
+    """
+
+    def __init__(
+        self,
+        index: BaseIndex,
+        sample: int = 256,
+        min_recall: float = 0.99,
+        max_error: float = 1e-3,
+        on_low: str = "exact",
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(index, BaseIndex) or isinstance(index, Checked):
+            raise InputTypeError(f"Checked wraps one nnlift index such as IVFIndex(); got {index!r}")
+        if len(index):
+            raise InputError("Checked wraps an empty index; add the vectors through the Checked index")
+        super().__init__(index.metric)
+        self.index = index
+        self.sample = check_positive_int(sample, "sample")
+        self.min_recall = check_finite_scalar(min_recall, "min_recall", low=0.0)
+        self.max_error = check_finite_scalar(max_error, "max_error", low=0.0)
+        if on_low not in _POLICIES:
+            raise InputError(f"on_low must be one of {_POLICIES}; got {on_low!r}")
+        self.on_low = on_low
+        self.seed = check_positive_int(seed, "seed", minimum=0)
+        self._rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(_STREAM_KEY,)))
+        self.checks_: list[dict[str, Any]] = []
+        self.exact_ = False  # set once a measurement fell short under on_low="exact"
+        self._seen: set[str] = set()
+
+    # -- an index like any other ---------------------------------------------
+    def clone(self, **overrides: Any) -> Checked:
+        params = {name: getattr(self, name) for name in ("sample", "min_recall", "max_error", "on_low", "seed")}
+        return Checked(self.index.clone(**overrides), **params)
+
+    def _add(self, vectors: np.ndarray) -> None:
+        if self.index.dim is None:
+            self.index.dim = vectors.shape[1]
+        self.index._add(vectors)
+        self._seen.clear()
+
+    def _adopt(self, vectors: np.ndarray, like: BaseIndex | None = None) -> None:
+        self.dim = vectors.shape[1]
+        self.index._adopt(vectors, like=like)
+        self._seen.clear()
+
+    def _count(self) -> int:
+        return len(self.index)
+
+    def _get(self, positions: np.ndarray) -> np.ndarray:
+        return self.index._get(positions)
+
+    def stored_vectors(self) -> np.ndarray:
+        return self.index.stored_vectors()
+
+    def _search(self, queries: np.ndarray, k: int) -> Neighbors:
+        if self.exact_:
+            return self._exact().search_arrays(queries, k)
+        return self.index._search(queries, k)
+
+    # -- the reductions, measured --------------------------------------------
+    def search_arrays(self, queries, k, *, bias=None, threshold=None) -> Neighbors:
+        def run(index):
+            return index.search_arrays(queries, k, bias=bias, threshold=threshold)
+
+        def reference(exact, rows):
+            return exact.search_arrays(queries[rows], k, bias=bias, threshold=threshold)
+
+        return self._measured("search", len(queries), run, reference, recall=True)
+
+    def self_join(self, k, *, threshold=None) -> Neighbors:
+        def reference(exact, rows):
+            vectors = exact.stored_vectors()
+            found = topk_arrays(vectors[rows], vectors, min(k + 1, len(vectors)), threshold=threshold, progress=False)
+            is_self = found.ids == rows[:, None]
+            order = np.argsort(is_self, axis=1, kind="stable")  # self (wherever a tie put it) goes last
+            ids = np.take_along_axis(np.where(is_self, -1, found.ids), order, axis=1)[:, :k]
+            scores = np.take_along_axis(np.where(is_self, -np.inf, found.scores), order, axis=1)[:, :k]
+            return Neighbors(ids, scores.astype(np.float32))
+
+        return self._measured("self_join", len(self), lambda index: index.self_join(k, threshold=threshold), reference, recall=True)
+
+    def topk_mean(self, queries, k) -> np.ndarray:
+        return self._measured(
+            "topk_mean",
+            len(queries),
+            lambda index: index.topk_mean(queries, k),
+            lambda exact, rows: exact.topk_mean(queries[rows], k),
+            recall=False,
+        )
+
+    def logsumexp(self, queries, beta) -> np.ndarray:
+        return self._measured(
+            "logsumexp",
+            len(queries),
+            lambda index: index.logsumexp(queries, beta),
+            lambda exact, rows: exact.logsumexp(queries[rows], beta),
+            recall=False,
+        )
+
+    def _exact(self) -> BaseIndex:
+        from .exact import ExactIndex
+
+        if getattr(self, "_exact_index", None) is None or len(self._exact_index) != len(self):
+            exact = ExactIndex("ip", progress=False)
+            exact._adopt(self.index.stored_vectors())
+            if not self.exact_:
+                return exact  # kept only once this index answers exactly for good
+            self._exact_index = exact
+        return self._exact_index
+
+    def _measured(self, kind: str, n_rows: int, run, reference, *, recall: bool):
+        if self.exact_:
+            return run(self._exact())
+        found = run(self.index)
+        if n_rows == 0 or (n_rows < self.sample and kind in self._seen):
+            return found
+        self._seen.add(kind)
+        rows = np.sort(self._rng.choice(n_rows, size=min(n_rows, self.sample), replace=False))
+        exact = self._exact()
+        expected = reference(exact, rows)
+        if recall:
+            hits, totals = recall_counts(found[rows], expected)
+            value, bar = pooled_recall(hits, totals), self.min_recall
+            record = {"reduction": kind, "rows": len(rows), "recall": value, "standard_error": recall_standard_error(hits, totals)}
+            low = value < bar
+        else:
+            value = float(np.abs(found[rows].astype(np.float64) - expected).mean())
+            record = {"reduction": kind, "rows": len(rows), "error": value}
+            low = value > self.max_error
+        record["action"] = self.on_low if low else "none"
+        self.checks_.append(record)
+        measured = f"recall {value:.4f} < {self.min_recall}" if recall else f"mean absolute error {value:.2e} > {self.max_error:g}"
+        logger.info("%s %s: %s on %d sampled rows", type(self.index).__name__, kind, f"{value:.4g}", len(rows))
+        if not low:
+            return found
+        message = f"{type(self.index).__name__} {kind}: {measured} on {len(rows)} sampled rows"
+        if self.on_low == "raise":
+            raise LowRecallError(message + "; probe more (n_probe, ef_search) or use ExactIndex()")
+        if self.on_low == "warn":
+            warnings.warn(message + "; probe more (n_probe, ef_search) or use ExactIndex()", stacklevel=4)
+            return found
+        logger.warning("%s: answering by exact search from now on", message)
+        self.exact_ = True
+        return run(self._exact())
+
+    # -- persistence ---------------------------------------------------------
+    def _state(self):  # pragma: no cover - Checked writes its own artifact below
+        raise NotImplementedError
+
+    def _restore(self, extra, arrays) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _artifact(self) -> Contents:
+        params = {name: getattr(self, name) for name in ("sample", "min_recall", "max_error", "on_low", "seed")}
+        extra = {"checks": self.checks_, "exact": self.exact_, "measured": sorted(self._seen), "dim": self.dim}
+        arrays = {} if self._external is None else {"external_ids": self._external}
+        return Contents({**params, "index": None}, arrays, extra, {"param_index": self.index})
+
+    @classmethod
+    def _from_artifact(cls, manifest: dict, arrays: dict, parts: dict) -> Checked:
+        inner = parts.get("param_index")
+        if not isinstance(inner, BaseIndex) or isinstance(inner, Checked):
+            raise ArtifactError("Checked artifact: its part 'param_index' must be an nnlift index")
+        params = {key: value for key, value in manifest["params"].items() if key != "index"}
+        extra = manifest["extra"]
+        checks, exact, measured = extra.get("checks"), extra.get("exact"), extra.get("measured")
+        if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks) or not isinstance(exact, bool):
+            raise ArtifactError("Checked artifact: extra.checks must be a list of records and extra.exact a bool")
+        if not isinstance(measured, list) or not all(isinstance(m, str) for m in measured):
+            raise ArtifactError("Checked artifact: extra.measured must list the reductions measured")
+        empty = type(inner)(**inner._params())
+        index = cls(empty, **params)
+        index.index = inner
+        index.dim = inner.dim
+        index.checks_, index.exact_, index._seen = checks, exact, set(measured)
+        external = arrays.get("external_ids")
+        if external is not None:
+            if external.ndim != 1 or len(external) != len(inner) or external.dtype.kind not in "iU":
+                raise ArtifactError(f"Checked artifact: external_ids must be {len(inner)} ints or strings")
+            index._external = external.astype(np.int64) if external.dtype.kind == "i" else external
+        return index
+
+    def __repr__(self) -> str:
+        return (
+            f"Checked({self.index!r}, sample={self.sample}, min_recall={self.min_recall}, "
+            f"max_error={self.max_error}, on_low={self.on_low!r})"
+        )
