@@ -4,7 +4,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import nnlift
-from nnlift.kernel import _MIN_COLUMNS, _MIN_TILES_PER_WORKER, decode_keys, encode_keys, _plan
+from nnlift.kernel.driver import _MIN_COLUMNS, _MIN_TILES_PER_WORKER, plan
+from nnlift.kernel.keys import decode_keys, encode_keys
 
 from .conftest import assert_same_neighbors, reference_topk, unit
 
@@ -168,7 +169,7 @@ def test_symmetric_self_join_matches_plain(rng, wm, exclude_self):
 @settings(max_examples=30, deadline=None)
 @given(r=st.integers(1, 300), c=st.integers(1, 40), k=st.integers(1, 30), seed=st.integers(0, 9999))
 def test_column_selection_equals_row_selection_of_transpose(r, c, k, seed):
-    from nnlift.kernel import tile_topk_keys, tile_topk_keys_columns
+    from nnlift.kernel.selection import tile_topk_keys, tile_topk_keys_columns
 
     rng = np.random.default_rng(seed)
     scores = rng.integers(-4, 5, size=(r, c)).astype(np.float32)  # many ties
@@ -216,7 +217,7 @@ def test_thresholded_self_join_equals_sorted_reference(n, k_frac, threshold, wm,
     ],
 )
 def test_pairs_above_finds_every_entry_in_row_order_and_refuses_too_many(rng, shape, threshold):
-    from nnlift.kernel import _DIRECT_MASK, pairs_above
+    from nnlift.kernel.selection import _DIRECT_MASK, pairs_above
 
     scores = rng.normal(size=shape).astype(np.float32)
     assert (scores.size <= _DIRECT_MASK) == (shape == (77, 130))
@@ -233,13 +234,14 @@ def test_pairs_above_finds_every_entry_in_row_order_and_refuses_too_many(rng, sh
 
 
 def test_merge_owner_keys_keeps_each_rows_best(rng):
-    from nnlift.kernel import KEY_PAD, _merge_owner_keys
+    from nnlift.kernel.keys import KEY_PAD
+    from nnlift.kernel.selection import merge_owner_keys
 
     acc = np.full((5, 3), KEY_PAD, dtype=np.uint64)
     acc[2] = encode_keys(np.array([0.9, 0.5, 0.1], np.float32), np.array([7, 8, 9]))
     owners = np.array([2, 2, 4, 2, 4])
     keys = encode_keys(np.array([0.7, 0.95, 0.3, 0.05, 0.3], np.float32), np.array([1, 2, 3, 4, 0]))
-    _merge_owner_keys(acc, owners, keys, 3)
+    merge_owner_keys(acc, owners, keys, 3)
     scores, ids = decode_keys(acc)
     assert ids[2].tolist() == [2, 7, 1] and scores[2].tolist() == pytest.approx([0.95, 0.9, 0.7])
     assert ids[4, :2].tolist() == [0, 3]  # a tie: the lower id first
@@ -257,7 +259,7 @@ def test_merge_owner_keys_keeps_each_rows_best(rng):
 def test_plan_fits_memory_and_reuses_each_workers_tile(n_rows, n_cols, workers, wm_mb):
     """Tiles fit the working memory, and each worker gets several tiles whenever columns allow narrower ones."""
     working_memory = wm_mb * 2**20
-    rows, cols = _plan(n_rows, n_cols, workers, working_memory)
+    rows, cols = plan(n_rows, n_cols, workers, working_memory)
     assert 1 <= rows <= n_rows and 1 <= cols <= n_cols
     per_worker = max(working_memory // workers, 8 * _MIN_COLUMNS)
     assert rows * cols * 8 <= per_worker

@@ -25,12 +25,11 @@ logger = logging.getLogger("nnlift")
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method for comparisons: how to build it, the validation grid, and whether it needs a bank."""
+    """A method for comparisons: how to build it and the validation grid (whether it needs a bank, it says itself)."""
 
     label: str
     make: Callable[[], Correction]
     grid: dict[str, list]
-    needs_bank: bool = True
 
 
 def _dba():
@@ -40,16 +39,16 @@ def _dba():
 
 
 METHODS: dict[str, MethodSpec] = {
-    "cosine": MethodSpec("cosine", Baseline, {}, needs_bank=False),
+    "cosine": MethodSpec("cosine", Baseline, {}),
     "nnn": MethodSpec("NNN", NNN, {"k": [8, 16, 32], "alpha": [0.5, 0.75, 1.0]}),
     "dn_nnn": MethodSpec("DN+NNN", lambda: WithDN(NNN()), {"correction__k": [8, 16], "correction__alpha": [0.75, 1.0]}),
     "csls": MethodSpec("CSLS", CSLS, {"k": [5, 10, 20]}),
     "is": MethodSpec("inverted softmax", InvertedSoftmax, {"beta": [10.0, 20.0, 40.0]}),
     "qbnorm": MethodSpec("QB-Norm (DIS)", QBNorm, {"beta": [10.0, 20.0, 40.0]}),
-    "dba": MethodSpec("DBA", lambda: AugmentedDatabase(_dba()), {"augmentation__n": [2, 5]}, needs_bank=False),
+    "dba": MethodSpec("DBA", lambda: AugmentedDatabase(_dba()), {"augmentation__n": [2, 5]}),
     "dba_nnn": MethodSpec("DBA+NNN", lambda: AugmentedDatabase(_dba(), NNN(k=16)), {"correction__alpha": [0.75, 1.0]}),
-    "local_scaling": MethodSpec("local scaling", LocalScaling, {"k": [5, 10]}, needs_bank=False),
-    "mutual_proximity": MethodSpec("mutual proximity", MutualProximity, {"k": [5, 10]}, needs_bank=False),
+    "local_scaling": MethodSpec("local scaling", LocalScaling, {"k": [5, 10]}),
+    "mutual_proximity": MethodSpec("mutual proximity", MutualProximity, {"k": [5, 10]}),
 }
 
 
@@ -100,7 +99,7 @@ def compare_methods(
         spec = METHODS[name]
         if on_method is not None:
             on_method(spec.label)
-        if spec.needs_bank and bank is None:
+        if spec.make().needs_bank and bank is None:
             logger.warning("skipping %s: it needs a bank of reference queries", spec.label)
             continue
         start = time.perf_counter()

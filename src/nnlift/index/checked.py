@@ -11,7 +11,7 @@ import numpy as np
 from .._artifact import ArtifactError, Contents
 from .._check import check_finite_scalar, check_positive_int
 from ..errors import InputError, InputTypeError, NnliftError
-from ..kernel import topk_arrays
+from ..kernel.driver import topk_arrays
 from ..neighbors import Neighbors
 from .base import BaseIndex
 from .recall import pooled_recall, recall_counts, recall_standard_error

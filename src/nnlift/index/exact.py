@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernel import logsumexp_arrays, self_topk_arrays, topk_arrays
+from ..kernel.driver import logsumexp_arrays, self_topk_arrays, topk_arrays
 from ..neighbors import Neighbors
 from .._artifact import require_arrays
 from .base import BaseIndex

@@ -24,18 +24,9 @@ import numpy as np
 from .._check import check_positive_int, row_norms
 from .._progress import progress_bar
 from .._threads import default_workers, single_threaded_blas
-from ..kernel import (
-    KEY_PAD,
-    LOW32,
-    decode_keys,
-    encode_keys,
-    pairs_above,
-    run_positions,
-    scratch_buffer,
-    smallest_keys,
-    tile_topk_keys,
-    tile_topk_keys_columns,
-)
+from ..kernel.keys import KEY_PAD, LOW32, decode_keys, encode_keys, run_positions, smallest_keys
+from ..kernel.selection import pairs_above, tile_topk_keys, tile_topk_keys_columns
+from ..kernel.driver import scratch_buffer
 from ..neighbors import Neighbors
 from .._artifact import ArtifactError, require_arrays
 from .base import BaseIndex

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .._threads import default_workers, single_threaded_blas
-from ..kernel import scratch_buffer, topk_arrays
+from ..kernel.driver import scratch_buffer, topk_arrays
 
 __all__ = ["nearest_lists", "nearest_centroid", "order_by_list"]
 

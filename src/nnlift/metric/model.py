@@ -24,7 +24,7 @@ from .._progress import progress_bar
 from ..evaluate.metrics import hit_rate_at_k, map_at_r, precision_at_k
 from ..index.base import BaseIndex
 from ..index.exact import ExactIndex
-from ..kernel import topk_arrays
+from ..kernel.driver import topk_arrays
 from .calibration import Calibration, calibrate_thresholds, classification_at
 from ..errors import InputError, InputTypeError
 
