@@ -268,3 +268,44 @@ def test_plan_fits_memory_and_reuses_each_workers_tile(n_rows, n_cols, workers, 
         assert cols <= _MIN_COLUMNS
     if (n_rows, n_cols, workers, wm_mb) == (1000, 50_000, 2, 256):  # a recall check: 4 tiles per worker, not 2
         assert tiles == 8
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    n_rows=st.integers(1, 300),
+    n_cols=st.integers(1, 200),
+    wm=st.sampled_from([1024, 8192, 1 << 20]),
+    duplicates=st.integers(0, 4),
+)
+def test_logsumexp_column_best_is_each_columns_argmax_ties_to_the_lower_row(seed, n_rows, n_cols, wm, duplicates):
+    from nnlift.kernel.driver import logsumexp_arrays
+
+    rng = np.random.default_rng(seed)
+    queries = rng.standard_normal((n_rows, 8)).astype(np.float32)
+    queries[n_rows - min(duplicates, n_rows - 1) :] = queries[0]  # exact ties with row 0, in later rows
+    database = rng.standard_normal((n_cols, 8)).astype(np.float32)
+    values, best = logsumexp_arrays(queries, database, 3.0, column_best=True, working_memory=wm, progress=False)
+    scores = queries @ database.T  # the kernel's tiles are the same GEMM, row by row
+    np.testing.assert_allclose(values, logsumexp_arrays(queries, database, 3.0, progress=False), atol=1e-5)
+    got = scores[best, np.arange(n_cols)]
+    np.testing.assert_allclose(got, scores.max(axis=0), atol=1e-5)
+    top = scores.max(axis=0)
+    # Copies of row 0 tie with it up to the GEMM's rounding, which may order them either way: any of them is right.
+    tied = [j for j in range(n_cols) if (scores[:, j] >= top[j] - 1e-5).sum() > 1]
+    clear = [j for j in range(n_cols) if j not in tied]
+    np.testing.assert_array_equal(best[clear], scores[:, clear].argmax(axis=0))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n_rows=st.integers(1, 300), n_cols=st.integers(1, 120), wm=st.sampled_from([1024, 8192]))
+def test_logsumexp_column_best_breaks_exact_ties_to_the_lower_row(seed, n_rows, n_cols, wm):
+    """Small integers multiply exactly in float32, so ties are real ties: the lowest row of each column's maximum wins."""
+    from nnlift.kernel.driver import logsumexp_arrays
+
+    rng = np.random.default_rng(seed)
+    queries = rng.integers(-2, 3, (n_rows, 4)).astype(np.float32)
+    database = rng.integers(-2, 3, (n_cols, 4)).astype(np.float32)
+    _, best = logsumexp_arrays(queries, database, 0.5, column_best=True, working_memory=wm, progress=False)
+    scores = queries @ database.T
+    np.testing.assert_array_equal(best, scores.argmax(axis=0))  # numpy's argmax: the first (lowest) maximum

@@ -131,8 +131,16 @@ def test_nnn_on_a_checked_index_warns_once_per_batch_and_not_per_online_search(r
             model.search(queries[row : row + 1], 5)  # online: not measured again
     assert len(model.checks_) == 2
     with pytest.warns(UserWarning, match="search: recall"):
-        model.search(queries, 5)  # a batch of at least `sample` rows is
+        model.search(queries, 5)  # the first batch of at least `sample` rows is: a full-size measurement
     assert len(model.checks_) == 3 and model.checks_[-1]["rows"] == 256
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.search(queries, 5)  # and then no batch either: once per fit
+    assert len(model.checks_) == 3
+    model._database_index().recheck()  # a new batch job asks for a new measurement
+    with pytest.warns(UserWarning, match="search: recall"):
+        model.search(queries, 5)
+    assert len(model.checks_) == 4
 
 
 def test_nnn_approximate_through_faiss(rng):
@@ -356,3 +364,18 @@ def test_ivf_threshold_path_with_crowded_rows_is_exact_when_every_list_is_probed
     exact = nnlift.topk(database, database, 5, exclude_self=True, threshold=0.75)
     np.testing.assert_array_equal(found.ids, exact.ids)
     np.testing.assert_allclose(found.scores, exact.scores, atol=1e-6)  # GEMMs of other shapes round differently
+
+
+def test_logsumexp_probing_every_list_is_exact_and_gives_each_rows_best_query(rng):
+    database, queries = mixture(rng, 2000), mixture(rng, 500)
+    full = build_index(nnlift.IVFIndex(n_lists=10, n_probe=10, progress=False), database)
+    values, best = full.logsumexp(queries, 20.0, column_best=True)
+    exact_values, exact_best = build_index(nnlift.ExactIndex(progress=False), database).logsumexp(
+        queries, 20.0, column_best=True
+    )
+    np.testing.assert_allclose(values, exact_values, atol=1e-5)
+    np.testing.assert_array_equal(best, exact_best)
+    # With one probe the unprobed lists are estimated from their size, mean and spread: close, not exact.
+    narrow = build_index(nnlift.IVFIndex(n_lists=10, n_probe=1, progress=False), database)
+    error = np.abs(narrow.logsumexp(queries, 20.0) - exact_values)
+    assert 0 < error.mean() < 2e-3

@@ -51,7 +51,9 @@ class InvertedSoftmax(Correction):
 
     def _fit(self, database, bank, progress: bool = True) -> None:
         beta = _check_beta(self.beta)
-        self.bias_ = _softmax_bias(self, "bank", self._build_index(bank), database, beta, progress)
+        bank_index = self._build_index(bank)
+        self.bias_ = _softmax_bias(self, "bank", bank_index, database, beta, progress)
+        self._db_index = self._build_index(database, like=bank_index)  # an IVF one fills the bank's lists
 
 
 class QBNorm(Correction):
@@ -87,10 +89,18 @@ class QBNorm(Correction):
     def _fit(self, database, bank, progress: bool = True) -> None:
         beta = _check_beta(self.beta)
         k = check_k(self.k, database.shape[0], name="QBNorm.k", what="database rows")
-        self.bias_ = _softmax_bias(self, "bank", self._build_index(bank), database, beta, progress)
-        top = self._reduce("database", self._database_index(), "search_arrays", bank, k)
+        bank_index = self._build_index(bank)
         self.activated_ = np.zeros(database.shape[0], dtype=bool)
-        self.activated_[top.ids[top.ids >= 0]] = True
+        if k == 1:  # each bank query's top-1 item comes from the bias pass's own scores: no second pass
+            bias, best = self._reduce("bank", bank_index, "logsumexp", database, beta, column_best=True, progress=progress)
+            self.bias_ = bias
+            self._db_index = self._build_index(database, like=bank_index)  # an IVF one fills the bank's lists
+            self.activated_[best[best >= 0]] = True
+        else:
+            self.bias_ = _softmax_bias(self, "bank", bank_index, database, beta, progress)
+            self._db_index = self._build_index(database, like=bank_index)
+            top = self._reduce("database", self._db_index, "search_arrays", bank, k)
+            self.activated_[top.ids[top.ids >= 0]] = True
 
     def is_activated(self, queries: Any) -> np.ndarray:
         """Whether each query's raw top-1 item is in the activation set (so IS applies)."""
@@ -150,11 +160,13 @@ class DBNorm(Correction):
     def _fit(self, database, bank, gallery_bank: Any = None, progress: bool = True) -> None:
         beta = _check_beta(self.beta)
         gallery_beta = beta if self.gallery_beta is None else _check_beta(self.gallery_beta)
+        bank_index = self._build_index(bank)
+        query_side = beta * _softmax_bias(self, "bank", bank_index, database, beta, progress)
+        self._db_index = self._build_index(database, like=bank_index)  # an IVF one fills the bank's lists
         if gallery_bank is None:
-            gallery_index = self._database_index()
+            gallery_index = self._db_index
         else:
             gallery_index = self._build_index(self._prepare(gallery_bank, "gallery_bank", database.shape[1]))
-        query_side = beta * _softmax_bias(self, "bank", self._build_index(bank), database, beta, progress)
         gallery_side = gallery_beta * _softmax_bias(self, "gallery", gallery_index, database, gallery_beta, progress)
         query_side, gallery_side = query_side.astype(np.float64), gallery_side.astype(np.float64)
         self.bias_ = (np.logaddexp(query_side, gallery_side) / beta).astype(np.float32)

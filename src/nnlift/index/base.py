@@ -209,11 +209,17 @@ class BaseIndex(ABC):
 
         return mean_of_topk(self, queries, k)
 
-    def logsumexp(self, queries: np.ndarray, beta: float) -> np.ndarray:
-        """``(1/β)·log Σ_x exp(β·s(q, x))`` over the stored rows, float32."""
+    def logsumexp(self, queries: np.ndarray, beta: float, *, column_best: bool = False):
+        """``(1/β)·log Σ_x exp(β·s(q, x))`` over the stored rows, float32.
+
+        With ``column_best``, returns ``(values, best)`` where ``best[j]`` is
+        the query (row of ``queries``) scoring highest against stored row
+        ``j``, -1 where none was compared with it: the reverse top-1, read
+        from the same scores.
+        """
         from .candidates import logsumexp_of_candidates
 
-        return logsumexp_of_candidates(self, queries, beta)
+        return logsumexp_of_candidates(self, queries, beta, column_best=column_best)
 
     def stored_vectors(self) -> np.ndarray:
         """Every stored row in position order (what exact search and checks compare against)."""

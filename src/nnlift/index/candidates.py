@@ -30,7 +30,14 @@ from ..neighbors import Neighbors, sort_neighbors
 if TYPE_CHECKING:
     from .base import BaseIndex
 
-__all__ = ["rescored_topk", "self_join_by_search", "mean_of_topk", "logsumexp_of_candidates", "bias_candidates"]
+__all__ = [
+    "rescored_topk",
+    "self_join_by_search",
+    "mean_of_topk",
+    "logsumexp_of_candidates",
+    "best_query_per_row",
+    "bias_candidates",
+]
 
 # Raw-score candidates summed into a log-sum-exp. With β = 20 a row scoring
 # 0.35 below the best adds e^-7 of its weight; the 256th of a bank is usually
@@ -138,12 +145,14 @@ def mean_of_topk(index: BaseIndex, queries: np.ndarray, k: int) -> np.ndarray:
     return (total / np.maximum(valid.sum(axis=1), 1)).astype(np.float32)
 
 
-def logsumexp_of_candidates(index: BaseIndex, queries: np.ndarray, beta: float) -> np.ndarray:
+def logsumexp_of_candidates(index: BaseIndex, queries: np.ndarray, beta: float, *, column_best: bool = False):
     """Log-sum-exp of the raw top candidates, widened while the rows left out could still add 1e-4 of it.
 
     The ``n − k'`` rows outside the candidates add at most ``(n − k')·exp(β·s_k')``;
     a row stops widening once that bound is below 1e-4 of its sum (an error
-    under ``1e-4/β``) or at ``LOGSUMEXP_WIDEST`` candidates.
+    under ``1e-4/β``) or at ``LOGSUMEXP_WIDEST`` candidates. With
+    ``column_best``, each stored row's best query comes from the candidate
+    pairs of the first ``LOGSUMEXP_CANDIDATES``.
     """
     n = len(index)
 
@@ -160,4 +169,22 @@ def logsumexp_of_candidates(index: BaseIndex, queries: np.ndarray, beta: float) 
         return (left == 0) | (bound < np.log(1e-4))
 
     cap = min(n, max(LOGSUMEXP_CANDIDATES, LOGSUMEXP_WIDEST))
-    return _widened(index, queries, min(LOGSUMEXP_CANDIDATES, n), cap, reduce, certified)
+    values = _widened(index, queries, min(LOGSUMEXP_CANDIDATES, n), cap, reduce, certified)
+    if not column_best:
+        return values
+    found = _raw(index, queries, min(LOGSUMEXP_CANDIDATES, n))
+    return values, best_query_per_row(found, n)
+
+
+def best_query_per_row(found: Neighbors, n: int) -> np.ndarray:
+    """From per-query candidates, each stored row's best query (highest score, ties to the lower query); -1: none."""
+    rows = np.repeat(np.arange(len(found)), found.ids.shape[1])
+    ids, scores = found.ids.ravel(), found.scores.ravel()
+    valid = ids >= 0
+    rows, ids, scores = rows[valid], ids[valid], scores[valid]
+    order = np.lexsort((rows, -scores.astype(np.float64), ids))
+    ids, rows = ids[order], rows[order]
+    first = np.r_[True, ids[1:] != ids[:-1]]
+    best = np.full(n, -1, dtype=np.int64)
+    best[ids[first]] = rows[first]
+    return best

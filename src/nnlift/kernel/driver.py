@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_WORKING_MEMORY",
     "TopKReduction",
     "LogSumExpReduction",
+    "ColumnBest",
     "scratch_buffer",
     "plan",
     "blocked",
@@ -58,7 +59,7 @@ class TopKReduction:
     def __init__(self, k: int) -> None:
         self.k = k
 
-    def start(self, n_rows: int) -> Any:
+    def start(self, n_rows: int, row_offset: int) -> Any:
         return np.empty((n_rows, 0), dtype=np.uint64)
 
     def update(self, state: np.ndarray, scores: np.ndarray, column_offset: int) -> np.ndarray:
@@ -77,7 +78,7 @@ class LogSumExpReduction:
     def __init__(self, beta: float) -> None:
         self.beta = beta
 
-    def start(self, n_rows: int) -> Any:
+    def start(self, n_rows: int, row_offset: int) -> Any:
         return (np.full(n_rows, -np.inf), np.zeros(n_rows))
 
     def update(self, state, scores: np.ndarray, column_offset: int):
@@ -95,6 +96,53 @@ class LogSumExpReduction:
     def finish(self, state) -> np.ndarray:
         running_max, running_sum = state
         return running_max + np.log(running_sum) / self.beta
+
+
+class ColumnBest:
+    """Wraps a reduction: also each column's best row (highest score, ties to the lower row), from the same tiles.
+
+    Each worker keeps its own (score, row) per column, read before the wrapped
+    reduction may change the tile in place; :meth:`merged` combines them.
+    """
+
+    def __init__(self, inner: Any, n_columns: int) -> None:
+        self.inner, self.n_columns = inner, n_columns
+        self.local = threading.local()
+        self.accumulators: list[tuple[np.ndarray, np.ndarray]] = []
+        self.lock = threading.Lock()
+
+    def start(self, n_rows: int, row_offset: int) -> Any:
+        return self.inner.start(n_rows, row_offset), row_offset
+
+    def update(self, state, scores: np.ndarray, column_offset: int):
+        inner, row_offset = state
+        best = getattr(self.local, "best", None)
+        if best is None:
+            best = (np.full(self.n_columns, -np.inf, np.float32), np.full(self.n_columns, -1, np.int64))
+            self.local.best = best
+            with self.lock:
+                self.accumulators.append(best)
+        rows = scores.argmax(axis=0)  # the first maximum: the lower row on ties
+        values = scores[rows, np.arange(scores.shape[1])]
+        window = slice(column_offset, column_offset + scores.shape[1])
+        held_values, held_rows = best[0][window], best[1][window]  # views: written in place
+        better = values > held_values  # row blocks come in order per worker: a tie keeps the lower row
+        held_values[better] = values[better]
+        held_rows[better] = rows[better] + row_offset
+        return self.inner.update(inner, scores, column_offset), row_offset
+
+    def finish(self, state) -> Any:
+        return self.inner.finish(state[0])
+
+    def merged(self) -> np.ndarray:
+        """Each column's best row over every worker (-1 where no row was seen)."""
+        values = np.full(self.n_columns, -np.inf, np.float32)
+        rows = np.full(self.n_columns, -1, np.int64)
+        for worker_values, worker_rows in self.accumulators:
+            tie = (worker_values == values) & (worker_rows >= 0) & ((rows < 0) | (worker_rows < rows))
+            take = (worker_values > values) | tie
+            values[take], rows[take] = worker_values[take], worker_rows[take]
+        return rows
 
 
 
@@ -158,7 +206,7 @@ def blocked(
     def run_block(r0: int) -> Any:
         r1 = min(r0 + row_block, n_rows)
         block = queries[r0:r1]
-        state = reduction.start(r1 - r0)
+        state = reduction.start(r1 - r0, r0)
         for c0 in range(0, n_cols, col_block):
             c1 = min(c0 + col_block, n_cols)
             scores = scratch_buffer(local, "tile", r1 - r0, c1 - c0)
@@ -323,15 +371,27 @@ def logsumexp_arrays(
     database: np.ndarray,
     beta: float,
     *,
+    column_best: bool = False,
     working_memory: int | None = None,
     progress: bool = True,
-) -> np.ndarray:
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """``(1/β)·log Σ_x exp(β·s(q, x))`` per query row; with ``column_best``, also each database row's best query."""
+    columns: list[ColumnBest] = []
+
+    def make() -> Any:
+        reduction = LogSumExpReduction(beta)
+        if column_best:
+            columns.append(ColumnBest(reduction, database.shape[0]))
+            return columns[-1]
+        return reduction
+
     blocks = blocked(
         queries,
         database,
-        lambda: LogSumExpReduction(beta),
+        make,
         working_memory=working_memory,
         progress=progress,
         description="log-sum-exp",
     )
-    return np.concatenate(blocks).astype(np.float32)
+    out = np.concatenate(blocks).astype(np.float32)
+    return (out, columns[0].merged()) if column_best else out
