@@ -30,6 +30,15 @@ METHODS = {
 }
 
 
+def describe(check: dict) -> str:
+    """One ``Checked`` record in words: what was measured on which collection, and what it did."""
+    parts = [f"recall {check['recall']:.4f}"] if "recall" in check else [f"error {check['error']:.1e}"]
+    if "best_recall" in check:
+        parts.append(f"best-query recall {check['best_recall']:.4f}")
+    action = "" if check["action"] == "none" else f" → {check['action']}"
+    return f"{check['on']} {check['reduction']}: {', '.join(parts)}{action}"
+
+
 def approximate() -> nnlift.Checked:
     return nnlift.Checked(nnlift.IVFIndex(progress=False))
 
@@ -82,12 +91,7 @@ def timing(args) -> tuple[str, str]:
     nnn_s = min(runs["NNN"][0])
     rows = []
     for name, (times, (model, _, fit_s)) in runs.items():
-        checks = "; ".join(
-            f"{c['on']} {c['reduction']}: "
-            + (f"recall {c['recall']:.4f}" if "recall" in c else f"error {c['error']:.1e}")
-            + ("" if c["action"] == "none" else f" → {c['action']}")
-            for c in model.checks_
-        )
+        checks = "; ".join(describe(c) for c in model.checks_)
         best = min(times)
         rows.append(
             [
@@ -125,28 +129,48 @@ def wordnet(args) -> tuple[str, str]:
     test = embed_texts(data.test_queries, "wordllama", description="test queries")
     rows = []
     gaps = []
+    probes = args.n_probe
     for name, make in METHODS.items():
-        hits = {}
-        for label, index in (("exact", None), ("approximate", approximate())):
+        hits, measured = {}, {}
+        runs = (
+            ("exact", None),
+            ("default", approximate()),
+            ("wide", nnlift.Checked(nnlift.IVFIndex(n_probe=probes, progress=False), on_low="warn")),
+        )
+        for label, index in runs:
             seconds, (model, found, _) = run(make, index, gallery, bank, test)
             hits[label] = 100 * hit_rate_at_k(found.ids, data.test_targets, 1)
-            if label == "approximate":
-                measured = ", ".join(
-                    f"{c['reduction']} " + (f"{c['recall']:.4f}" if "recall" in c else f"{c['error']:.1e}")
-                    for c in model.checks_
-                )
-        gap = hits["approximate"] - hits["exact"]
+            measured[label] = "; ".join(describe(c) for c in getattr(model, "checks_", []))
+        gap = hits["wide"] - hits["exact"]
         gaps.append(abs(gap))
-        rows.append([name, f"{hits['exact']:.2f}", f"{hits['approximate']:.2f}", f"{gap:+.2f}", measured])
+        rows.append(
+            [
+                name,
+                f"{hits['exact']:.2f}",
+                f"{hits['default']:.2f} ({measured['default']})",
+                f"{hits['wide']:.2f} ({measured['wide']})",
+                f"{gap:+.2f}",
+            ]
+        )
     cosine = nnlift.Baseline().fit(gallery).search(test, 1, progress=False)
     body = (
         f"WordNet reverse dictionary, wordllama embeddings: gallery {len(gallery):,}, bank {len(bank):,}, "
         f"{len(test):,} test queries (cosine hit rate@1 "
         f"{100 * hit_rate_at_k(cosine.ids, data.test_targets, 1):.2f}).\n\n"
         + markdown_table(
-            ["method", "hit@1 exact", "hit@1 Checked(IVFIndex())", "difference (points)", "Checked measured"], rows
+            [
+                "method",
+                "hit@1 exact",
+                "hit@1 Checked(IVFIndex()) (what it measured, what it did)",
+                f"hit@1 Checked(IVFIndex(n_probe={probes}), on_low='warn') (measured)",
+                f"n_probe={probes} − exact (points)",
+            ],
+            rows,
         )
-        + f"\n\nTarget: within 0.3 points of the exact run (worst **{max(gaps):.2f}**)."
+        + "\n\nThe default IVF (n_probe=8 of √n lists) reaches only about 0.7 recall on these text embeddings, so "
+        "Checked answered those runs exactly (its hit rate is the exact one by construction). With more probes the "
+        "approximate answer is kept (on_low='warn') and compared with exact search.\n\n"
+        f"Target: within 0.3 points of the exact run (n_probe={probes}: worst **{max(gaps):.2f}**)."
     )
     return "Every correction on Checked(IVFIndex()) (WordNet)", body
 
@@ -155,12 +179,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wordnet", action="store_true", help="hit rate@1, exact against approximate, on WordNet")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n-probe", type=int, default=48, help="--wordnet: lists probed by the wider IVF")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     name, body = wordnet(args) if args.wordnet else timing(args)
     print(body)
     if args.write:
         flags = (" --wordnet" if args.wordnet else "") + (f" --repeats {args.repeats}" if args.repeats != 3 else "")
+        flags += f" --n-probe {args.n_probe}" if args.wordnet and args.n_probe != 48 else ""
         write_section(name, f"OMP_NUM_THREADS=2 python benchmarks/corrections.py{flags} --write", body)
 
 

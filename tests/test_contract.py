@@ -18,6 +18,7 @@ from .conftest import assert_same_neighbors, unit
 
 pytest.importorskip("faiss")
 pytest.importorskip("hnswlib")
+pytest.importorskip("qdrant_client")
 
 
 def searched(make):
@@ -65,6 +66,8 @@ EVERYTHING = {
     "FaissIndex": lambda: nnlift.FaissIndex("Flat"),
     "HnswIndex": lambda: nnlift.HnswIndex(M=32, ef_construction=400, ef_search=600),
     "Checked(IVFIndex)": lambda: nnlift.Checked(nnlift.IVFIndex(n_lists=6, n_probe=6, progress=False), sample=64),
+    # qdrant-client's local mode (the server's API, searched exhaustively); clones are scratch collections
+    "QdrantIndex": lambda: nnlift.QdrantIndex("contract", progress=False),
 }
 
 

@@ -270,3 +270,24 @@ def test_retries_transient_errors_with_backoff_and_not_others(monkeypatch):
     with pytest.raises(TimeoutError):
         q.with_retries(always_down, retries=2, backoff=0.1)
     assert sleeps[2:] == [0.1, 0.2]
+
+
+def test_qdrant_index_is_a_base_index_with_positions_and_the_shared_ids(rng):
+    from nnlift.index.base import BaseIndex
+
+    vectors = unit(rng, 30, 8)
+    keys = [f"V_{i:03d}" for i in range(30)]
+    index = QdrantIndex("positions", using="dense", progress=False).add(vectors, ids=keys)
+    assert isinstance(index, BaseIndex) and index.ids.tolist() == keys
+    found = index.search(vectors[:3], 2)
+    np.testing.assert_array_equal(found.ids[:, 0], [0, 1, 2])  # string ids: ids hold positions, keys the ids
+    assert found.keys[:, 0].tolist() == keys[:3]
+    np.testing.assert_allclose(index.stored_vectors(), vectors, atol=1e-6)
+    # as a template: a scratch collection on the same client, answering the reductions by the candidate route
+    clone = index.clone(metric="ip")
+    assert clone.collection.startswith("positions-nnlift-") and clone.client is index.client and len(clone) == 0
+    clone._adopt(vectors)
+    exact = nnlift.ExactIndex("ip", progress=False)
+    exact._adopt(vectors)
+    np.testing.assert_allclose(clone.topk_mean(vectors[:5], 4), exact.topk_mean(vectors[:5], 4), atol=1e-6)
+    np.testing.assert_array_equal(clone.self_join(3).ids, exact.self_join(3).ids)

@@ -164,3 +164,15 @@ def test_small_cnn_beats_raw_pixels_on_both_metrics(split):
     print("cnn", learned, "raw", raw)
     assert learned["precision@1"] > raw["precision@1"]
     assert learned["map@r"] > raw["map@r"] + 0.3
+
+
+def test_the_index_passed_is_a_template_and_is_never_filled():
+    torch = pytest.importorskip("torch")
+    import nnlift
+    from nnlift.metric import SimilarityModel
+
+    template = nnlift.IVFIndex(n_lists=2, n_probe=2)
+    model = SimilarityModel(torch.nn.Sequential(torch.nn.Linear(4, 8)), 4, index=template)
+    model.index(np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32), list(range(10)))
+    assert len(template) == 0 and len(model.index_) == 10 and type(model.index_) is nnlift.IVFIndex
+    assert model.get_params()["index"] is template

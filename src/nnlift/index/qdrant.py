@@ -25,6 +25,7 @@ from .._optional import require
 from .._progress import progress_bar
 from ..neighbors import Neighbors, sort_neighbors
 from ..errors import InputError, InputTypeError, UnknownIdError
+from .base import BaseIndex
 
 __all__ = ["QdrantIndex", "connect", "point_id", "with_retries"]
 logger = logging.getLogger("nnlift")
@@ -105,8 +106,16 @@ def with_retries(call: Callable[[], Any], *, retries: int = 5, backoff: float = 
     return None
 
 
-class QdrantIndex:
+class QdrantIndex(BaseIndex):
     """An nnlift index over a Qdrant collection.
+
+    A :class:`~nnlift.index.BaseIndex` with the shared rules: a point's
+    position is its insertion order (the ``nnlift_seq`` payload), ties go to
+    the lower position, rows pad with -1/-inf; string ids come back as
+    ``keys`` with ``ids`` holding positions, int ids as ``ids``. As an
+    ``index=`` template it clones into a scratch collection on the same
+    client (``<collection>-nnlift-<8 hex>``), and answers every reduction by
+    the candidate route (``nnlift.index.candidates``).
 
     Parameters
     ----------
@@ -148,6 +157,7 @@ class QdrantIndex:
     ) -> None:
         if not isinstance(collection, str) or not collection:
             raise InputError(f"collection must be a non-empty name; got {collection!r}")
+        super().__init__(metric)
         self.collection = collection
         self.url = url or os.environ.get("QDRANT_URL")
         self.path = None if path is None else str(path)
@@ -157,7 +167,15 @@ class QdrantIndex:
         self.retries = retries
         self.progress = progress
         self.client = client if client is not None else connect(url, api_key, path)
+        self.api_key = api_key
         self._models = require("qdrant_client.models", "the Qdrant integration")
+
+    def clone(self, **overrides: Any) -> QdrantIndex:
+        """A new, empty index over a scratch collection of the same client (``<collection>-nnlift-<8 hex>``)."""
+        name = f"{self.collection}-nnlift-{uuid.uuid4().hex[:8]}"
+        params = {"using": self.using, "metric": self.metric, "batch_size": self.batch_size, "retries": self.retries}
+        params.update(progress=self.progress, **overrides)
+        return QdrantIndex(name, client=self.client, url=self.url, path=self.path, **params)
 
     # -- collection --------------------------------------------------------
     def exists(self) -> bool:
@@ -184,6 +202,10 @@ class QdrantIndex:
     @property
     def dim(self) -> int | None:
         return int(self._vector_params().size) if self.exists() else None
+
+    @dim.setter
+    def dim(self, value: int | None) -> None:
+        pass  # the collection holds its width (BaseIndex's own bookkeeping is not needed)
 
     def _create(self, dim: int) -> None:
         models = self._models
@@ -253,6 +275,11 @@ class QdrantIndex:
         dim = int(self._vector_params().size)
         array = check_array(queries, "queries", width=dim)
         k = check_positive_int(k, "k")
+        ids, _, scores, keys, any_keys = self._query(array, k)
+        return Neighbors(ids, scores, keys if any_keys else None)
+
+    def _query(self, array: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+        """Per query its top-k by the shared rule: ids, positions (``nnlift_seq``), scores, keys, and whether keys are strings."""
         wide = k + min(k, 16)
         ids = np.full((len(array), wide), -1, dtype=np.int64)
         ranks = np.full((len(array), wide), -1, dtype=np.int64)  # the insertion position: what ties go by
@@ -281,10 +308,49 @@ class QdrantIndex:
         positions = np.broadcast_to(np.arange(wide), ids.shape)
         ordered = sort_neighbors(ranks, scores, positions)
         take = ordered.keys[:, :k].astype(np.int64)
-        found_ids = np.where(ordered.ids[:, :k] >= 0, np.take_along_axis(ids, take, axis=1), -1)
+        found = ordered.ids[:, :k] >= 0
+        found_ids = np.where(found, np.take_along_axis(ids, take, axis=1), -1)
         found_keys = np.take_along_axis(keys, take, axis=1)
-        found_keys[found_ids < 0] = None
-        return Neighbors(found_ids, ordered.scores[:, :k], found_keys if any_keys else None)
+        found_keys[~found] = None
+        return found_ids, np.where(found, ordered.ids[:, :k], -1), ordered.scores[:, :k], found_keys, any_keys
+
+    # -- BaseIndex hooks: positions are insertion order (nnlift_seq) ----------
+    def _count(self) -> int:
+        return len(self)
+
+    def _add(self, vectors: np.ndarray) -> None:
+        self.add(vectors)
+
+    def _search(self, queries: np.ndarray, k: int) -> Neighbors:
+        _, positions, scores, _, _ = self._query(queries, k)
+        return Neighbors(positions, scores)
+
+    def stored_vectors(self) -> np.ndarray:
+        """Every point's vector in position order (points nnlift did not write, without ``nnlift_seq``, last)."""
+        parts, orders = [], []
+        for _, seqs, vectors in self.scroll_records():
+            parts.append(vectors)
+            orders.extend(len(self) + 1 if seq is None else seq for seq in seqs)
+        if not parts:
+            return np.empty((0, self.dim or 0), dtype=np.float32)
+        return np.ascontiguousarray(np.concatenate(parts)[np.argsort(orders, kind="stable")])
+
+    def _get(self, positions: np.ndarray) -> np.ndarray:
+        return self.stored_vectors()[positions]
+
+    @property
+    def ids(self) -> np.ndarray:
+        """External ids in insertion order (read from the collection)."""
+        pairs = [(seq, key) for keys, seqs, _ in self.scroll_records() for key, seq in zip(keys, seqs)]
+        pairs.sort(key=lambda pair: (pair[0] is None, pair[0] if pair[0] is not None else 0))
+        values = [key for _, key in pairs]
+        return np.array(values) if values and isinstance(values[0], str) else np.array(values, dtype=np.int64)
+
+    def _state(self):  # pragma: no cover - the connection description is written by _artifact below
+        raise NotImplementedError
+
+    def _restore(self, extra, arrays) -> None:  # pragma: no cover
+        raise NotImplementedError
 
     def get(self, ids: Any) -> np.ndarray:
         """Stored vectors of external ids; unknown ids raise ``KeyError`` naming them."""

@@ -28,6 +28,7 @@ __all__ = [
     "TopKReduction",
     "LogSumExpReduction",
     "ColumnBest",
+    "SelfJoinReduction",
     "scratch_buffer",
     "plan",
     "blocked",
@@ -146,6 +147,81 @@ class ColumnBest:
 
 
 
+class SelfJoinReduction:
+    """Each row's top-k among all rows, from the tiles of the upper triangle of ``X·Xᵀ`` only.
+
+    A tile of row block I and columns J (J from I's first row on) gives the
+    rows of I their candidates (row-wise selection) and gives every column of
+    J past I its candidates among the rows of I (column-wise selection, no
+    transpose), which the transposed tile would have given. Each worker
+    accumulates the column candidates in its own buffer, merged with the row
+    results at the end (:meth:`merged`).
+
+    With a ``threshold`` only scores above it can be returned, and the set of
+    such pairs is itself symmetric: a tile where they are few gives its pairs to
+    both rows and columns from one scan (:func:`pairs_above`), with no top-k
+    selection at all. Tiles with too many pairs use the selection above.
+    """
+
+    def __init__(self, k: int, n: int, threshold: float | None) -> None:
+        self.k, self.n, self.threshold = k, n, threshold
+        self.local = threading.local()
+        self.accumulators: list[np.ndarray] = []
+        self.pending: list[PendingPairs] = []
+        self.lock = threading.Lock()
+
+    def _accumulator(self) -> tuple[np.ndarray, PendingPairs]:
+        acc = getattr(self.local, "acc", None)
+        if acc is None:
+            acc = self.local.acc = np.full((self.n, self.k), KEY_PAD, dtype=np.uint64)
+            self.local.pairs = PendingPairs(acc, self.k, limit=4 * self.k * self.n)
+            with self.lock:
+                self.accumulators.append(acc)
+                self.pending.append(self.local.pairs)
+        return acc, self.local.pairs
+
+    def start(self, n_rows: int, row_offset: int) -> Any:
+        return None, row_offset, row_offset + n_rows
+
+    def update(self, state, scores: np.ndarray, column_offset: int):
+        keys, r0, r1 = state
+        k, c0 = self.k, column_offset
+        c1 = c0 + scores.shape[1]
+        acc, pairs = self._accumulator()
+        first = max(c0, r1)  # columns past this row block also take candidates from it
+        if self.threshold is not None:
+            found = pairs_above(scores, self.threshold, budget=8 * k * (r1 - r0 + c1 - c0))
+            if found is not None:
+                tile_rows, tile_columns, values = found
+                row_ids, column_ids = tile_rows + r0, tile_columns + c0
+                later = column_ids >= first
+                pairs.add(row_ids, encode_keys(values, column_ids))
+                pairs.add(column_ids[later], encode_keys(values[later], row_ids[later]))
+                return keys, r0, r1
+        tile_keys = tile_topk_keys(scores, k, c0)
+        keys = tile_keys if keys is None else smallest_keys(np.concatenate([keys, tile_keys], axis=1), k)
+        if first < c1:
+            acc[first:c1] = merge_column_candidates(acc[first:c1], scores[:, first - c0 :], k, r0)
+        return keys, r0, r1
+
+    def finish(self, state) -> np.ndarray:
+        keys, r0, r1 = state
+        if keys is None:
+            return np.full((r1 - r0, self.k), KEY_PAD, dtype=np.uint64)
+        if keys.shape[1] < self.k:  # the last columns may number fewer than k
+            keys = np.pad(keys, ((0, 0), (0, self.k - keys.shape[1])), constant_values=KEY_PAD)
+        return keys
+
+    def merged(self, blocks: list[np.ndarray]) -> np.ndarray:
+        """The row blocks' keys merged with every worker's column candidates and pending pairs."""
+        for pairs in self.pending:
+            pairs.fold()
+        keys = np.concatenate(blocks, axis=0) if blocks else np.empty((0, self.k), np.uint64)
+        for acc in self.accumulators:
+            keys = smallest_keys(np.concatenate([keys, acc], axis=1), self.k)
+        return keys
+
+
 # --------------------------------------------------------------------------- driver
 def scratch_buffer(local: threading.local, name: str, rows: int, columns: int) -> np.ndarray:
     """A C-contiguous float32 (rows, columns) view of this thread's reusable buffer ``name``.
@@ -190,8 +266,15 @@ def blocked(
     progress: bool = True,
     description: str = "scoring",
     workers: int | None = None,
+    triangle: bool = False,
 ) -> list[Any]:
-    """Run a reduction over every tile of ``queries · databaseᵀ − bias``; one result per row block."""
+    """Run a reduction over every tile of ``queries · databaseᵀ − bias``; one result per row block.
+
+    With ``triangle`` (a self-join: ``queries`` is ``database``) a row block
+    meets only the columns from its own first row on: the upper triangle and
+    the diagonal blocks, about half the multiply; the reduction serves the
+    symmetric half from the same tiles.
+    """
     n_rows, n_cols = queries.shape[0], database.shape[0]
     working_memory = DEFAULT_WORKING_MEMORY if working_memory is None else working_memory
     workers = default_workers() if workers is None else workers
@@ -199,7 +282,7 @@ def blocked(
     starts = list(range(0, n_rows, row_block))
     parallel = workers > 1 and len(starts) > 1
     reduction = make_reduction()
-    flops = 2.0 * n_rows * n_cols * queries.shape[1]
+    flops = (1.0 if triangle else 2.0) * n_rows * n_cols * queries.shape[1]
 
     local = threading.local()
 
@@ -207,7 +290,7 @@ def blocked(
         r1 = min(r0 + row_block, n_rows)
         block = queries[r0:r1]
         state = reduction.start(r1 - r0, r0)
-        for c0 in range(0, n_cols, col_block):
+        for c0 in range(r0 if triangle else 0, n_cols, col_block):
             c1 = min(c0 + col_block, n_cols)
             scores = scratch_buffer(local, "tile", r1 - r0, c1 - c0)
             np.matmul(block, database[c0:c1].T, out=scores)
@@ -283,87 +366,22 @@ def self_topk_arrays(
 ) -> Neighbors:
     """Top-k of every row of ``database`` against itself, computing each symmetric pair once.
 
-    ``X·Xᵀ`` is symmetric. Row block I is multiplied only with the columns from
-    I onwards: each tile gives the rows of I their candidates (row-wise
-    selection) and gives every later column its candidates among the rows of I
-    (column-wise selection, no transpose). Each worker accumulates the column
-    candidates in its own buffer, merged with the row results at the end, so
-    about half the GEMM flops of a plain self-join are skipped.
-
-    With a ``threshold`` only scores above it can be returned, and the set of
-    such pairs is itself symmetric: a tile where they are few gives its pairs to
-    both rows and columns from one scan (:func:`pairs_above`), with no top-k
-    selection at all. Tiles with too many pairs use the selection above.
+    One more reduction of the driver, over the upper triangle of ``X·Xᵀ``
+    (:class:`SelfJoinReduction`): about half the GEMM flops of a plain
+    self-join are skipped.
     """
-    n = database.shape[0]
-    working_memory = DEFAULT_WORKING_MEMORY if working_memory is None else working_memory
-    workers = default_workers()
-    rows, cols = plan(n, n, workers, working_memory)
-    starts = list(range(0, n, rows))
-    row_keys: list[np.ndarray | None] = [None] * len(starts)
-    local = threading.local()
-    accumulators: list[np.ndarray] = []
-    pending: list[PendingPairs] = []
-    lock = threading.Lock()
-
-    def accumulator() -> tuple[np.ndarray, PendingPairs]:
-        acc = getattr(local, "acc", None)
-        if acc is None:
-            acc = local.acc = np.full((n, k), KEY_PAD, dtype=np.uint64)
-            local.pairs = PendingPairs(acc, k, limit=4 * k * n)
-            with lock:
-                accumulators.append(acc)
-                pending.append(local.pairs)
-        return acc, local.pairs
-
-    def run(index: int) -> int:
-        r0 = starts[index]
-        r1 = min(r0 + rows, n)
-        acc, pairs = accumulator()
-        block = database[r0:r1]
-        state = None
-        for c0 in range(r0, n, cols):
-            c1 = min(c0 + cols, n)
-            scores = np.matmul(block, database[c0:c1].T, out=scratch_buffer(local, "tile", r1 - r0, c1 - c0))
-            if exclude_self:
-                lo, hi = max(r0, c0), min(r1, c1)
-                if lo < hi:
-                    diagonal = np.arange(lo, hi)
-                    scores[diagonal - r0, diagonal - c0] = -np.inf
-            first = max(c0, r1)  # columns past this row block also take candidates from it
-            if threshold is not None:
-                found = pairs_above(scores, threshold, budget=8 * k * (r1 - r0 + c1 - c0))
-                if found is not None:
-                    tile_rows, tile_columns, values = found
-                    row_ids, column_ids = tile_rows + r0, tile_columns + c0
-                    later = column_ids >= first
-                    pairs.add(row_ids, encode_keys(values, column_ids))
-                    pairs.add(column_ids[later], encode_keys(values[later], row_ids[later]))
-                    continue
-            keys = tile_topk_keys(scores, k, c0)
-            state = keys if state is None else smallest_keys(np.concatenate([state, keys], axis=1), k)
-            if first < c1:
-                acc[first:c1] = merge_column_candidates(acc[first:c1], scores[:, first - c0 :], k, r0)
-        if state is None:
-            state = np.full((r1 - r0, k), KEY_PAD, dtype=np.uint64)
-        elif state.shape[1] < k:  # the last columns may number fewer than k
-            state = np.pad(state, ((0, 0), (0, k - state.shape[1])), constant_values=KEY_PAD)
-        row_keys[index] = state
-        return r1 - r0
-
-    flops = float(n) * n * database.shape[1]
-    expected = flops / (_GEMM_FLOPS_PER_WORKER * workers)
-    with progress_bar(f"top-{k} self-join", n, enabled=progress, expected_seconds=expected) as bar:
-        with single_threaded_blas(workers > 1), ThreadPoolExecutor(max_workers=workers) as pool:
-            for done in pool.map(run, range(len(starts))):
-                bar.advance(done)
-    for pairs in pending:
-        pairs.fold()
-    keys = np.concatenate(row_keys, axis=0)
-    for acc in accumulators:
-        keys = smallest_keys(np.concatenate([keys, acc], axis=1), k)
-    return keys_to_neighbors(keys, threshold)
-
+    reduction = SelfJoinReduction(k, database.shape[0], threshold)
+    blocks = blocked(
+        database,
+        database,
+        lambda: reduction,
+        exclude_self=exclude_self,
+        working_memory=working_memory,
+        progress=progress,
+        description=f"top-{k} self-join",
+        triangle=True,
+    )
+    return keys_to_neighbors(reduction.merged(blocks), threshold)
 
 
 def logsumexp_arrays(

@@ -22,9 +22,8 @@ from .._check import check_finite_scalar, check_positive_int
 from .._optional import require
 from .._progress import progress_bar
 from ..evaluate.metrics import hit_rate_at_k, map_at_r, precision_at_k
-from ..index.base import BaseIndex
+from ..index.base import BaseIndex, build_index, quiet
 from ..index.exact import ExactIndex
-from ..kernel.driver import topk_arrays
 from .calibration import Calibration, calibrate_thresholds, classification_at
 from ..errors import InputError, InputTypeError
 
@@ -65,7 +64,9 @@ class SimilarityModel(nn.Module):
     embedding_dim : int
         Size of the metric embedding.
     index : nnlift index, optional
-        Where ``index(...)`` stores items; an ``ExactIndex`` (cosine) by default.
+        Template of where ``index(...)`` stores items (``index_``, a clone: the
+        index passed is never filled) and of the validation self-join; an
+        ``ExactIndex`` (cosine) by default.
 
     Examples
     --------
@@ -118,7 +119,11 @@ class SimilarityModel(nn.Module):
         self.seed = seed
         self.progress = progress
         self.head = nn.LazyLinear(self.embedding_dim)
-        self.index_ = index if index is not None else ExactIndex()
+        template = ExactIndex() if index is None else index
+        if not isinstance(template, BaseIndex):
+            raise InputTypeError(f"index must be an nnlift index such as ExactIndex(); got {type(index).__name__}")
+        self._index_template = template  # never filled: the caller's index is not changed
+        self.index_ = template.clone()
         self.labels_: list = []
         self.data_: list = []
         self.calibration_: Calibration | None = None
@@ -126,7 +131,8 @@ class SimilarityModel(nn.Module):
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The model's parameters (backbone and index included), as scikit-learn's ``get_params``."""
-        return {"backbone": self.backbone, "index": self.index_, **{n: getattr(self, n) for n in self._saved_params}}
+        params = {n: getattr(self, n) for n in self._saved_params}
+        return {"backbone": self.backbone, "index": self._index_template, **params}
 
     def set_params(self, **params: Any) -> SimilarityModel:
         """Change training settings (``epochs``, ``lr``, ``loss``...) before the next ``fit``; returns ``self``."""
@@ -222,7 +228,7 @@ class SimilarityModel(nn.Module):
                     bar.advance(1)
                 record = {"epoch": epoch, "loss": total / batches}
                 if val_inputs is not None:
-                    record.update(_self_retrieval(self.embed(val_inputs), val_labels))
+                    record.update(_self_retrieval(self.embed(val_inputs), val_labels, self._index_template))
                 self.history_.append(record)
                 logger.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in record.items()})
         self.eval()
@@ -403,7 +409,8 @@ class SimilarityModel(nn.Module):
         if not isinstance(index, BaseIndex):
             raise ArtifactError("SimilarityModel artifact: its part 'index' must be an nnlift index")
         extra = manifest["extra"]
-        model = cls(backbone, index=index, **manifest["params"])
+        model = cls(backbone, index=index.clone(), **manifest["params"])
+        model.index_ = index
         model.head = nn.Linear(extra["in_features"], model.embedding_dim)
         state = {
             name.split(":", 1)[1]: torch.as_tensor(value)
@@ -425,11 +432,13 @@ class SimilarityModel(nn.Module):
         return model
 
 
-def _self_retrieval(embeddings: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Leave-one-out retrieval within a labelled set: mAP@R and precision@1."""
+def _self_retrieval(embeddings: np.ndarray, labels: np.ndarray, template: BaseIndex) -> dict[str, float]:
+    """Leave-one-out retrieval within a labelled set, by the index template's self-join: mAP@R and precision@1."""
     counts = {label: int((labels == label).sum()) for label in set(labels.tolist())}
     k = min(max(counts.values()), len(labels) - 1)
-    found = topk_arrays(embeddings, embeddings, k, exclude_self=True, progress=False)
+    built = build_index(template, np.ascontiguousarray(embeddings, dtype=np.float32))
+    with quiet(built):
+        found = built.self_join(k)
     targets = [
         np.flatnonzero((labels == label) & (np.arange(len(labels)) != i)) for i, label in enumerate(labels.tolist())
     ]
