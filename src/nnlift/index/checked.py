@@ -105,11 +105,15 @@ class Checked(BaseIndex):
         if self.index.dim is None:
             self.index.dim = vectors.shape[1]
         self.index._add(vectors)
+        self._rows = None  # from now on the reference is what the index stores
         self._seen.clear()
 
     def _adopt(self, vectors: np.ndarray, like: BaseIndex | None = None) -> None:
         self.dim = vectors.shape[1]
         self.index._adopt(vectors, like=like)
+        # A method's own rows (it never changes them): exact search over them, not over what a lossy
+        # index (faiss PQ, SQ) reconstructs, so a check measures the compression's error too.
+        self._rows = vectors
         self._seen.clear()
 
     def _count(self) -> int:
@@ -214,7 +218,8 @@ class Checked(BaseIndex):
 
         if getattr(self, "_exact_index", None) is None or len(self._exact_index) != len(self):
             exact = ExactIndex("ip", progress=False)
-            exact._adopt(self.index.stored_vectors())
+            rows = getattr(self, "_rows", None)
+            exact._adopt(rows if rows is not None and len(rows) == len(self) else self.index.stored_vectors())
             if not self.exact_:
                 return exact  # kept only once this index answers exactly for good
             self._exact_index = exact
