@@ -253,3 +253,18 @@ def test_every_command_reads_parquet_through_the_one_loader(monkeypatch, capsys,
     np.testing.assert_allclose(nnlift.load(data / "model").bias_, expected.bias_, atol=1e-6)
     code, out = run(monkeypatch, capsys, "blend", "--input", data / "database.parquet", "--output", data / "b.npy", "--thresholds", "")
     assert code == 2 and "--thresholds is empty" in out
+
+
+def test_eval_takes_short_method_names_and_lists_them(monkeypatch, capsys, data):
+    code, out = run(monkeypatch, capsys, "eval", "--help")
+    assert code == 0 and "local_scaling (ls)" in out and "mutual_proximity (mp)" in out
+    args = ["eval", "--database", data / "database.npy", "--queries", data / "queries.npy"]
+    args += ["--targets", data / "targets.npy", "--methods", "cosine,ls,mp,local_scaling"]
+    code, out = run(monkeypatch, capsys, *args)
+    assert code == 0, out
+    import re
+
+    rows = [line for line in out.splitlines() if re.match(r"\s*(local scaling|mutual proximity)\s+\d", line)]
+    assert len(rows) == 2  # ls and local_scaling name one method: one row each for it and mp
+    code, out = run(monkeypatch, capsys, *args[:-1], "cosine,xx")
+    assert code == 2 and "unknown ['xx']" in out and "local_scaling (ls)" in out

@@ -127,3 +127,13 @@ def test_save_replaces_atomically(tmp_path, rng):
     ExactIndex().add(unit(rng, 7, 4)).save(path, overwrite=True)
     assert len(nnlift.load(path)) == 7
     assert [p.name for p in tmp_path.iterdir()] == ["ix"]  # no temporary left behind
+
+
+def test_faiss_use_gpu_without_a_gpu_warns_and_runs_on_the_cpu(rng):
+    faiss = pytest.importorskip("faiss")
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        pytest.skip("a GPU is visible: the index really runs there")
+    vectors = unit(rng, 50, 8)
+    with pytest.warns(UserWarning, match=r"use_gpu=True\): (this faiss build has no GPU support|no GPU is visible)"):
+        index = nnlift.FaissIndex("Flat", use_gpu=True).add(vectors)
+    np.testing.assert_array_equal(index.search(vectors[:3], 1).ids[:, 0], [0, 1, 2])

@@ -127,14 +127,26 @@ def print_results(results, title: str) -> None:
         console.print(f"  {row['method']}: {row['setting (chosen on val)']}")
 
 
+# Short names for --methods, beside the full ones.
+METHOD_ALIASES = {"ls": "local_scaling", "mp": "mutual_proximity", "dn": "dn_nnn", "qb": "qbnorm"}
+
+
+def method_choices() -> str:
+    """The names --methods takes, for its help: each method, with its short name where it has one."""
+    from ..evaluate.compare import METHODS
+
+    short = {full: alias for alias, full in METHOD_ALIASES.items()}
+    return ", ".join(f"{name} ({short[name]})" if name in short else name for name in METHODS)
+
+
 def parse_methods(methods: str) -> list[str]:
     from ..evaluate.compare import METHODS
 
-    names = [m.strip() for m in methods.split(",") if m.strip()]
+    names = [METHOD_ALIASES.get(m.strip(), m.strip()) for m in methods.split(",") if m.strip()]
     unknown = [m for m in names if m not in METHODS]
     if unknown:
-        raise UserError(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
-    return names
+        raise UserError(f"--methods: unknown {unknown}; choose from {method_choices()}")
+    return list(dict.fromkeys(names))
 
 
 def load_with(path: Path, name: str, loader):

@@ -9,7 +9,9 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from .common import UserError, app, console, load_with, parse_methods, print_results, report_folder
+from .common import UserError, app, console, load_with, method_choices, parse_methods, print_results, report_folder
+
+METHODS_HELP = f"Comma-separated methods: {method_choices()}."
 
 DEMO_METHODS = "cosine,nnn,dn_nnn,csls,is,qbnorm,dba,dba_nnn"
 
@@ -22,7 +24,7 @@ def demo(
     n_bank: Annotated[int, typer.Option(min=1, help="Bank queries (ref side).")] = 10_000,
     n_val: Annotated[int, typer.Option(min=1, help="Validation queries, for choosing settings.")] = 2_000,
     n_test: Annotated[int, typer.Option(min=1, help="Test queries, for the reported numbers.")] = 3_000,
-    methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = DEMO_METHODS,
+    methods: Annotated[str, typer.Option(help=METHODS_HELP)] = DEMO_METHODS,
     wordnet: Annotated[Optional[Path], typer.Option(help="Folder with WordNet's data.* files.")] = None,
     report: Annotated[Path, typer.Option(help="Folder for report.md, figures and results.json.")] = Path(
         "nnlift-report"
@@ -91,7 +93,7 @@ def eval_command(
         Path, typer.Option(help="Relevant database row per query (.npy ints; 2-D padded with -1 for several).")
     ],
     bank: Annotated[Optional[Path], typer.Option(help="Reference queries for bank-based corrections.")] = None,
-    methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = "cosine,nnn,csls,is,qbnorm",
+    methods: Annotated[str, typer.Option(help=METHODS_HELP)] = "cosine,nnn,csls,is,qbnorm",
     val_fraction: Annotated[float, typer.Option(min=0.05, max=0.9, help="Queries held out to choose settings.")] = 0.25,
     report: Annotated[Optional[Path], typer.Option(help="Write a report folder.")] = None,
     seed: int = 0,

@@ -16,6 +16,7 @@ checked, before faiss sees it:
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,9 @@ class FaissIndex(BaseIndex):
         if self.use_gpu and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
             self._gpu_resources = faiss.StandardGpuResources()
             index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
+        elif self.use_gpu:
+            why = "this faiss build has no GPU support" if not hasattr(faiss, "StandardGpuResources") else "no GPU is visible"
+            warnings.warn(f"FaissIndex(use_gpu=True): {why}; the index runs on the CPU", stacklevel=4)
         return index
 
     def _tune(self) -> None:
