@@ -85,8 +85,13 @@ def test_bootstrap_coverage_on_a_synthetic_case():
         result = paired_bootstrap(a, b, n_resamples=500, seed=trial)
         covered += result.low <= 0.04 <= result.high
     assert 0.90 <= covered / 200 <= 0.99  # nominal 95%
-    with pytest.raises(ValueError, match="paired"):
+    with pytest.raises(ValueError, match="baseline and treatment must be paired"):
         paired_bootstrap(np.zeros(3), np.zeros(4))
+    # arguments by role: the gain is treatment − baseline, so a better treatment gives a positive mean
+    better = paired_bootstrap(baseline=np.zeros(100), treatment=np.r_[np.ones(30), np.zeros(70)])
+    assert better.mean == pytest.approx(0.3) and better.low > 0
+    worse = paired_bootstrap(treatment=np.zeros(100), baseline=np.r_[np.ones(30), np.zeros(70)])
+    assert worse.mean == pytest.approx(-0.3) and worse.high < 0
 
 
 def hubby_problem(rng, n=600, d=16):

@@ -33,27 +33,31 @@ class PairedDifference:
 
 
 def paired_bootstrap(
-    per_query_a: Any,
-    per_query_b: Any,
+    baseline: Any,
+    treatment: Any,
     *,
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> PairedDifference:
-    """Bootstrap the mean per-query difference ``b − a``, resampling queries with replacement.
+    """Bootstrap the mean per-query gain ``treatment − baseline``, resampling queries with replacement.
+
+    Both are per-query values of one metric on the same queries, in the same
+    order (``hit_rate_at_k(..., per_query=True)``). A positive ``mean`` means
+    the treatment (a correction, say) does better than the baseline (cosine).
 
     Examples
     --------
     >>> import numpy as np
-    >>> a = np.zeros(200); b = np.r_[np.ones(60), np.zeros(140)]
-    >>> result = paired_bootstrap(a, b)
-    >>> round(result.mean, 2), result.significant
+    >>> cosine = np.zeros(200); corrected = np.r_[np.ones(60), np.zeros(140)]
+    >>> gain = paired_bootstrap(cosine, corrected)
+    >>> round(gain.mean, 2), gain.significant
     (0.3, True)
     """
-    a = check_array(per_query_a, "per_query_a", ndim=1).astype(np.float64)
-    b = check_array(per_query_b, "per_query_b", ndim=1).astype(np.float64)
+    a = check_array(baseline, "baseline", ndim=1).astype(np.float64)
+    b = check_array(treatment, "treatment", ndim=1).astype(np.float64)
     if a.shape != b.shape:
-        raise InputError(f"per_query_a and per_query_b must be paired (same length); got {len(a)} and {len(b)}")
+        raise InputError(f"baseline and treatment must be paired (same queries); got {len(a)} and {len(b)} values")
     n_resamples = check_positive_int(n_resamples, "n_resamples")
     confidence = check_finite_scalar(confidence, "confidence", low=0.0, high=1.0)
     difference = b - a
