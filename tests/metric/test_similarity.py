@@ -176,3 +176,19 @@ def test_the_index_passed_is_a_template_and_is_never_filled():
     model.index(np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32), list(range(10)))
     assert len(template) == 0 and len(model.index_) == 10 and type(model.index_) is nnlift.IVFIndex
     assert model.get_params()["index"] is template
+
+
+def test_lookup_of_embeddings_is_clear_and_lookup_embeddings_answers_it():
+    import nnlift
+
+    model = SimilarityModel(torch.nn.Sequential(torch.nn.Linear(10, 8)), 4)
+    items = np.random.default_rng(0).normal(size=(20, 10)).astype(np.float32)
+    model.index(items, [i % 3 for i in range(20)])
+    embedded = model.embed(items[:2])
+    with pytest.raises(nnlift.InputError, match=r"shape \(2, 4\) does not fit the backbone.*use lookup_embeddings"):
+        model.lookup(embedded, k=2)
+    direct, by_embedding = model.lookup(items[:2], k=3), model.lookup_embeddings(embedded, k=3)
+    assert [[r.id for r in row] for row in direct] == [[r.id for r in row] for row in by_embedding]
+    assert direct[0][0].id == 0 and by_embedding[1][0].id == 1
+    with pytest.raises(nnlift.InputError, match=r"embedding_dim=4"):
+        model.lookup_embeddings(items[:2])

@@ -154,9 +154,18 @@ class SimilarityModel(nn.Module):
             raise InputError("x is empty")
         was_training = self.training
         self.eval()
-        with torch.no_grad():
-            out = torch.cat([self(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
-        self.train(was_training)
+        try:
+            with torch.no_grad():
+                out = torch.cat([self(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
+        except RuntimeError as exc:  # the backbone refused the input's shape
+            hint = ""
+            if inputs.ndim == 2 and inputs.shape[1] == self.embedding_dim:
+                hint = f"; these look like embeddings already (width {self.embedding_dim}): use lookup_embeddings"
+            raise InputError(
+                f"x of shape {tuple(inputs.shape)} does not fit the backbone ({str(exc).splitlines()[0]}){hint}"
+            ) from None
+        finally:
+            self.train(was_training)
         return out.numpy().astype(np.float32)
 
     # -- training --------------------------------------------------------------
@@ -266,13 +275,26 @@ class SimilarityModel(nn.Module):
         return self
 
     def _neighbors(self, x: Any, k: int):
+        return self._search_embeddings(self.embed(x), k)
+
+    def _search_embeddings(self, embeddings: Any, k: int):
         if len(self.index_) == 0:
             raise InputError("the index is empty; call index(x, y) first")
-        return self.index_.search(self.embed(x), check_positive_int(k, "k"))
+        return self.index_.search(embeddings, check_positive_int(k, "k"))
 
     def lookup(self, x: Any, k: int = 5) -> list[list[Lookup]]:
         """Per query, its k nearest indexed items as ``Lookup(id, label, distance, data)`` (cosine distance)."""
-        found = self._neighbors(x, k)
+        return self._records(self._neighbors(x, k))
+
+    def lookup_embeddings(self, embeddings: Any, k: int = 5) -> list[list[Lookup]]:
+        """:meth:`lookup` for queries that are already metric embeddings (``embed``'s output), not raw inputs."""
+        width = self.embedding_dim
+        array = np.asarray(embeddings)
+        if array.ndim != 2 or array.shape[1] != width:
+            raise InputError(f"embeddings must have shape (n, embedding_dim={width}); got {array.shape}")
+        return self._records(self._search_embeddings(array, k))
+
+    def _records(self, found) -> list[list[Lookup]]:
         out = []
         for row in range(len(found)):
             records = []
