@@ -12,7 +12,8 @@ from .._base import Estimator, check_is_fitted
 from .._check import check_array, check_k, check_positive_int, normalize_rows, row_norms
 from ..index.base import BaseIndex, build_index
 from ..index.exact import ExactIndex
-from .graph import approximate_template, check_thresholds, neighbor_graph, unit_rows
+from ..index.checked import shorthand
+from .graph import check_thresholds, default_lists, neighbor_graph, unit_rows
 from .weights import blend_rows
 
 __all__ = ["NeighborhoodBlender"]
@@ -78,6 +79,10 @@ class NeighborhoodBlender(Estimator):
         self.approximate = approximate
         self.progress = progress
 
+    def _template(self, n: int) -> BaseIndex | None:
+        """The index template in use; ``approximate=True`` lists ``n`` rows in ``2√n`` lists."""
+        return shorthand(self.approximate, self.index, "NeighborhoodBlender", n_lists=default_lists(n))
+
     def fit(self, emb: Any, y: Any = None) -> NeighborhoodBlender:
         self.fit_transform(emb)
         return self
@@ -87,7 +92,7 @@ class NeighborhoodBlender(Estimator):
         thresholds = check_thresholds(self.thresholds)
         unit = unit_rows(emb)
         k = check_k(self.k, unit.shape[0], name="k", what="rows")
-        template = approximate_template(self.approximate, self.index, unit.shape[0], "NeighborhoodBlender")
+        template = self._template(unit.shape[0])
         # Each pass's input is kept for transform; passes blend straight into this buffer.
         stages = np.empty((len(thresholds), *unit.shape), dtype=np.float32)
         stages[0] = unit
@@ -109,7 +114,7 @@ class NeighborhoodBlender(Estimator):
         thresholds = check_thresholds(self.thresholds)
         current = normalize_rows(check_array(emb, "emb", width=self.stages_.shape[2]), "emb")
         k = check_positive_int(self.k, "k")
-        template = approximate_template(self.approximate, self.index, self.stages_.shape[1], "NeighborhoodBlender")
+        template = self._template(self.stages_.shape[1])
         template = ExactIndex(progress=False) if template is None else template
         for stage, threshold in zip(self.stages_, thresholds):
             others = min(k - 1, stage.shape[0])

@@ -10,9 +10,11 @@ import numpy as np
 
 from .._check import check_array, check_finite_scalar, normalize_rows
 from ..errors import InputError, InputTypeError
+from ..index.base import build_index, quiet
+from ..index.exact import ExactIndex
 from ..neighbors import Neighbors, sort_neighbors
 
-__all__ = ["neighbor_graph", "approximate_template", "default_lists", "check_threshold", "check_thresholds", "unit_rows"]
+__all__ = ["neighbor_graph", "default_lists", "check_threshold", "check_thresholds", "unit_rows"]
 
 
 def check_threshold(thresh: Any, name: str = "thresh") -> float:
@@ -56,9 +58,6 @@ def neighbor_graph(
     duplicate with a lower id ties it. Returns the neighbours (padded with -1)
     and the index built, whose ``checks_`` hold what a ``Checked`` one measured.
     """
-    from ..index.base import build_index, quiet
-    from ..index.exact import ExactIndex
-
     n = unit.shape[0]
     others = k - 1
     built = build_index(ExactIndex() if index is None else index, unit, like=like)
@@ -81,17 +80,6 @@ def neighbor_graph(
         again = sort_neighbors(ids[unsorted], scores[unsorted])
         ids[unsorted], scores[unsorted] = again.ids, again.scores
     return Neighbors(ids, scores), built
-
-
-def approximate_template(approximate: Any, index: Any, n: int, owner: str) -> Any:
-    """The template ``approximate=True`` stands for in blending: ``Checked(IVFIndex(n_lists=2√n))``."""
-    from ..correct.nnn import approximate_index
-    from ..index import Checked, IVFIndex
-
-    template = approximate_index(approximate, index, owner)
-    if approximate:
-        return Checked(IVFIndex(n_lists=default_lists(n)))
-    return template
 
 
 def default_lists(n: int) -> int:

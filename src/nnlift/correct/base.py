@@ -45,9 +45,14 @@ class Correction(Estimator):
     index: BaseIndex | None = None
 
     # -- indexes -----------------------------------------------------------
+    def _template(self) -> BaseIndex | None:
+        """The index template in use (None: ``ExactIndex()``)."""
+        return self.index
+
     def _build_index(self, rows: np.ndarray, like: BaseIndex | None = None) -> BaseIndex:
         """A fresh clone of this correction's index template over validated rows."""
-        return build_index(ExactIndex() if self.index is None else self.index, rows, like=like)
+        template = self._template()
+        return build_index(ExactIndex() if template is None else template, rows, like=like)
 
     def _reduce(self, on: str, index: BaseIndex, reduction: str, *args: Any, progress: bool = False, **kwargs: Any):
         """Run one of the index's reductions; what a ``Checked`` index measured goes to ``checks_``, tagged ``on``."""
@@ -66,7 +71,8 @@ class Correction(Estimator):
 
     def _saves_index(self) -> bool:
         """An approximate index is saved with the model: rebuilt, its lists or graph would give other neighbours."""
-        return self.index is not None and not isinstance(self.index, ExactIndex)
+        template = self._template()
+        return template is not None and not isinstance(template, ExactIndex)
 
     # -- hooks -------------------------------------------------------------
     def _fit(self, database: np.ndarray, bank: np.ndarray | None, **kwargs: Any) -> None:

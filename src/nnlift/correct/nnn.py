@@ -11,30 +11,18 @@ import numpy as np
 
 from .._base import check_is_fitted
 from .._check import check_finite_scalar, check_k
-from ..errors import InputError, InputTypeError
+from ..errors import InputError
 from ..index.base import BaseIndex, build_index
+from ..index.checked import shorthand
 from ..index.exact import ExactIndex
 from .base import Correction, check_k_param
 
-__all__ = ["NNN", "nnn_bias", "approximate_index"]
+__all__ = ["NNN", "nnn_bias"]
 
 
 def nnn_bias(database: np.ndarray, bank: np.ndarray, k: int, *, index: BaseIndex | None = None) -> np.ndarray:
     """``b(x) = mean of the k largest s(r, x) over r ∈ bank`` for every database row (validated arrays)."""
     return build_index(ExactIndex(progress=False) if index is None else index, bank).topk_mean(database, k)
-
-
-def approximate_index(approximate: Any, index: BaseIndex | None, owner: str) -> BaseIndex | None:
-    """The index template that ``approximate=True`` stands for: ``Checked(IVFIndex())``."""
-    if not isinstance(approximate, bool):
-        raise InputTypeError(f"{owner}.approximate must be True or False; got {approximate!r}")
-    if not approximate:
-        return index
-    if index is not None:
-        raise InputError(f"{owner}: give approximate=True or index=..., not both (approximate=True is index=Checked(IVFIndex()))")
-    from ..index import Checked, IVFIndex
-
-    return Checked(IVFIndex())
 
 
 class NNN(Correction):
@@ -89,13 +77,8 @@ class NNN(Correction):
         self.index = index
         self.approximate = approximate
 
-    def _build_index(self, rows: np.ndarray, like: BaseIndex | None = None) -> BaseIndex:
-        template = approximate_index(self.approximate, self.index, "NNN")
-        return build_index(ExactIndex() if template is None else template, rows, like=like)
-
-    def _saves_index(self) -> bool:
-        template = approximate_index(self.approximate, self.index, "NNN")
-        return template is not None and not isinstance(template, ExactIndex)
+    def _template(self) -> BaseIndex | None:
+        return shorthand(self.approximate, self.index, "NNN")
 
     def _fit(self, database: np.ndarray, bank: np.ndarray, progress: bool = True) -> None:
         k = check_k_param(self.k, bank, "NNN")

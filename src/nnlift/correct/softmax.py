@@ -90,17 +90,17 @@ class QBNorm(Correction):
         beta = _check_beta(self.beta)
         k = check_k(self.k, database.shape[0], name="QBNorm.k", what="database rows")
         bank_index = self._build_index(bank)
-        self.activated_ = np.zeros(database.shape[0], dtype=bool)
         if k == 1:  # each bank query's top-1 item comes from the bias pass's own scores: no second pass
-            bias, best = self._reduce("bank", bank_index, "logsumexp", database, beta, column_best=True, progress=progress)
-            self.bias_ = bias
-            self._db_index = self._build_index(database, like=bank_index)  # an IVF one fills the bank's lists
-            self.activated_[best[best >= 0]] = True
+            self.bias_, activating = self._reduce(
+                "bank", bank_index, "logsumexp", database, beta, column_best=True, progress=progress
+            )
         else:
             self.bias_ = _softmax_bias(self, "bank", bank_index, database, beta, progress)
-            self._db_index = self._build_index(database, like=bank_index)
-            top = self._reduce("database", self._db_index, "search_arrays", bank, k)
-            self.activated_[top.ids[top.ids >= 0]] = True
+        self._db_index = self._build_index(database, like=bank_index)  # an IVF one fills the bank's lists
+        if k > 1:
+            activating = self._reduce("database", self._db_index, "search_arrays", bank, k).ids.ravel()
+        self.activated_ = np.zeros(database.shape[0], dtype=bool)
+        self.activated_[activating[activating >= 0]] = True
 
     def is_activated(self, queries: Any) -> np.ndarray:
         """Whether each query's raw top-1 item is in the activation set (so IS applies)."""

@@ -261,13 +261,19 @@ class BaseIndex(ABC):
         n = len(index)
         if (dim is None) != (n == 0):
             raise ArtifactError(f"{cls.__name__} artifact: dim {dim!r} does not fit its {n} vectors")
-        if external is not None:
-            if external.ndim != 1 or len(external) != n or external.dtype.kind not in "iU":
-                raise ArtifactError(f"{cls.__name__} artifact: external_ids must be {n} ints or strings")
-            if len(np.unique(external)) != n:
-                raise ArtifactError(f"{cls.__name__} artifact: external_ids has duplicates")
-            index._external = external.astype(np.int64) if external.dtype.kind == "i" else external
+        index._restore_external(external)
         return index
+
+    def _restore_external(self, external: np.ndarray | None) -> None:
+        """Take restored external ids: one int or string per stored vector, unique, else ``ArtifactError``."""
+        if external is None:
+            return
+        owner, n = type(self).__name__, len(self)
+        if external.ndim != 1 or len(external) != n or external.dtype.kind not in "iU":
+            raise ArtifactError(f"{owner} artifact: external_ids must be {n} ints or strings")
+        if len(np.unique(external)) != n:
+            raise ArtifactError(f"{owner} artifact: external_ids has duplicates")
+        self._external = external.astype(np.int64) if external.dtype.kind == "i" else external
 
     def _restored_vectors(self, arrays: dict[str, np.ndarray], name: str = "vectors") -> np.ndarray:
         """A restored array of stored rows: 2-D float32 of the index's width, finite, else ``ArtifactError``."""

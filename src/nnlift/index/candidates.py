@@ -73,14 +73,14 @@ def _pad(found: Neighbors, k: int) -> Neighbors:
     return Neighbors(ids, scores)
 
 
-def _widened(index: BaseIndex, queries: np.ndarray, width: int, cap: int, reduce, certified):
-    """Reduce each row's raw top-``width``, widening (doubling) for the rows whose result is not yet certain.
+def _widened(index: BaseIndex, queries: np.ndarray, found: Neighbors, cap: int, reduce, certified):
+    """Reduce each row's raw candidates ``found``, widening (doubling) for the rows whose result is not yet certain.
 
     ``reduce(found)`` gives a result per row, ``certified(found, result)`` says
     per row whether a row outside ``found`` could still change it; rows stop at
     ``cap`` candidates (the whole index: then nothing lies outside).
     """
-    found = _raw(index, queries, width)
+    width = found.ids.shape[1]
     result = reduce(found)
     pending = np.flatnonzero(~certified(found, result)) if width < cap else np.empty(0, np.int64)
     while len(pending) and width < cap:
@@ -124,7 +124,7 @@ def rescored_topk(
         floor = -np.inf if threshold is None else threshold
         return (kth >= outside) | (outside <= floor) | (found.ids[:, -1] < 0)
 
-    ids, scores = _widened(index, queries, bias_candidates(k, n), n, reduce, certified)
+    ids, scores = _widened(index, queries, _raw(index, queries, bias_candidates(k, n)), n, reduce, certified)
     return Neighbors(ids, scores)
 
 
@@ -169,11 +169,9 @@ def logsumexp_of_candidates(index: BaseIndex, queries: np.ndarray, beta: float, 
         return (left == 0) | (bound < np.log(1e-4))
 
     cap = min(n, max(LOGSUMEXP_CANDIDATES, LOGSUMEXP_WIDEST))
-    values = _widened(index, queries, min(LOGSUMEXP_CANDIDATES, n), cap, reduce, certified)
-    if not column_best:
-        return values
     found = _raw(index, queries, min(LOGSUMEXP_CANDIDATES, n))
-    return values, best_query_per_row(found, n)
+    values = _widened(index, queries, found, cap, reduce, certified)
+    return (values, best_query_per_row(found, n)) if column_best else values
 
 
 def best_query_per_row(found: Neighbors, n: int) -> np.ndarray:

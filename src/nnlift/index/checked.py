@@ -16,7 +16,7 @@ from ..neighbors import Neighbors
 from .base import BaseIndex
 from .recall import pooled_recall, recall_counts, recall_standard_error
 
-__all__ = ["Checked", "LowRecallError"]
+__all__ = ["Checked", "LowRecallError", "shorthand"]
 logger = logging.getLogger("nnlift")
 
 _POLICIES = ("exact", "warn", "raise")
@@ -95,11 +95,16 @@ class Checked(BaseIndex):
         self.checks_: list[dict[str, Any]] = []
         self.exact_ = False  # set once a measurement fell short under on_low="exact"
         self._seen: dict[str, int] = {}
+        self._rows: np.ndarray | None = None  # a method's own rows, when it adopted them (see _adopt)
+        self._exact_index: BaseIndex | None = None  # kept once on_low="exact" took over
 
     # -- an index like any other ---------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        """The parameters besides the wrapped index."""
+        return {name: getattr(self, name) for name in ("sample", "min_recall", "max_error", "on_low", "seed")}
+
     def clone(self, **overrides: Any) -> Checked:
-        params = {name: getattr(self, name) for name in ("sample", "min_recall", "max_error", "on_low", "seed")}
-        return Checked(self.index.clone(**overrides), **params)
+        return Checked(self.index.clone(**overrides), **self._settings())
 
     def _add(self, vectors: np.ndarray) -> None:
         if self.index.dim is None:
@@ -216,9 +221,9 @@ class Checked(BaseIndex):
     def _exact(self) -> BaseIndex:
         from .exact import ExactIndex
 
-        if getattr(self, "_exact_index", None) is None or len(self._exact_index) != len(self):
+        if self._exact_index is None or len(self._exact_index) != len(self):
             exact = ExactIndex("ip", progress=False)
-            rows = getattr(self, "_rows", None)
+            rows = self._rows
             exact._adopt(rows if rows is not None and len(rows) == len(self) else self.index.stored_vectors())
             if not self.exact_:
                 return exact  # kept only once this index answers exactly for good
@@ -251,25 +256,12 @@ class Checked(BaseIndex):
         return run(self._exact())
 
     # -- persistence ---------------------------------------------------------
-    def _state(self):  # pragma: no cover - Checked writes its own artifact below
-        raise NotImplementedError
+    # The wrapped index is a nested artifact (its own lists or graph); this one
+    # adds what it measured, so a loaded model neither re-measures nor forgets.
+    def _state(self):
+        return {"checks": self.checks_, "exact": self.exact_, "measured": dict(self._seen)}, {}
 
-    def _restore(self, extra, arrays) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def _artifact(self) -> Contents:
-        params = {name: getattr(self, name) for name in ("sample", "min_recall", "max_error", "on_low", "seed")}
-        extra = {"checks": self.checks_, "exact": self.exact_, "measured": dict(self._seen), "dim": self.dim}
-        arrays = {} if self._external is None else {"external_ids": self._external}
-        return Contents({**params, "index": None}, arrays, extra, {"param_index": self.index})
-
-    @classmethod
-    def _from_artifact(cls, manifest: dict, arrays: dict, parts: dict) -> Checked:
-        inner = parts.get("param_index")
-        if not isinstance(inner, BaseIndex) or isinstance(inner, Checked):
-            raise ArtifactError("Checked artifact: its part 'param_index' must be an nnlift index")
-        params = {key: value for key, value in manifest["params"].items() if key != "index"}
-        extra = manifest["extra"]
+    def _restore(self, extra, arrays) -> None:
         checks, exact, measured = extra.get("checks"), extra.get("exact"), extra.get("measured")
         if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks) or not isinstance(exact, bool):
             raise ArtifactError("Checked artifact: extra.checks must be a list of records and extra.exact a bool")
@@ -277,16 +269,26 @@ class Checked(BaseIndex):
             isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in measured.values()
         ):
             raise ArtifactError("Checked artifact: extra.measured must map reductions to the rows last measured")
-        empty = type(inner)(**inner._params())
-        index = cls(empty, **params)
+        self.checks_, self.exact_, self._seen = checks, exact, dict(measured)
+
+    def _artifact(self) -> Contents:
+        extra, arrays = self._state()
+        if self._external is not None:
+            arrays = {**arrays, "external_ids": self._external}
+        params = {**self._settings(), "index": None}
+        return Contents(params, arrays, {**extra, "dim": self.dim}, {"param_index": self.index})
+
+    @classmethod
+    def _from_artifact(cls, manifest: dict, arrays: dict, parts: dict) -> Checked:
+        inner = parts.get("param_index")
+        if not isinstance(inner, BaseIndex) or isinstance(inner, Checked):
+            raise ArtifactError("Checked artifact: its part 'param_index' must be an nnlift index")
+        params = {key: value for key, value in manifest["params"].items() if key != "index"}
+        index = cls(inner.clone(), **params)
         index.index = inner
         index.dim = inner.dim
-        index.checks_, index.exact_, index._seen = checks, exact, dict(measured)
-        external = arrays.get("external_ids")
-        if external is not None:
-            if external.ndim != 1 or len(external) != len(inner) or external.dtype.kind not in "iU":
-                raise ArtifactError(f"Checked artifact: external_ids must be {len(inner)} ints or strings")
-            index._external = external.astype(np.int64) if external.dtype.kind == "i" else external
+        index._restore({key: value for key, value in manifest["extra"].items() if key != "dim"}, arrays)
+        index._restore_external(arrays.get("external_ids"))
         return index
 
     def __repr__(self) -> str:
@@ -294,3 +296,18 @@ class Checked(BaseIndex):
             f"Checked({self.index!r}, sample={self.sample}, min_recall={self.min_recall}, "
             f"max_error={self.max_error}, on_low={self.on_low!r})"
         )
+
+
+def shorthand(approximate: Any, index: BaseIndex | None, owner: str, **ivf: Any) -> BaseIndex | None:
+    """The template a method's ``approximate=True`` stands for, ``Checked(IVFIndex(**ivf))``; else ``index``."""
+    if not isinstance(approximate, bool):
+        raise InputTypeError(f"{owner}.approximate must be True or False; got {approximate!r}")
+    if not approximate:
+        return index
+    if index is not None:
+        raise InputError(
+            f"{owner}: give approximate=True or index=..., not both (approximate=True is index=Checked(IVFIndex()))"
+        )
+    from .ivf import IVFIndex
+
+    return Checked(IVFIndex(**ivf))

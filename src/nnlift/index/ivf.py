@@ -360,8 +360,8 @@ class IVFIndex(BaseIndex):
         buffers = threading.local()
         beta32 = np.float32(beta)
         # Each stored row's best query so far (by position); a list's members are written by its task only.
-        best_values = np.full(len(self._vectors), -np.inf, dtype=np.float32)
-        best_rows = np.full(len(self._vectors), -1, dtype=np.int64)
+        best_values = np.full(len(self._vectors) if column_best else 0, -np.inf, dtype=np.float32)
+        best_rows = np.full(len(self._vectors) if column_best else 0, -1, dtype=np.int64)
         with single_threaded_blas(workers > 1), ThreadPoolExecutor(workers) as pool:
             for start in range(0, len(queries), chunk):
                 stop = min(start + chunk, len(queries))

@@ -346,12 +346,6 @@ class QdrantIndex(BaseIndex):
         values = [key for _, key in pairs]
         return np.array(values) if values and isinstance(values[0], str) else np.array(values, dtype=np.int64)
 
-    def _state(self):  # pragma: no cover - the connection description is written by _artifact below
-        raise NotImplementedError
-
-    def _restore(self, extra, arrays) -> None:  # pragma: no cover
-        raise NotImplementedError
-
     def get(self, ids: Any) -> np.ndarray:
         """Stored vectors of external ids; unknown ids raise ``KeyError`` naming them."""
         self._vector_params()  # a clear error for a missing collection or vector name
@@ -402,10 +396,19 @@ class QdrantIndex(BaseIndex):
     # -- persistence ---------------------------------------------------------
     _saved_params = ("collection", "url", "path", "using", "metric", "batch_size", "retries")
 
+    # The points live in the collection: the artifact holds how to reach it, no arrays.
+    def _state(self):
+        return {}, {}
+
+    def _restore(self, extra, arrays) -> None:
+        if extra or arrays:
+            raise ArtifactError("QdrantIndex artifact: it holds a connection description only")
+
     def _artifact(self) -> Contents:
         if self.url is None and self.path is None:
             raise InputError("an in-memory Qdrant collection cannot be reopened; use path= or a server url to save it")
-        return Contents({name: getattr(self, name) for name in self._saved_params})
+        extra, arrays = self._state()
+        return Contents({name: getattr(self, name) for name in self._saved_params}, arrays, extra)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Save the connection description (collection, url or path, using), never the data or the API key."""
@@ -414,9 +417,11 @@ class QdrantIndex(BaseIndex):
 
     @classmethod
     def _from_artifact(cls, manifest: dict, arrays: dict, parts: dict) -> QdrantIndex:
-        if arrays or parts:
+        if parts:
             raise ArtifactError("QdrantIndex artifact: it holds a connection description only")
-        return cls(**manifest["params"])
+        index = cls(**manifest["params"])
+        index._restore(manifest["extra"], arrays)
+        return index
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> QdrantIndex:
