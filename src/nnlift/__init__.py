@@ -32,7 +32,8 @@ from .correct import (
     QBNorm,
     WithDN,
 )
-from . import algebra, evaluate
+from . import algebra, engines, evaluate
+from .engines import set_engine
 from .evaluate import tune
 from .index import Checked, ExactIndex, Index, IVFIndex, LowRecallError, neighbor_recall
 from .kernel import logsumexp, topk, topk_mean
@@ -44,6 +45,8 @@ __version__ = "0.1.0"
 logging.getLogger("nnlift").addHandler(logging.NullHandler())
 
 __all__ = [
+    "engines",
+    "set_engine",
     "topk",
     "topk_mean",
     "logsumexp",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 
 __all__ = ["default_workers", "single_threaded_blas", "HAVE_THREADPOOLCTL"]
@@ -39,9 +40,24 @@ def default_workers() -> int:
 
 @contextlib.contextmanager
 def single_threaded_blas(active: bool = True) -> Iterator[None]:
-    """Limit every loaded BLAS/OpenMP pool to one thread while parallel workers run."""
-    if not active or not HAVE_THREADPOOLCTL:
+    """Limit every loaded BLAS/OpenMP pool to one thread while parallel workers run.
+
+    torch keeps its own count (``torch.set_num_threads``, which also sets
+    MKL's): when torch is loaded it is set to 1 here and restored after, and
+    each worker thread sets it again for itself (``Engine.thread_setup``),
+    because OpenMP keeps the count per thread.
+    """
+    if not active:
         yield
         return
-    with threadpool_limits(limits=1):
-        yield
+    torch = sys.modules.get("torch")
+    held = torch.get_num_threads() if torch is not None else None
+    limits = threadpool_limits(limits=1) if HAVE_THREADPOOLCTL else contextlib.nullcontext()
+    try:
+        if torch is not None:
+            torch.set_num_threads(1)
+        with limits:
+            yield
+    finally:
+        if torch is not None and held is not None:
+            torch.set_num_threads(held)

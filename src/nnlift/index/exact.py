@@ -9,6 +9,7 @@ from ..kernel.driver import logsumexp_arrays, self_topk_arrays, topk_arrays
 from ..neighbors import Neighbors
 from .._artifact import require_arrays
 from .base import BaseIndex
+from ..engines import check_engine
 
 __all__ = ["ExactIndex"]
 
@@ -24,18 +25,39 @@ class ExactIndex(BaseIndex):
     [['b']]
     """
 
-    def __init__(self, metric: str = "cosine", working_memory: int | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        metric: str = "cosine",
+        working_memory: int | None = None,
+        progress: bool = True,
+        engine: str | None = None,
+        device: str | None = None,
+    ) -> None:
         super().__init__(metric)
+        check_engine(engine, device)
         self.working_memory = working_memory
         self.progress = progress
+        self.engine, self.device = engine, device
         self._vectors = np.empty((0, 0), dtype=np.float32)
+
+    @property
+    def _vectors(self) -> np.ndarray:
+        return self._frozen
+
+    @_vectors.setter
+    def _vectors(self, vectors: np.ndarray) -> None:
+        # A read-only view of the rows: engines may keep their copy of them between searches
+        # (engines.prepare), which only read-only arrays allow.
+        self._frozen = vectors.view()
+        self._frozen.flags.writeable = False
+
+    def _run(self) -> dict:
+        return {"working_memory": self.working_memory, "progress": self.progress, "engine": self.engine, "device": self.device}
 
     @property
     def vectors(self) -> np.ndarray:
         """The stored (normalised for cosine) vectors, read-only."""
-        view = self._vectors.view()
-        view.flags.writeable = False
-        return view
+        return self._frozen
 
     def _add(self, vectors: np.ndarray) -> None:
         self._vectors = vectors.copy() if len(self._vectors) == 0 else np.concatenate([self._vectors, vectors])
@@ -44,7 +66,7 @@ class ExactIndex(BaseIndex):
         return self._vectors.shape[0]
 
     def _search(self, queries: np.ndarray, k: int) -> Neighbors:
-        return topk_arrays(queries, self._vectors, k, working_memory=self.working_memory, progress=self.progress)
+        return topk_arrays(queries, self._vectors, k, **self._run())
 
     def _get(self, positions: np.ndarray) -> np.ndarray:
         return self._vectors[positions].copy()
@@ -64,8 +86,7 @@ class ExactIndex(BaseIndex):
             k,
             bias=bias,
             threshold=threshold,
-            working_memory=self.working_memory,
-            progress=self.progress,
+            **self._run(),
         )
 
     def self_join(self, k, *, threshold=None) -> Neighbors:
@@ -74,8 +95,7 @@ class ExactIndex(BaseIndex):
             k,
             exclude_self=True,
             threshold=threshold,
-            working_memory=self.working_memory,
-            progress=self.progress,
+            **self._run(),
         )
 
     def topk_mean(self, queries, k) -> np.ndarray:
@@ -88,8 +108,7 @@ class ExactIndex(BaseIndex):
             self._vectors,
             beta,
             column_best=column_best,
-            working_memory=self.working_memory,
-            progress=self.progress,
+            **self._run(),
         )
 
     def _state(self):

@@ -26,7 +26,10 @@ from .._progress import progress_bar
 from .._threads import default_workers, single_threaded_blas
 from ..kernel.keys import KEY_PAD, LOW32, decode_keys, encode_keys, run_positions, smallest_keys
 from ..kernel.selection import pairs_above, tile_topk_keys, tile_topk_keys_columns
-from ..kernel.driver import scratch_buffer
+from ..engines import Prepared, check_engine, prepare
+from ..kernel.canonical import canonical_scores, certified, certify
+from ..kernel.driver import _epsilon, choose_engine, drop_below, initial_width, scratch_buffer, topk_arrays
+from ..kernel.keys import keys_to_neighbors
 from ..neighbors import Neighbors
 from .._artifact import ArtifactError, require_arrays
 from .base import BaseIndex
@@ -60,6 +63,7 @@ class SearchPlan:
     symmetric: bool
     list_of: np.ndarray | None = None
     columns: np.ndarray | None = None
+    prepared: Prepared | None = None
 
 
 def _probes_reach(context: SearchPlan, members: np.ndarray, local: np.ndarray, partners: np.ndarray) -> np.ndarray:
@@ -107,8 +111,12 @@ class IVFIndex(BaseIndex):
         n_iter: int = 6,
         seed: int = 0,
         progress: bool = True,
+        engine: str | None = None,
+        device: str | None = None,
     ) -> None:
         super().__init__(metric)
+        check_engine(engine, device)
+        self.engine, self.device = engine, device
         self.n_lists = n_lists
         self.n_probe = n_probe
         self.n_iter = n_iter
@@ -159,6 +167,7 @@ class IVFIndex(BaseIndex):
         self._order = order_by_list(assign, len(centroids))
         self._offsets = np.searchsorted(assign[self._order], np.arange(len(centroids) + 1))
         self._sorted = np.ascontiguousarray(self._vectors[self._order])
+        self._sorted.flags.writeable = False  # read-only: engines may keep their copy of it between searches
         logger.info(
             "IVF: %d lists, largest %d, over %d vectors",
             len(centroids),
@@ -236,19 +245,30 @@ class IVFIndex(BaseIndex):
         rest is padding), and a tile with few such scores skips top-k
         selection: its entries above the threshold are the candidates.
         """
-        n_probe = self._probe_count(k + (1 if exclude_self else 0))
+        limit = len(self._vectors) - (1 if exclude_self else 0)
+        if self._centroids is None:
+            self._build()
+        engine = self._engine(len(queries), queries.shape[1])
+        prepared = prepare(engine, self._sorted)
+        # The engine's candidates (``wide``, plus the best one left out) are rescored canonically
+        # and certified (kernel.canonical): rows that fail are rescored over all their probed lists.
+        width = initial_width(engine, k, limit)
+        wide = width + 1
+        n_probe = self._probe_count(wide + (1 if exclude_self else 0))
         n_lists = len(self._centroids)
         if exclude_self and len(queries) == len(self._vectors) and self._own_probes.shape[1] == n_probe:
             probes = self._own_probes  # query i is stored vector i: its probes are already known
         else:
-            probes = nearest_lists(self._unit(queries), self._centroids, n_probe)
+            probes = self._route(queries, n_probe)
         sorted_bias = None if bias is None else bias[self._order]
         n_queries = len(queries)
+        epsilon = _epsilon(queries, prepared, bias)
+        lowered = None if threshold is None else threshold - 2 * float(epsilon.max(initial=0.0))
         # Lists of at most 2k vectors are passed whole to the final merge: selecting k of
         # them would cost more than merging the few extra candidates.
         largest = int(np.diff(self._offsets).max())
-        width = largest if largest <= 2 * k else k
-        chunk = max(1, int(_MERGE_BUFFER_BYTES // (8 * n_probe * width)))
+        slot_width = largest if largest <= 2 * wide else wide
+        chunk = max(1, int(_MERGE_BUFFER_BYTES // (8 * n_probe * slot_width)))
         # A self-join serves both directions from each tile: members of a list also get
         # candidates among the queries probing it, so a pair is found when either side
         # probes the other's list, at no extra multiply.
@@ -257,9 +277,9 @@ class IVFIndex(BaseIndex):
         if symmetric:
             own_list = np.empty(n_queries, dtype=np.int64)
             own_list[self._order] = np.repeat(np.arange(n_lists), np.diff(self._offsets))
-            columns = np.full((n_queries, k), KEY_PAD, dtype=np.uint64)
-        context = SearchPlan(probes, n_lists, threshold, symmetric, own_list, columns)
-        keys = np.empty((n_queries, k), dtype=np.uint64)
+            columns = np.full((n_queries, wide), KEY_PAD, dtype=np.uint64)
+        context = SearchPlan(probes, n_lists, lowered, symmetric, own_list, columns, prepared)
+        keys = np.empty((n_queries, wide), dtype=np.uint64)
         workers = default_workers()
         flops = 2.0 * n_queries * len(self._vectors) * queries.shape[1] * n_probe / n_lists
         with progress_bar("IVF search", n_queries, enabled=self.progress, expected_seconds=flops / 80e9) as bar:
@@ -267,19 +287,48 @@ class IVFIndex(BaseIndex):
                 for start in range(0, n_queries, chunk):
                     stop = min(start + chunk, n_queries)
                     keys[start:stop] = self._search_chunk(
-                        queries, context, start, stop, k, width, sorted_bias, exclude_self, pool
+                        queries, context, start, stop, wide, slot_width, sorted_bias, exclude_self, pool
                     )
                     bar.advance(stop - start)
         if symmetric:
-            keys = smallest_keys(np.concatenate([keys, context.columns], axis=1), k)
-        scores, ids = decode_keys(keys)
-        scores = np.array(scores, dtype=np.float32)
-        pad = ~np.isfinite(scores)
-        if threshold is not None:
-            pad |= scores <= threshold
-        ids[pad] = -1
-        scores[pad] = -np.inf
-        return Neighbors(ids, scores)
+            keys = smallest_keys(np.concatenate([keys, context.columns], axis=1), wide)
+        if lowered is not None:
+            drop_below(keys, lowered)
+        final, left, kth = certify(queries, self._vectors, keys, k, width, epsilon, bias=bias)
+        failed = np.flatnonzero(~certified(left, kth, epsilon, threshold))
+        if len(failed):
+            final[failed] = self._rescore_probed(queries, failed, probes, keys, k, bias, exclude_self)
+        return keys_to_neighbors(final, threshold)
+
+    def _engine(self, n_queries: int, d: int):
+        """The engine of this search (``engine``/``device``, else the process's choice), by the work it has."""
+        per_query = len(self._vectors) * min(self.n_probe, len(self._centroids)) / len(self._centroids)
+        return choose_engine(self.engine, n_queries, int(per_query), d, self.device)
+
+    def _route(self, queries: np.ndarray, n_probe: int) -> np.ndarray:
+        """Each query's ``n_probe`` lists by canonical scores, so that a query probes the same lists in any batch."""
+        return topk_arrays(self._unit(queries), self._centroids, n_probe, progress=False, engine="numpy").ids
+
+    def _rescore_probed(self, queries, rows, probes, wide, k, bias, exclude_self) -> np.ndarray:
+        """Canonical top-k keys of ``rows`` over every member of their probed lists (and their column candidates).
+
+        The rows whose certificate failed: the engine's error straddles their
+        k-th score, so each is scored exactly against every item its probes
+        reach, which is what a certified row returns too.
+        """
+        out = np.empty((len(rows), k), dtype=np.uint64)
+        found_ids = (wide & LOW32).astype(np.int64)
+        for slot, row in enumerate(rows):
+            members = [self._order[self._offsets[lst] : self._offsets[lst + 1]] for lst in probes[row]]
+            members.append(found_ids[row][wide[row] != KEY_PAD])
+            members = np.unique(np.concatenate(members))
+            if exclude_self:
+                members = members[members != row]
+            scores = canonical_scores(queries, self._vectors, np.full(len(members), row), members, bias)
+            out[slot] = smallest_keys(encode_keys(scores, members)[None, :], k)[0] if len(members) >= k else np.pad(
+                np.sort(encode_keys(scores, members)), (0, k - len(members)), constant_values=KEY_PAD
+            )
+        return out
 
     def _each_list(self, chunk_probes: np.ndarray, pool: ThreadPoolExecutor, work) -> None:
         """Call ``work(lst, rows, slots)`` for every list probed by a chunk of queries, in the pool.
@@ -444,14 +493,20 @@ class IVFIndex(BaseIndex):
         return out, short
 
     def _list_scores(
-        self, buffers: threading.local, queries: np.ndarray, query_ids: np.ndarray, lst: int
+        self, buffers: threading.local, queries: np.ndarray, query_ids: np.ndarray, lst: int, prepared=None
     ) -> np.ndarray:
         """Scores of the given queries against list ``lst``, in this worker's reusable buffers (scratch)."""
         lo, hi = self._offsets[lst], self._offsets[lst + 1]
         gathered = scratch_buffer(buffers, "gathered", len(query_ids), queries.shape[1])
         np.take(queries, query_ids, axis=0, out=gathered)
         tile = scratch_buffer(buffers, "tile", len(query_ids), hi - lo)
-        np.matmul(gathered, self._sorted[lo:hi].T, out=tile)
+        if prepared is None:
+            np.matmul(gathered, self._sorted[lo:hi].T, out=tile)
+        else:
+            if not getattr(buffers, "ready", False):
+                prepared.engine.thread_setup()
+                buffers.ready = True
+            prepared.multiply(prepared.queries(gathered), lo, hi, tile)
         return tile
 
     def _unit(self, queries: np.ndarray) -> np.ndarray:
@@ -469,7 +524,7 @@ class IVFIndex(BaseIndex):
 
         def run(lst: int, rows: np.ndarray, slots: np.ndarray) -> None:
             lo, hi = self._offsets[lst], self._offsets[lst + 1]
-            tile = self._list_scores(buffers, queries, start + rows, lst)
+            tile = self._list_scores(buffers, queries, start + rows, lst, context.prepared)
             if sorted_bias is not None:
                 tile -= sorted_bias[lo:hi]
             members = self._order[lo:hi]

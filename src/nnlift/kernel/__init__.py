@@ -25,6 +25,7 @@ import numpy as np
 
 from .._check import check_array, check_finite_scalar, check_k, check_pair
 from ..errors import InputError, InputTypeError
+from ..engines import check_engine
 from ..neighbors import Neighbors
 from .driver import DEFAULT_WORKING_MEMORY, check_working_memory, logsumexp_arrays, self_topk_arrays, topk_arrays
 
@@ -42,6 +43,8 @@ def topk(
     metric: str = "cosine",
     working_memory: int | None = None,
     progress: bool = True,
+    engine: str | None = None,
+    device: str | None = None,
 ) -> Neighbors:
     """Exact top-k of ``s(q, x) − bias(x)`` for every query, block by block.
 
@@ -67,11 +70,19 @@ def topk(
         Bytes of score tiles held at once (default 256 MiB).
     progress : bool
         Show a progress bar for long searches.
+    engine : {"auto", "numpy", "torch", "torch-bf16", "cuda", "cuda-bf16"}, optional
+        Who multiplies (default: :func:`nnlift.set_engine`, ``NNLIFT_ENGINE``
+        or ``"auto"``). The answer is the same on every engine.
+    device : {"cpu", "cuda", "cuda:N"}, optional
+        Where; ``device="cuda"`` alone picks the faster CUDA engine.
 
     Returns
     -------
     Neighbors
-        Sorted by descending score, ties broken by the lower database id.
+        Sorted by descending score, ties broken by the lower database id. The
+        scores are canonical (float32 inputs, float64 sums in a fixed order,
+        rounded once): identical, bit for bit, whatever the engine, batch,
+        ``working_memory`` or worker count (see ``nnlift.kernel.canonical``).
 
     Examples
     --------
@@ -99,6 +110,7 @@ def topk(
             )
     if threshold is not None:
         threshold = check_finite_scalar(threshold, "threshold")
+    engines = dict(zip(("engine", "device"), check_engine(engine, device)))
     if symmetric:
         return self_topk_arrays(
             database_array,
@@ -107,6 +119,7 @@ def topk(
             threshold=threshold,
             working_memory=check_working_memory(working_memory),
             progress=progress,
+            **engines,
         )
     return topk_arrays(
         queries_array,
@@ -117,6 +130,7 @@ def topk(
         threshold=threshold,
         working_memory=check_working_memory(working_memory),
         progress=progress,
+        **engines,
     )
 
 
@@ -129,6 +143,8 @@ def topk_mean(
     exclude_self: bool = False,
     working_memory: int | None = None,
     progress: bool = True,
+    engine: str | None = None,
+    device: str | None = None,
 ) -> np.ndarray:
     """Mean of the k largest scores of each query row (NNN's bias, CSLS's neighbourhood term).
 
@@ -145,6 +161,8 @@ def topk_mean(
         metric=metric,
         working_memory=working_memory,
         progress=progress,
+        engine=engine,
+        device=device,
     )
     return neighbors.scores.mean(axis=1, dtype=np.float64).astype(np.float32)
 
@@ -157,6 +175,8 @@ def logsumexp(
     metric: str = "cosine",
     working_memory: int | None = None,
     progress: bool = True,
+    engine: str | None = None,
+    device: str | None = None,
 ) -> np.ndarray:
     """``(1/β)·log Σ_j exp(β·s(q, x_j))`` for every query row, stably and without the full matrix.
 
@@ -177,4 +197,6 @@ def logsumexp(
         beta,
         working_memory=check_working_memory(working_memory),
         progress=progress,
+        engine=check_engine(engine, device)[0],
+        device=device,
     )

@@ -19,8 +19,11 @@ import numpy as np
 from .._progress import progress_bar
 from .._threads import default_workers, single_threaded_blas
 from ..errors import InputError, InputTypeError
+from ..engines import Engine, Prepared, prepare, resolve
+from ..engines.base import NumpyEngine, row_norms64
 from ..neighbors import Neighbors
-from .keys import KEY_PAD, encode_keys, keys_to_neighbors, smallest_keys
+from .canonical import canonical_margin, certified, certify
+from .keys import KEY_PAD, decode_keys, encode_keys, keys_to_neighbors, smallest_keys
 from .selection import PendingPairs, merge_column_candidates, pairs_above, tile_topk_keys
 
 __all__ = [
@@ -261,15 +264,19 @@ def blocked(
     make_reduction: Callable[[], Any],
     *,
     bias: np.ndarray | None = None,
-    exclude_self: bool = False,
+    exclude: np.ndarray | None = None,
     working_memory: int | None = None,
     progress: bool = True,
     description: str = "scoring",
     workers: int | None = None,
     triangle: bool = False,
+    prepared: Prepared | None = None,
 ) -> list[Any]:
     """Run a reduction over every tile of ``queries · databaseᵀ − bias``; one result per row block.
 
+    The tiles come from ``prepared``'s engine (numpy float32 by default), so
+    their scores are approximate within that engine's ε. ``exclude`` gives,
+    per query row, one database row to leave out (score −inf; −1 for none).
     With ``triangle`` (a self-join: ``queries`` is ``database``) a row block
     meets only the columns from its own first row on: the upper triangle and
     the diagonal blocks, about half the multiply; the reduction serves the
@@ -278,6 +285,8 @@ def blocked(
     n_rows, n_cols = queries.shape[0], database.shape[0]
     working_memory = DEFAULT_WORKING_MEMORY if working_memory is None else working_memory
     workers = default_workers() if workers is None else workers
+    prepared = NumpyEngine().prepare(database) if prepared is None else prepared
+    engine = prepared.engine
     row_block, col_block = plan(n_rows, n_cols, workers, working_memory)
     starts = list(range(0, n_rows, row_block))
     parallel = workers > 1 and len(starts) > 1
@@ -287,20 +296,22 @@ def blocked(
     local = threading.local()
 
     def run_block(r0: int) -> Any:
+        if parallel and not getattr(local, "ready", False):
+            engine.thread_setup()
+            local.ready = True
         r1 = min(r0 + row_block, n_rows)
-        block = queries[r0:r1]
+        block = prepared.queries(queries[r0:r1])
+        left_out = None if exclude is None else exclude[r0:r1]
         state = reduction.start(r1 - r0, r0)
         for c0 in range(r0 if triangle else 0, n_cols, col_block):
             c1 = min(c0 + col_block, n_cols)
             scores = scratch_buffer(local, "tile", r1 - r0, c1 - c0)
-            np.matmul(block, database[c0:c1].T, out=scores)
+            prepared.multiply(block, c0, c1, scores)
             if bias is not None:
                 scores -= bias[c0:c1]
-            if exclude_self:
-                lo, hi = max(r0, c0), min(r1, c1)
-                if lo < hi:
-                    diagonal = np.arange(lo, hi)
-                    scores[diagonal - r0, diagonal - c0] = -np.inf
+            if left_out is not None:
+                inside = np.flatnonzero((left_out >= c0) & (left_out < c1))
+                scores[inside, left_out[inside] - c0] = -np.inf
             state = reduction.update(state, scores, c0)
         bar.advance(r1 - r0)
         return reduction.finish(state)
@@ -323,6 +334,20 @@ def check_working_memory(working_memory: Any) -> int | None:
     return int(working_memory)
 
 
+def initial_width(engine: Engine, k: int, limit: int) -> int:
+    """Candidates per row the engine keeps before the certificate: a float32 engine's ε is
+    about 10⁻⁵, so a few spare slots absorb near-ties; a bfloat16 engine's ε (about 0.008)
+    spans more items (ARCHITECTURE.md §5: 13 at the median within 2ε of the 10th score)."""
+    spare = k + 24 if engine.precision == "bfloat16" else 8
+    return min(limit, k + spare)
+
+
+def choose_engine(engine: Engine | str | None, n_rows: int, n_cols: int, d: int, device: str | None = None) -> Engine:
+    if isinstance(engine, Engine):
+        return engine
+    return resolve(engine, device, flops=2.0 * n_rows * n_cols * d, d=d)
+
+
 def topk_arrays(
     queries: np.ndarray,
     database: np.ndarray,
@@ -334,25 +359,64 @@ def topk_arrays(
     working_memory: int | None = None,
     progress: bool = True,
     workers: int | None = None,
+    engine: Engine | str | None = None,
+    device: str | None = None,
+    exclude: np.ndarray | None = None,
 ) -> Neighbors:
     """:func:`topk` on validated float32 arrays (internal callers trust their inputs).
 
-    ``workers=1`` runs serially with the caller's BLAS threads (for callers that
-    parallelise around the kernel themselves).
+    Candidates come from the engine, scores from the canonical rescoring, and
+    rows whose certificate fails are searched again with four times the
+    candidates (``kernel.canonical``). ``workers=1`` runs serially with the
+    caller's BLAS threads (for callers that parallelise around the kernel
+    themselves). ``exclude`` (per query row, one database row to leave out)
+    generalises ``exclude_self``.
     """
-    blocks = blocked(
-        queries,
-        database,
-        lambda: TopKReduction(k),
-        bias=bias,
-        exclude_self=exclude_self,
-        working_memory=working_memory,
-        progress=progress,
-        description=f"top-{k} search",
-        workers=workers,
-    )
-    keys = np.concatenate(blocks, axis=0) if blocks else np.empty((0, k), np.uint64)
+    if exclude_self and exclude is None:
+        exclude = np.arange(queries.shape[0])
+    limit = database.shape[0] - (0 if exclude is None else 1)
+    engine = choose_engine(engine, queries.shape[0], database.shape[0], queries.shape[1], device)
+    prepared = prepare(engine, database)
+    keys = np.empty((queries.shape[0], k), dtype=np.uint64)
+    pending = np.arange(queries.shape[0])
+    width = initial_width(engine, k, limit)
+    while len(pending):
+        subset = queries if len(pending) == queries.shape[0] else queries[pending]
+        blocks = blocked(
+            subset,
+            database,
+            lambda: TopKReduction(width + 1),
+            bias=bias,
+            exclude=None if exclude is None else exclude[pending],
+            working_memory=working_memory,
+            progress=progress,
+            description=f"top-{k} search",
+            workers=workers,
+            prepared=prepared,
+        )
+        wide = np.concatenate(blocks, axis=0) if blocks else np.empty((0, width + 1), np.uint64)
+        done = _certify_rows(queries, database, wide, k, width, prepared, bias, threshold, pending, keys)
+        pending = pending[~done]
+        width = min(limit, 4 * width)
+        progress = False
     return keys_to_neighbors(keys, threshold)
+
+
+def _epsilon(queries: np.ndarray, prepared: Prepared, bias: np.ndarray | None) -> np.ndarray:
+    """ε per query row: the engine's bound plus the canonical rounding's."""
+    bias_max = 0.0 if bias is None else float(np.abs(bias).max(initial=0.0))
+    margin = canonical_margin(row_norms64(queries), prepared.norm_max, bias_max, queries.shape[1])
+    return prepared.error(queries) + margin
+
+
+def _certify_rows(queries, database, wide, k, width, prepared, bias, threshold, rows, keys) -> np.ndarray:
+    """Canonical keys of ``rows`` from their candidates ``wide``, written into ``keys`` where certified."""
+    subset = queries[rows]
+    epsilon = _epsilon(subset, prepared, bias)
+    final, left, kth = certify(subset, database, wide, k, width, epsilon, bias=bias)
+    done = certified(left, kth, epsilon, threshold)
+    keys[rows[done]] = final[done]
+    return done
 
 
 def self_topk_arrays(
@@ -363,25 +427,79 @@ def self_topk_arrays(
     threshold: float | None = None,
     working_memory: int | None = None,
     progress: bool = True,
+    engine: Engine | str | None = None,
+    device: str | None = None,
 ) -> Neighbors:
     """Top-k of every row of ``database`` against itself, computing each symmetric pair once.
 
     One more reduction of the driver, over the upper triangle of ``X·Xᵀ``
     (:class:`SelfJoinReduction`): about half the GEMM flops of a plain
-    self-join are skipped.
+    self-join are skipped. The candidates are certified as in
+    :func:`topk_arrays`; rows that fail are searched again by it.
     """
-    reduction = SelfJoinReduction(k, database.shape[0], threshold)
+    n = database.shape[0]
+    limit = n - (1 if exclude_self else 0)
+    engine = choose_engine(engine, n // 2, n, database.shape[1], device)
+    prepared = prepare(engine, database)
+    width = initial_width(engine, k, limit)
+    epsilon = _epsilon(database, prepared, None)
+    # Pairs at or below threshold − ε' cannot pass the threshold canonically (ε' ≥ every row's ε).
+    lowered = None if threshold is None else threshold - 2 * float(epsilon.max(initial=0.0))
+    reduction = SelfJoinReduction(width + 1, n, lowered)
     blocks = blocked(
         database,
         database,
         lambda: reduction,
-        exclude_self=exclude_self,
+        exclude=np.arange(n) if exclude_self else None,
         working_memory=working_memory,
         progress=progress,
         description=f"top-{k} self-join",
         triangle=True,
+        prepared=prepared,
     )
-    return keys_to_neighbors(reduction.merged(blocks), threshold)
+    wide = reduction.merged(blocks)
+    if lowered is not None:
+        drop_below(wide, lowered)
+    keys = np.empty((n, k), dtype=np.uint64)
+    everything = np.arange(n)
+    done = _certify_rows(database, database, wide, k, width, prepared, None, threshold, everything, keys)
+    failed = everything[~done]
+    if len(failed):
+        rest = topk_arrays(
+            database[failed],
+            database,
+            k,
+            exclude=failed if exclude_self else None,
+            threshold=threshold,
+            working_memory=working_memory,
+            progress=False,
+            engine=engine,
+        )
+        return _merge_rows(keys_to_neighbors(keys, threshold), failed, rest)
+    return keys_to_neighbors(keys, threshold)
+
+
+def drop_below(wide: np.ndarray, lowered: float) -> None:
+    """Pad, in place, candidate keys scored at or below ``lowered``: they cannot pass the threshold.
+
+    Tiles that took the pairs above the threshold kept nothing below it, so
+    every row is treated alike: nothing there is a candidate or a left-out item.
+    """
+    low = (decode_keys(wide)[0] <= lowered) & (wide != KEY_PAD)
+    wide[low] = KEY_PAD
+
+
+def _merge_rows(neighbors: Neighbors, rows: np.ndarray, replacement: Neighbors) -> Neighbors:
+    ids, scores = neighbors.ids.copy(), neighbors.scores.copy()
+    ids[rows], scores[rows] = replacement.ids, replacement.scores
+    return Neighbors(ids, scores)
+
+
+def float32_engine(engine: Engine) -> Engine:
+    """The float32 engine on the same device: sums of exponentials need float32 scores."""
+    if engine.precision == "float32":
+        return engine
+    return resolve("cuda" if engine.device.startswith("cuda") else "numpy", engine.device if engine.device != "cpu" else None)
 
 
 def logsumexp_arrays(
@@ -392,9 +510,16 @@ def logsumexp_arrays(
     column_best: bool = False,
     working_memory: int | None = None,
     progress: bool = True,
+    engine: Engine | str | None = None,
+    device: str | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """``(1/β)·log Σ_x exp(β·s(q, x))`` per query row; with ``column_best``, also each database row's best query."""
+    """``(1/β)·log Σ_x exp(β·s(q, x))`` per query row; with ``column_best``, also each database row's best query.
+
+    A log-sum-exp is a sum, not a selection, so no certificate applies: it runs
+    on a float32 engine (bfloat16 scores would move it by up to exp(β·ε)).
+    """
     columns: list[ColumnBest] = []
+    engine = float32_engine(choose_engine(engine, queries.shape[0], database.shape[0], queries.shape[1], device))
 
     def make() -> Any:
         reduction = LogSumExpReduction(beta)
@@ -410,6 +535,7 @@ def logsumexp_arrays(
         working_memory=working_memory,
         progress=progress,
         description="log-sum-exp",
+        prepared=prepare(engine, database),
     )
     out = np.concatenate(blocks).astype(np.float32)
     return (out, columns[0].merged()) if column_best else out

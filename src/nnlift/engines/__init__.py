@@ -1,0 +1,298 @@
+"""Engines: who multiplies. numpy float32, torch float32 or bfloat16 on the CPU, and torch on CUDA.
+
+Every exact reduction takes its candidates from an engine and then rescores
+them canonically (``kernel.canonical``), so the engine changes the speed and
+never the answer: ids and scores are identical, bit for bit, on every engine.
+
+Choosing one, most specific first:
+
+1. the ``engine=`` (or ``device=``) keyword of :func:`nnlift.topk`,
+   :class:`~nnlift.index.ExactIndex` or :class:`~nnlift.index.IVFIndex`;
+2. :func:`set_engine`, for the whole process;
+3. the ``NNLIFT_ENGINE`` environment variable;
+4. ``"auto"``: numpy for small work (no torch import); otherwise the engine
+   with the highest single-thread GEMM throughput, timed once per process and
+   shape class, among numpy, torch float32 and, where the CPU multiplies
+   bfloat16 natively (AMX or AVX512-BF16), torch bfloat16.
+
+Examples
+--------
+>>> import nnlift
+>>> nnlift.set_engine("numpy")
+>>> nnlift.engines.resolve().name
+'numpy'
+>>> nnlift.set_engine(None)  # back to NNLIFT_ENGINE or "auto"
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import time
+import weakref
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, InputTypeError, MissingExtraError
+from .base import Engine, NumpyEngine, Prepared
+
+__all__ = [
+    "ENGINE_NAMES",
+    "Engine",
+    "Prepared",
+    "set_engine",
+    "resolve",
+    "prepare",
+    "available",
+    "report",
+    "cpu_flags",
+    "check_engine",
+]
+
+ENGINE_NAMES = ("auto", "numpy", "torch", "torch-bf16", "cuda", "cuda-bf16")
+# Work below this many flops is not worth a torch import or a calibration (about 30 ms of GEMM).
+AUTO_MIN_FLOPS = 5e9
+# auto takes bfloat16 only when its GEMM is this much faster: the certificate keeps more
+# candidates and rescores them, which a small gain would not pay for.
+_BF16_MARGIN = 1.5
+
+_chosen: str | None = None
+_instances: dict[tuple[str, str], Engine] = {}
+_calibrated: dict[tuple[str, int], dict[str, float]] = {}
+_lock = threading.Lock()
+
+
+def check_engine(engine: Any, device: Any = None) -> tuple[str | None, str | None]:
+    """Validate an ``engine=``/``device=`` pair; returns them normalised (None: not given)."""
+    if engine is not None:
+        if not isinstance(engine, str) or engine not in ENGINE_NAMES:
+            raise InputError(f"engine must be one of {', '.join(ENGINE_NAMES)}; got {engine!r}")
+    if device is not None:
+        if not isinstance(device, str):
+            raise InputTypeError(f"device must be a string such as 'cpu', 'cuda' or 'cuda:1'; got {device!r}")
+        ok = device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())
+        if not ok:
+            raise InputError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+        if device == "cpu" and engine in ("cuda", "cuda-bf16"):
+            raise InputError(f"engine={engine!r} runs on a GPU; it cannot take device='cpu'")
+        if device.startswith("cuda") and engine in ("numpy", "torch", "torch-bf16"):
+            raise InputError(f"engine={engine!r} runs on the CPU; for device={device!r} use engine='cuda' or 'auto'")
+    return engine, device
+
+
+def set_engine(engine: str | None, device: str | None = None) -> None:
+    """Choose the engine for the whole process (None: back to ``NNLIFT_ENGINE`` or ``"auto"``).
+
+    ``set_engine("cuda", "cuda:1")`` or ``set_engine("auto", "cuda")`` puts
+    every reduction on a GPU. The choice is checked now: an engine this
+    machine cannot run raises here, not in the middle of a search.
+    """
+    global _chosen
+    engine, device = check_engine(engine, device)
+    if engine is None and device is None:
+        _chosen = None
+        return
+    spec = f"{engine or 'auto'}@{device}" if device else engine
+    _build(*_split(spec))  # fail now
+    _chosen = spec
+
+
+def _split(spec: str) -> tuple[str, str | None]:
+    name, _, device = spec.partition("@")
+    return name, device or None
+
+
+def _environment() -> str | None:
+    value = os.environ.get("NNLIFT_ENGINE")
+    if not value:
+        return None
+    name, device = _split(value)
+    try:
+        check_engine(name, device)
+    except (InputError, InputTypeError) as exc:
+        raise InputError(f"NNLIFT_ENGINE={value!r}: {exc} (use NAME or NAME@DEVICE, e.g. cuda@cuda:1)") from None
+    return value
+
+
+def _torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return set()
+
+
+def native_bfloat16() -> bool:
+    """Whether the CPU multiplies bfloat16 in hardware (AMX-BF16 or AVX512-BF16)."""
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+
+
+def _cuda_devices() -> int:
+    if not _torch_installed():
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _build(name: str, device: str | None) -> Engine:
+    """The engine ``name`` on ``device`` (cached), or a clear error where this machine lacks it."""
+    if name == "auto":
+        return _auto(device, None, 0)
+    if name in ("cuda", "cuda-bf16") and device is None:
+        device = "cuda"
+    device = device or "cpu"
+    key = (name, device)
+    with _lock:
+        if key in _instances:
+            return _instances[key]
+    if name == "numpy":
+        engine: Engine = NumpyEngine()
+    else:
+        if not _torch_installed():
+            raise MissingExtraError(f"engine={name!r} needs torch: pip install 'nnlift[train]' (torch==2.13.0)")
+        if device.startswith("cuda"):
+            count = _cuda_devices()
+            wanted = int(device[5:]) if device.startswith("cuda:") else 0
+            if wanted >= count:
+                raise InputError(
+                    f"engine={name!r} on {device!r} needs a CUDA GPU; this machine has {count} visible to torch"
+                )
+        from .torch import TorchEngine
+
+        engine = TorchEngine("bfloat16" if name.endswith("bf16") else "float32", device)
+    with _lock:
+        return _instances.setdefault(key, engine)
+
+
+def _candidates(device: str | None) -> list[str]:
+    if device is not None and device.startswith("cuda"):
+        return ["cuda", "cuda-bf16"]
+    names = ["numpy"]
+    if _torch_installed():
+        names.append("torch")
+        if native_bfloat16():
+            names.append("torch-bf16")
+    return names
+
+
+def _throughput(engine: Engine, d: int) -> float:
+    """Single-thread GEMM GFLOP/s of ``engine`` on a 512×d · d×8192 tile (the kernel's own shape)."""
+    from .._threads import single_threaded_blas
+
+    rng = np.random.default_rng(0)
+    block = rng.standard_normal((512, d), dtype=np.float32)
+    database = rng.standard_normal((8192, d), dtype=np.float32)
+    out = np.empty((512, 8192), dtype=np.float32)
+    with single_threaded_blas():
+        engine.thread_setup()
+        prepared = engine.prepare(database)
+        handle = prepared.queries(block)
+        prepared.multiply(handle, 0, 8192, out)  # warm up: first touch, library init
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            prepared.multiply(handle, 0, 8192, out)
+            best = min(best, time.perf_counter() - start)
+    return 2 * 512 * 8192 * d / best / 1e9
+
+
+def calibrate(device: str | None, d: int) -> dict[str, float]:
+    """GFLOP/s of every candidate engine for vectors of about ``d`` dimensions, timed once per process."""
+    shape_class = max(64, -(-d // 64) * 64)
+    key = (device or "cpu", shape_class)
+    if key not in _calibrated:
+        _calibrated[key] = {name: _throughput(_build(name, device), shape_class) for name in _candidates(device)}
+    return _calibrated[key]
+
+
+def _auto(device: str | None, flops: float | None, d: int) -> Engine:
+    if device is not None and device.startswith("cuda"):
+        speeds = calibrate(device, d or 384)
+        return _build(max(speeds, key=speeds.get), device)
+    if flops is not None and flops < AUTO_MIN_FLOPS:
+        return _build("numpy", None)
+    speeds = calibrate(None, d or 384)
+    best_float32 = max((name for name in speeds if not name.endswith("bf16")), key=speeds.get)
+    if "torch-bf16" in speeds and speeds["torch-bf16"] >= _BF16_MARGIN * speeds[best_float32]:
+        return _build("torch-bf16", None)
+    return _build(best_float32, None)
+
+
+def resolve(engine: str | None = None, device: str | None = None, *, flops: float | None = None, d: int = 0) -> Engine:
+    """The engine a reduction of ``flops`` over ``d``-dimensional vectors runs on (see the module doc)."""
+    engine, device = check_engine(engine, device)
+    if engine is None and device is None:
+        spec = _chosen or _environment() or "auto"
+        engine, device = _split(spec)
+    name = engine or "auto"
+    if name == "auto":
+        return _auto(device, flops, d)
+    return _build(name, device)
+
+
+# --------------------------------------------------------------------------- prepared databases
+_prepared: list[tuple[Any, Engine, Prepared]] = []
+_PREPARED_KEEP = 4
+
+
+def prepare(engine: Engine, database: np.ndarray) -> Prepared:
+    """``engine.prepare(database)``, reused while the same read-only array is searched again.
+
+    Only read-only arrays are reused (an index's stored vectors): a writeable
+    one may change between calls, and its old copy would give wrong answers.
+    The cache holds the array weakly; the numpy engine's entry keeps only the
+    norms, since its "copy" is the array itself.
+    """
+    if database.flags.writeable:
+        return engine.prepare(database)
+    with _lock:
+        _prepared[:] = [entry for entry in _prepared if entry[0]() is not None]
+        for ref, held_engine, prepared in _prepared:
+            if ref() is database and held_engine is engine:
+                handle = database if prepared.handle is None else prepared.handle
+                return Prepared(engine, handle, prepared.norm_max, prepared.residual_max)
+    prepared = engine.prepare(database)
+    kept = Prepared(engine, None if prepared.handle is database else prepared.handle, prepared.norm_max, prepared.residual_max)
+    with _lock:
+        _prepared.insert(0, (weakref.ref(database), engine, kept))
+        del _prepared[_PREPARED_KEEP:]
+    return prepared
+
+
+def available() -> list[str]:
+    """The engines this machine can run (without timing them)."""
+    names = ["numpy"]
+    if _torch_installed():
+        names += ["torch", "torch-bf16"]
+        if _cuda_devices():
+            names += ["cuda", "cuda-bf16"]
+    return names
+
+
+def report(d: int = 384) -> dict[str, Any]:
+    """What ``nnlift info`` prints: the engines found, their measured GFLOP/s, the choice and why."""
+    speeds = dict(calibrate(None, d))
+    if "torch-bf16" not in speeds and _torch_installed():
+        speeds["torch-bf16"] = _throughput(_build("torch-bf16", None), max(64, -(-d // 64) * 64))
+    if _cuda_devices():
+        speeds.update({f"{name} (cuda)": value for name, value in calibrate("cuda", d).items()})
+    chosen = resolve(flops=float("inf"), d=d)
+    return {
+        "engines": available(),
+        "gflops_single_thread": speeds,
+        "chosen": chosen.name,
+        "setting": _chosen or _environment() or "auto",
+        "native_bfloat16": native_bfloat16(),
+        "d": d,
+    }
