@@ -1,7 +1,7 @@
 """The ``nnlift`` command: a thin layer over the library that prints tables and progress.
 
 One module per command group (``data``, ``evaluate``, ``nnn``, ``blend``,
-``items``, ``qdrant``, ``blocks``); ``common`` holds what they share.
+``items``, ``qdrant``, ``blocks``, ``info``); ``common`` holds what they share.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 from ..errors import MissingExtraError, NnliftError
 from .common import Text, UserError, app, errors, typer  # first: it names the pip install if the cli extra is missing
-from . import data, evaluate, nnn, blend, items, qdrant, blocks  # noqa: E402, F401, I001 - each registers its commands, in --help order
+from . import data, evaluate, nnn, blend, items, qdrant, blocks, info  # noqa: E402, F401, I001 - each registers its commands, in --help order
 
 __all__ = ["app", "main", "UserError"]
 

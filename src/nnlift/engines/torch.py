@@ -93,12 +93,25 @@ class TorchEngine(Engine):
         return _as_tensor(block).to(device=self.device, dtype=self.dtype)
 
     def _split_norms(self, rows: np.ndarray, handle: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """‖hi(row)‖ and ‖row − hi(row)‖ for the rounding this engine applies to its inputs."""
+        """Bounds on ‖hi(row)‖ and ‖row − hi(row)‖ for the rounding this engine applies to its inputs.
+
+        For bfloat16, row − bf16(row) is exact in float32 (it keeps the low
+        16 bits of the significand), so both norms come from float32 rows.
+        """
         if self.precision == "bfloat16":
             torch = _torch()
-            hi = handle if handle is not None else _as_tensor(rows).to(torch.bfloat16)
-            hi = hi.to(device="cpu", dtype=torch.float32).numpy()
-            return row_norms64(hi), row_norms64(rows - hi)
+            hi_norms, lo_norms = [], []
+            for start in range(0, rows.shape[0], 16384):  # bounded temporaries
+                part = rows[start : start + 16384]
+                if handle is not None:
+                    hi = handle[start : start + 16384].to(device="cpu", dtype=torch.float32).numpy()
+                else:
+                    hi = _as_tensor(part).to(torch.bfloat16).to(torch.float32).numpy()
+                hi_norms.append(row_norms64(hi))
+                lo_norms.append(row_norms64(part - hi))
+            if not hi_norms:
+                return np.zeros(0), np.zeros(0)
+            return np.concatenate(hi_norms), np.concatenate(lo_norms)
         norms = row_norms64(rows)
         unit = self._float32_input_unit()
         return norms * (1 + unit), norms * unit

@@ -24,7 +24,7 @@ import numpy as np
 from .._check import check_positive_int, row_norms
 from .._progress import progress_bar
 from .._threads import default_workers, single_threaded_blas
-from ..kernel.keys import KEY_PAD, LOW32, decode_keys, encode_keys, run_positions, smallest_keys
+from ..kernel.keys import KEY_PAD, LOW32, encode_keys, run_positions, smallest_keys
 from ..kernel.selection import pairs_above, tile_topk_keys, tile_topk_keys_columns
 from ..engines import Prepared, check_engine, prepare
 from ..kernel.canonical import canonical_scores, certified, certify

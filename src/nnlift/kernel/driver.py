@@ -67,7 +67,10 @@ class TopKReduction:
         return np.empty((n_rows, 0), dtype=np.uint64)
 
     def update(self, state: np.ndarray, scores: np.ndarray, column_offset: int) -> np.ndarray:
-        keys = tile_topk_keys(scores, self.k, column_offset)
+        floor = None
+        if state.shape[1] == self.k:  # the k-th so far: a later tile's entry below it cannot enter
+            floor = np.where(state[:, -1] == KEY_PAD, -np.inf, decode_keys(state[:, -1])[0])
+        keys = tile_topk_keys(scores, self.k, column_offset, floor)
         if state.shape[1] == 0:
             return keys
         return smallest_keys(np.concatenate([state, keys], axis=1), self.k)

@@ -29,8 +29,15 @@ def group_size(n: int, k: int) -> int:
     return max(1, min(32, n // (16 * k)))
 
 
-def tile_topk_keys(scores: np.ndarray, k: int, column_offset: int) -> np.ndarray:
-    """Exact top-k keys (b, min(k, n)) of one score tile, sorted ascending."""
+def tile_topk_keys(scores: np.ndarray, k: int, column_offset: int, floor: np.ndarray | None = None) -> np.ndarray:
+    """Exact top-k keys (b, min(k, n)) of one score tile, sorted ascending.
+
+    ``floor`` (per row) is a score the row's final k-th can no longer fall
+    below: the k-th of the tiles already merged. Only groups reaching it are
+    opened, and where every row has one, no partition of the group maxima
+    runs. After a row block's first tile few groups reach it (about k·n/seen
+    entries), so later tiles cost little more than their group maxima.
+    """
     b, n = scores.shape
     k = min(k, n)
     g = group_size(n, k)
@@ -39,7 +46,12 @@ def tile_topk_keys(scores: np.ndarray, k: int, column_offset: int) -> np.ndarray
     grouped = scores[:, :main].reshape(b, g, n_groups)
     group_max = grouped.max(axis=1) if g > 1 else grouped[:, 0, :]
     kk = min(k, n_groups)
-    bound = np.partition(group_max, n_groups - kk, axis=1)[:, n_groups - kk]
+    if floor is not None and np.isfinite(floor).all():
+        bound = floor
+    else:
+        bound = np.partition(group_max, n_groups - kk, axis=1)[:, n_groups - kk]
+        if floor is not None:
+            bound = np.maximum(bound, floor)
     rows, groups = np.nonzero(group_max >= bound[:, None])
     ids = groups[:, None] + np.arange(g, dtype=np.int64) * n_groups
     dense = pack_rows(rows, encode_keys(grouped[rows, :, groups], ids + column_offset), b)
