@@ -28,7 +28,7 @@ from ..kernel.keys import KEY_PAD, LOW32, encode_keys, run_positions, smallest_k
 from ..kernel.selection import pairs_above, tile_topk_keys, tile_topk_keys_columns
 from ..engines import Prepared, check_engine, prepare
 from ..kernel.canonical import canonical_scores, certified, certify
-from ..kernel.driver import _epsilon, choose_engine, drop_below, initial_width, scratch_buffer, topk_arrays
+from ..kernel.driver import _count, _epsilon, choose_engine, drop_below, initial_width, scratch_buffer, topk_arrays
 from ..kernel.keys import keys_to_neighbors
 from ..neighbors import Neighbors
 from .._artifact import ArtifactError, require_arrays
@@ -296,6 +296,7 @@ class IVFIndex(BaseIndex):
             drop_below(keys, lowered)
         final, left, kth = certify(queries, self._vectors, keys, k, width, epsilon, bias=bias)
         failed = np.flatnonzero(~certified(left, kth, epsilon, threshold))
+        _count(n_queries, len(failed))
         if len(failed):
             final[failed] = self._rescore_probed(queries, failed, probes, keys, k, bias, exclude_self)
         return keys_to_neighbors(final, threshold)

@@ -39,6 +39,7 @@ __all__ = [
     "topk_arrays",
     "self_topk_arrays",
     "logsumexp_arrays",
+    "certificate_counts",
 ]
 
 DEFAULT_WORKING_MEMORY = 256 * 2**20
@@ -399,10 +400,31 @@ def topk_arrays(
         )
         wide = np.concatenate(blocks, axis=0) if blocks else np.empty((0, width + 1), np.uint64)
         done = _certify_rows(queries, database, wide, k, width, prepared, bias, threshold, pending, keys)
+        if len(pending) == queries.shape[0]:
+            _count(len(pending), int((~done).sum()))
         pending = pending[~done]
         width = min(limit, 4 * width)
         progress = False
     return keys_to_neighbors(keys, threshold)
+
+
+_COUNTS = {"rows": 0, "widened": 0}
+_COUNTS_LOCK = threading.Lock()
+
+
+def certificate_counts(reset: bool = False) -> dict[str, int]:
+    """Rows certified by the kernel in this process, and how many of them needed a second pass (widening)."""
+    with _COUNTS_LOCK:
+        counts = dict(_COUNTS)
+        if reset:
+            _COUNTS.update(rows=0, widened=0)
+    return counts
+
+
+def _count(rows: int, widened: int) -> None:
+    with _COUNTS_LOCK:
+        _COUNTS["rows"] += rows
+        _COUNTS["widened"] += widened
 
 
 def _epsilon(queries: np.ndarray, prepared: Prepared, bias: np.ndarray | None) -> np.ndarray:
@@ -467,6 +489,7 @@ def self_topk_arrays(
     everything = np.arange(n)
     done = _certify_rows(database, database, wide, k, width, prepared, None, threshold, everything, keys)
     failed = everything[~done]
+    _count(n, len(failed))
     if len(failed):
         rest = topk_arrays(
             database[failed],
