@@ -10,7 +10,7 @@ from nnlift import engines
 from nnlift.engines.base import NumpyEngine, gamma
 from nnlift.errors import InputError
 from nnlift.index import ExactIndex, IVFIndex
-from nnlift.kernel.canonical import canonical_scores, fixed_sum
+from nnlift.kernel.canonical import canonical_scores
 from nnlift.kernel.driver import self_topk_arrays, topk_arrays
 
 torch = pytest.importorskip("torch")
@@ -142,11 +142,21 @@ def test_canonical_scores_do_not_depend_on_which_pairs_are_scored_together(rng):
     np.testing.assert_allclose(together, exact, rtol=1e-6, atol=1e-6)
 
 
-def test_fixed_sum_is_a_pairwise_tree():
-    values = np.array([[1e16, 1.0, -1e16, 1.0, 3.0]])
-    # levels: [1e16+(-1e16), 1+1] then odd 3 joins the last: [0, 2+3] -> 0 + 5
-    assert fixed_sum(values)[0] == 5.0
-    assert fixed_sum(np.ones((2, 7)))[1] == 7.0
+def test_canonical_scores_are_the_exact_value_correctly_rounded_even_at_a_rounding_boundary():
+    rows = np.zeros(4, dtype=np.int64)
+    database = np.ones((4, 3), dtype=np.float32)
+    cases = np.array(
+        [
+            [1.0, 2.0**-24, 0.0],  # exactly halfway between 1 and 1 + 2⁻²³: ties to even, 1
+            [1.0, 2.0**-24, 2.0**-60],  # a hair above halfway: 1 + 2⁻²³ (float64 alone loses the 2⁻⁶⁰)
+            [1.0, 2.0**-24, -(2.0**-60)],  # a hair below: 1
+            [1.0 + 2.0**-23, 2.0**-24, 0.0],  # halfway above an odd significand: up to the even one
+        ],
+        dtype=np.float32,
+    )
+    got = [canonical_scores(cases[i : i + 1], database, rows[:1], np.array([i]))[0] for i in range(4)]
+    expected = [np.float32(1.0), np.float32(1 + 2.0**-23), np.float32(1.0), np.float32(1 + 2.0**-22)]
+    assert [float(g) for g in got] == [float(e) for e in expected]
 
 
 def adversarial(rng, n, d):

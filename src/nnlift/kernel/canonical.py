@@ -3,12 +3,16 @@
 An engine proposes candidates in whatever precision it multiplies, with a
 rigorous bound ε on each score's error (``nnlift.engines``). Then:
 
-1. **Canonical scores.** Each candidate pair is scored in one fixed way: the
-   float32 inputs are widened to float64 (each product is then exact), the d
-   products are summed by a fixed pairwise tree of elementwise additions
-   (:func:`fixed_sum`, independent of BLAS, SIMD width, batch or thread), the
-   bias is subtracted in float64, and the result is rounded to float32 once.
-   The ranking uses these scores, ties to the lower id.
+1. **Canonical scores.** Each candidate pair gets one score, defined without
+   reference to any order of operations: the exact real value of q·x − bias
+   of its float32 inputs, correctly rounded to float32 (ties to even). It is
+   computed in float64 (each float32 product is exact there) and proven
+   against the float64 error bound; the few pairs within that bound of a
+   rounding boundary are settled in exact rational arithmetic
+   (:func:`canonical_scores`). This is stronger than a fixed summation order
+   (it equals an exact reference, not just itself) and cheaper (any BLAS or
+   SIMD order may compute it). The ranking uses these scores, ties to the
+   lower id.
 2. **The certificate.** Let t be a row's k-th largest approximate score, S the
    candidates with approximate score ≥ t − 2ε, c_k the k-th canonical score in
    S and L the largest approximate score of any item the engine left out.
@@ -32,34 +36,19 @@ whatever the engine, batch, block size or worker count.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
+from ..engines.base import row_norms64
 from .keys import KEY_PAD, decode_keys, encode_keys, smallest_keys
 
-__all__ = ["fixed_sum", "canonical_scores", "canonical_margin", "certify", "certified"]
+__all__ = ["canonical_scores", "canonical_margin", "certify", "certified"]
 
 _UNIT32 = 2.0**-24
 _UNIT64 = 2.0**-53
 # Pairs scored at once: their float64 products (pairs × d × 8 bytes) stay about 2 MiB.
 _PAIR_BYTES = 2 * 2**20
-
-
-def fixed_sum(products: np.ndarray) -> np.ndarray:
-    """Row sums of a (m, d) float64 array by a fixed pairwise tree: the order depends on d alone.
-
-    Each level adds the second half of the columns to the first (an odd last
-    column joins the last sum of its level), with plain elementwise additions,
-    which IEEE arithmetic makes exact functions of their inputs.
-    """
-    level = products
-    width = level.shape[1]
-    while width > 1:
-        half = width // 2
-        head = level[:, :half] + level[:, half : 2 * half]
-        if width % 2:
-            head[:, half - 1] += level[:, 2 * half]
-        level, width = head, half
-    return level[:, 0].copy() if width == 1 else np.zeros(level.shape[0])
 
 
 def canonical_scores(
@@ -69,26 +58,68 @@ def canonical_scores(
     columns: np.ndarray,
     bias: np.ndarray | None = None,
 ) -> np.ndarray:
-    """float32(Σ_k float64(q_k)·float64(x_k) − float64(bias)) for each pair (queries[rows[i]], database[columns[i]])."""
+    """The exact q·x − bias of each pair (queries[rows[i]], database[columns[i]]), correctly rounded to float32.
+
+    Computed in float64 in any order (numpy's einsum), then proven: the
+    float64 sum v is within e = (d + 2)·2⁻⁵³·(‖q‖‖x‖ + |bias|) of the exact
+    value, so where [v − e, v + e] lies inside the interval of reals that round
+    to float32(v), that is the correctly rounded exact score. The rare pairs
+    that straddle a rounding boundary are settled in exact rational arithmetic
+    (:func:`_exact_round`). The result is a function of the float32 inputs
+    alone, whatever the order, batch or machine.
+    """
     out = np.empty(len(rows), dtype=np.float32)
     d = queries.shape[1]
     step = max(1, _PAIR_BYTES // (8 * max(d, 1)))
+    unit = (d + 2) * _UNIT64
+    # One norm bound per distinct row, not per pair (Σ|q_k x_k| ≤ ‖q‖‖x‖).
+    query_norms = np.zeros(queries.shape[0])
+    used = np.unique(rows)
+    query_norms[used] = row_norms64(queries[used])
+    column_norm = float(row_norms64(database[np.unique(columns)]).max(initial=0.0))
     for start in range(0, len(rows), step):
         stop = min(start + step, len(rows))
-        products = database[columns[start:stop]].astype(np.float64)
-        products *= queries[rows[start:stop]]
-        total = fixed_sum(products)
+        q = queries[rows[start:stop]].astype(np.float64)
+        x = database[columns[start:stop]].astype(np.float64)
+        total = np.einsum("ij,ij->i", q, x)  # float32 products are exact in float64
+        scale = query_norms[rows[start:stop]] * column_norm
         if bias is not None:
-            total -= bias[columns[start:stop]].astype(np.float64)
-        out[start:stop] = total  # the one rounding to float32
+            column_bias = bias[columns[start:stop]].astype(np.float64)
+            total -= column_bias
+            scale += np.abs(column_bias)
+        error = unit * (scale * (1 + 1e-6) + np.abs(total))
+        rounded = total.astype(np.float32)
+        below = np.nextafter(rounded, np.float32(-np.inf)).astype(np.float64)
+        above = np.nextafter(rounded, np.float32(np.inf)).astype(np.float64)
+        centre = rounded.astype(np.float64)
+        safe = (total - error > (centre + below) / 2) & (total + error < (centre + above) / 2)
+        for i in np.flatnonzero(~safe):
+            j = start + i
+            rounded[i] = _exact_round(queries[rows[j]], database[columns[j]], None if bias is None else bias[columns[j]])
+        out[start:stop] = rounded
     return out
 
 
+def _exact_round(query: np.ndarray, row: np.ndarray, bias) -> np.float32:
+    """q·x − bias in exact rational arithmetic, rounded to the nearest float32 (ties to even)."""
+    exact = sum((Fraction(float(a)) * Fraction(float(b)) for a, b in zip(query, row)), Fraction(0))
+    if bias is not None:
+        exact -= Fraction(float(bias))
+    guess = np.float32(float(exact))
+    choices = [np.nextafter(guess, np.float32(-np.inf)), guess, np.nextafter(guess, np.float32(np.inf))]
+    choices = [c for c in choices if np.isfinite(c)]
+
+    def distance(c: np.float32) -> tuple[Fraction, int]:
+        # nearest first; on an exact tie the even significand (ties to even)
+        return abs(Fraction(float(c)) - exact), int(np.array(c, np.float32).view(np.uint32)) & 1
+
+    return min(choices, key=distance)
+
+
 def canonical_margin(query_norms: np.ndarray, database_norm_max: float, bias_max: float, d: int) -> np.ndarray:
-    """What the canonical rounding (and a float32 bias subtraction in the tile) add to the engine's ε."""
+    """What the canonical rounding (half an ulp) and a float32 bias subtraction in the tile add to the engine's ε."""
     scale = query_norms * database_norm_max * 1.01 + bias_max  # 1.01: hi(x) norms may undercount ‖x‖ by 2⁻⁸
-    float64_sum = (d + 2) * _UNIT64 * scale
-    return 2 * _UNIT32 * scale * (1 + 1e-6) + float64_sum
+    return 2 * _UNIT32 * scale * (1 + 1e-6)
 
 
 def certify(
