@@ -13,7 +13,7 @@ Choosing one, most specific first:
 4. ``"auto"``: numpy for small work (no torch import); otherwise the engine
    with the highest single-thread GEMM throughput, timed once per process and
    shape class, among numpy, torch float32 and, where the CPU multiplies
-   bfloat16 natively (AMX or AVX512-BF16), torch bfloat16.
+   bfloat16 natively (AMX or AVX512-BF16) and k ≤ 32, torch bfloat16.
 
 Examples
 --------
@@ -57,6 +57,10 @@ AUTO_MIN_FLOPS = 5e9
 # auto takes bfloat16 only when its GEMM is this much faster: the certificate keeps more
 # candidates and rescores them, which a small gain would not pay for.
 _BF16_MARGIN = 1.5
+# ... and only for small k: every one of the k + 24 candidates is rescored canonically (one
+# float32 row read per candidate), which at k=128 cost more than bf16 saved on the GEMM
+# (NNN's bias, 50k × 20k bank on an AMX host: 10.5 s bf16 against 8.4 s float32).
+BF16_MAX_K = 32
 
 _chosen: str | None = None
 _instances: dict[tuple[str, str], Engine] = {}
@@ -216,28 +220,40 @@ def calibrate(device: str | None, d: int) -> dict[str, float]:
     return _calibrated[key]
 
 
-def _auto(device: str | None, flops: float | None, d: int) -> Engine:
-    if device is not None and device.startswith("cuda"):
-        speeds = calibrate(device, d or 384)
-        return _build(max(speeds, key=speeds.get), device)
-    if flops is not None and flops < AUTO_MIN_FLOPS:
+def _auto(device: str | None, flops: float | None, d: int, k: int | None = None, reduced: bool = True) -> Engine:
+    on_gpu = device is not None and device.startswith("cuda")
+    if not on_gpu and flops is not None and flops < AUTO_MIN_FLOPS:
         return _build("numpy", None)
-    speeds = calibrate(None, d or 384)
+    speeds = calibrate(device if on_gpu else None, d or 384)
     best_float32 = max((name for name in speeds if not name.endswith("bf16")), key=speeds.get)
-    if "torch-bf16" in speeds and speeds["torch-bf16"] >= _BF16_MARGIN * speeds[best_float32]:
-        return _build("torch-bf16", None)
-    return _build(best_float32, None)
+    few = k is None or k <= BF16_MAX_K
+    lower = [name for name in speeds if name.endswith("bf16")] if reduced else []
+    if lower and few and speeds[lower[0]] >= _BF16_MARGIN * speeds[best_float32]:
+        return _build(lower[0], device if on_gpu else None)
+    return _build(best_float32, device if on_gpu else None)
 
 
-def resolve(engine: str | None = None, device: str | None = None, *, flops: float | None = None, d: int = 0) -> Engine:
-    """The engine a reduction of ``flops`` over ``d``-dimensional vectors runs on (see the module doc)."""
+def resolve(
+    engine: str | None = None,
+    device: str | None = None,
+    *,
+    flops: float | None = None,
+    d: int = 0,
+    k: int | None = None,
+    reduced: bool = True,
+) -> Engine:
+    """The engine a top-``k`` reduction of ``flops`` over ``d``-dimensional vectors runs on (see the module doc).
+
+    ``reduced=False`` keeps ``"auto"`` to float32 engines (IVF's small tiles, where
+    converting each gathered block to bfloat16 costs more than the faster GEMM saves).
+    """
     engine, device = check_engine(engine, device)
     if engine is None and device is None:
         spec = _chosen or _environment() or "auto"
         engine, device = _split(spec)
     name = engine or "auto"
     if name == "auto":
-        return _auto(device, flops, d)
+        return _auto(device, flops, d, k, reduced)
     return _build(name, device)
 
 

@@ -28,7 +28,7 @@ from ..kernel.keys import KEY_PAD, LOW32, encode_keys, run_positions, smallest_k
 from ..kernel.selection import pairs_above, tile_topk_keys, tile_topk_keys_columns
 from ..engines import Prepared, check_engine, prepare
 from ..kernel.canonical import canonical_scores, certified, certify
-from ..kernel.driver import _count, _epsilon, choose_engine, drop_below, initial_width, scratch_buffer, topk_arrays
+from ..kernel.driver import _count, _epsilon, _norm_bound, choose_engine, drop_below, initial_width, scratch_buffer, topk_arrays
 from ..kernel.keys import keys_to_neighbors
 from ..neighbors import Neighbors
 from .._artifact import ArtifactError, require_arrays
@@ -248,7 +248,7 @@ class IVFIndex(BaseIndex):
         limit = len(self._vectors) - (1 if exclude_self else 0)
         if self._centroids is None:
             self._build()
-        engine = self._engine(len(queries), queries.shape[1])
+        engine = self._engine(len(queries), queries.shape[1], k)
         prepared = prepare(engine, self._sorted)
         # The engine's candidates (``wide``, plus the best one left out) are rescored canonically
         # and certified (kernel.canonical): rows that fail are rescored over all their probed lists.
@@ -294,17 +294,18 @@ class IVFIndex(BaseIndex):
             keys = smallest_keys(np.concatenate([keys, context.columns], axis=1), wide)
         if lowered is not None:
             drop_below(keys, lowered)
-        final, left, kth = certify(queries, self._vectors, keys, k, width, epsilon, bias=bias)
+        final, left, kth = certify(queries, self._vectors, keys, k, width, epsilon, bias=bias, database_norm=_norm_bound(prepared))
         failed = np.flatnonzero(~certified(left, kth, epsilon, threshold))
         _count(n_queries, len(failed))
         if len(failed):
             final[failed] = self._rescore_probed(queries, failed, probes, keys, k, bias, exclude_self)
         return keys_to_neighbors(final, threshold)
 
-    def _engine(self, n_queries: int, d: int):
+    def _engine(self, n_queries: int, d: int, k: int):
         """The engine of this search (``engine``/``device``, else the process's choice), by the work it has."""
         per_query = len(self._vectors) * min(self.n_probe, len(self._centroids)) / len(self._centroids)
-        return choose_engine(self.engine, n_queries, int(per_query), d, self.device)
+        # Small tiles: auto stays float32 (50k × 20k NNN search: 0.41 s numpy, 0.59 s bf16).
+        return choose_engine(self.engine, n_queries, int(per_query), d, self.device, k, reduced=False)
 
     def _route(self, queries: np.ndarray, n_probe: int) -> np.ndarray:
         """Each query's ``n_probe`` lists by canonical scores, so that a query probes the same lists in any batch."""

@@ -43,12 +43,14 @@ import numpy as np
 from ..engines.base import row_norms64
 from .keys import KEY_PAD, decode_keys, encode_keys, smallest_keys
 
-__all__ = ["canonical_scores", "canonical_margin", "certify", "certified"]
+__all__ = ["canonical_scores", "canonical_rows", "canonical_margin", "certify", "certified"]
 
 _UNIT32 = 2.0**-24
 _UNIT64 = 2.0**-53
 # Pairs scored at once: their float64 products (pairs × d × 8 bytes) stay about 2 MiB.
 _PAIR_BYTES = 2 * 2**20
+# Rows of grouped candidates gathered at once (float64): larger, as each chunk costs a few calls.
+_ROW_BYTES = 8 * 2**20
 
 
 def canonical_scores(
@@ -60,44 +62,91 @@ def canonical_scores(
 ) -> np.ndarray:
     """The exact q·x − bias of each pair (queries[rows[i]], database[columns[i]]), correctly rounded to float32.
 
-    Computed in float64 in any order (numpy's einsum), then proven: the
-    float64 sum v is within e = (d + 2)·2⁻⁵³·(‖q‖‖x‖ + |bias|) of the exact
-    value, so where [v − e, v + e] lies inside the interval of reals that round
-    to float32(v), that is the correctly rounded exact score. The rare pairs
-    that straddle a rounding boundary are settled in exact rational arithmetic
+    Computed in float64 in any order, then proven: the float64 value v is
+    within e = (d + 2)·2⁻⁵³·(‖q‖‖x‖ + |bias| + |v|) of the exact value, so
+    where [v − e, v + e] lies inside the interval of reals that round to
+    float32(v), that is the correctly rounded exact score. The rare pairs that
+    straddle a rounding boundary are settled in exact rational arithmetic
     (:func:`_exact_round`). The result is a function of the float32 inputs
     alone, whatever the order, batch or machine.
     """
     out = np.empty(len(rows), dtype=np.float32)
     d = queries.shape[1]
     step = max(1, _PAIR_BYTES // (8 * max(d, 1)))
-    unit = (d + 2) * _UNIT64
-    # One norm bound per distinct row, not per pair (Σ|q_k x_k| ≤ ‖q‖‖x‖).
-    query_norms = np.zeros(queries.shape[0])
-    used = np.unique(rows)
-    query_norms[used] = row_norms64(queries[used])
-    column_norm = float(row_norms64(database[np.unique(columns)]).max(initial=0.0))
+    query_norms, column_norm = _norms(queries, rows, database, columns)
     for start in range(0, len(rows), step):
         stop = min(start + step, len(rows))
         q = queries[rows[start:stop]].astype(np.float64)
         x = database[columns[start:stop]].astype(np.float64)
         total = np.einsum("ij,ij->i", q, x)  # float32 products are exact in float64
-        scale = query_norms[rows[start:stop]] * column_norm
-        if bias is not None:
-            column_bias = bias[columns[start:stop]].astype(np.float64)
-            total -= column_bias
-            scale += np.abs(column_bias)
-        error = unit * (scale * (1 + 1e-6) + np.abs(total))
-        rounded = total.astype(np.float32)
-        below = np.nextafter(rounded, np.float32(-np.inf)).astype(np.float64)
-        above = np.nextafter(rounded, np.float32(np.inf)).astype(np.float64)
-        centre = rounded.astype(np.float64)
-        safe = (total - error > (centre + below) / 2) & (total + error < (centre + above) / 2)
-        for i in np.flatnonzero(~safe):
-            j = start + i
-            rounded[i] = _exact_round(queries[rows[j]], database[columns[j]], None if bias is None else bias[columns[j]])
-        out[start:stop] = rounded
+        out[start:stop] = _proven_round(
+            total, query_norms[rows[start:stop]] * column_norm, queries, database, rows[start:stop], columns[start:stop], bias, d
+        )
     return out
+
+
+def canonical_rows(
+    queries: np.ndarray,
+    database: np.ndarray,
+    ids: np.ndarray,
+    valid: np.ndarray,
+    bias: np.ndarray | None = None,
+    database_norm: float | None = None,
+) -> np.ndarray:
+    """:func:`canonical_scores` of each row of ``queries`` against its own candidates ``ids`` (n, w), where ``valid``.
+
+    Candidates grouped by row are scored by one batched float64 matrix-vector
+    product per chunk of rows: each query row is widened once, not once per
+    pair. Invalid slots get −inf. ``database_norm`` is a bound on every
+    database row's norm when the caller knows one (an engine's prepared copy).
+    """
+    n, width = ids.shape
+    d = queries.shape[1]
+    out = np.full((n, width), -np.inf, dtype=np.float32)
+    if not valid.any():
+        return out
+    safe_ids = np.where(valid, ids, 0)
+    rows_used = np.flatnonzero(valid.any(axis=1))
+    query_norms, column_norm = _norms(queries, rows_used, database, safe_ids[valid], database_norm)
+    step = max(1, _ROW_BYTES // (8 * d * max(width, 1)))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        block_ids = safe_ids[start:stop]
+        gathered = np.take(database, block_ids.ravel(), axis=0).reshape(stop - start, width, d).astype(np.float64)
+        total = np.matmul(gathered, queries[start:stop, :, None].astype(np.float64))[..., 0]
+        keep = valid[start:stop]
+        row_index = np.broadcast_to(np.arange(start, stop)[:, None], keep.shape)[keep]
+        out[start:stop][keep] = _proven_round(
+            total[keep], query_norms[row_index] * column_norm, queries, database, row_index, block_ids[keep], bias, d
+        )
+    return out
+
+
+def _norms(queries, rows, database, columns, database_norm: float | None = None) -> tuple[np.ndarray, float]:
+    """Norm bounds: per query row used, and the largest over the database rows used (Σ|q_k x_k| ≤ ‖q‖‖x‖)."""
+    query_norms = np.zeros(queries.shape[0])
+    used = np.unique(rows)
+    query_norms[used] = row_norms64(queries[used])
+    if database_norm is not None:
+        return query_norms, database_norm
+    return query_norms, float(row_norms64(database[np.unique(columns)]).max(initial=0.0))
+
+
+def _proven_round(total, scale, queries, database, rows, columns, bias, d) -> np.ndarray:
+    """float32(total − bias) where provably the correctly rounded exact value; exact arithmetic elsewhere."""
+    if bias is not None:
+        column_bias = bias[columns].astype(np.float64)
+        total = total - column_bias
+        scale = scale + np.abs(column_bias)
+    error = (d + 2) * _UNIT64 * (scale * (1 + 1e-6) + np.abs(total))
+    rounded = total.astype(np.float32)
+    below = np.nextafter(rounded, np.float32(-np.inf)).astype(np.float64)
+    above = np.nextafter(rounded, np.float32(np.inf)).astype(np.float64)
+    centre = rounded.astype(np.float64)
+    safe = (total - error > (centre + below) / 2) & (total + error < (centre + above) / 2)
+    for i in np.flatnonzero(~safe):
+        rounded[i] = _exact_round(queries[rows[i]], database[columns[i]], None if bias is None else bias[columns[i]])
+    return rounded
 
 
 def _exact_round(query: np.ndarray, row: np.ndarray, bias) -> np.float32:
@@ -132,6 +181,7 @@ def certify(
     *,
     bias: np.ndarray | None = None,
     query_rows: np.ndarray | None = None,
+    database_norm: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The canonical top-k keys of each row from its approximate candidate keys, and the certificate's inputs.
 
@@ -151,10 +201,9 @@ def certify(
     kept, kept_ids = approx[:, :width], ids[:, :width]
     t = kept[:, k - 1].astype(np.float64)
     in_s = np.isfinite(kept) & (kept >= (t - 2 * epsilon)[:, None])
-    pair_rows, pair_slots = np.nonzero(in_s)
-    scores = canonical_scores(queries, database, query_rows[pair_rows], kept_ids[pair_rows, pair_slots], bias)
-    keys = np.full(kept.shape, KEY_PAD, dtype=np.uint64)
-    keys[pair_rows, pair_slots] = encode_keys(scores, kept_ids[pair_rows, pair_slots])
+    block = queries if len(query_rows) == queries.shape[0] and (query_rows == np.arange(n)).all() else queries[query_rows]
+    scores = canonical_rows(block, database, kept_ids, in_s, bias, database_norm)
+    keys = np.where(in_s, encode_keys(scores, np.where(in_s, kept_ids, 0)), KEY_PAD)
     final = smallest_keys(keys, k)
     kth, _ = decode_keys(final[:, k - 1])
     kth = np.where(final[:, k - 1] == KEY_PAD, -np.inf, kth)

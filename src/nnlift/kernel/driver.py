@@ -80,6 +80,35 @@ class TopKReduction:
         return state
 
 
+class CertifiedTopK(TopKReduction):
+    """The engine's top-(width + 1) of each row, then canonical rescoring and the certificate, in the worker.
+
+    Each row block is certified by the worker that searched it, so the
+    rescoring runs in parallel with the other workers' tiles. ``finish``
+    returns the block's canonical keys and which of its rows are certified.
+    """
+
+    def __init__(self, k: int, width: int, queries: np.ndarray, database: np.ndarray, prepared, bias, threshold) -> None:
+        super().__init__(width + 1)
+        self.final_k, self.width = k, width
+        self.queries, self.database, self.prepared = queries, database, prepared
+        self.bias, self.threshold = bias, threshold
+
+    def start(self, n_rows: int, row_offset: int) -> Any:
+        return super().start(n_rows, row_offset), row_offset
+
+    def update(self, state, scores: np.ndarray, column_offset: int):
+        keys, row_offset = state
+        return super().update(keys, scores, column_offset), row_offset
+
+    def finish(self, state) -> tuple[np.ndarray, np.ndarray]:
+        wide, row_offset = state
+        block = self.queries[row_offset : row_offset + wide.shape[0]]
+        epsilon = _epsilon(block, self.prepared, self.bias)
+        final, left, kth = certify(block, self.database, wide, self.final_k, self.width, epsilon, bias=self.bias, database_norm=_norm_bound(self.prepared))
+        return final, certified(left, kth, epsilon, self.threshold)
+
+
 class LogSumExpReduction:
     """Running ``max`` and ``Σ exp(β(s − max))`` per row, in float64."""
 
@@ -346,10 +375,18 @@ def initial_width(engine: Engine, k: int, limit: int) -> int:
     return min(limit, k + spare)
 
 
-def choose_engine(engine: Engine | str | None, n_rows: int, n_cols: int, d: int, device: str | None = None) -> Engine:
+def choose_engine(
+    engine: Engine | str | None,
+    n_rows: int,
+    n_cols: int,
+    d: int,
+    device: str | None = None,
+    k: int | None = None,
+    reduced: bool = True,
+) -> Engine:
     if isinstance(engine, Engine):
         return engine
-    return resolve(engine, device, flops=2.0 * n_rows * n_cols * d, d=d)
+    return resolve(engine, device, flops=2.0 * n_rows * n_cols * d, d=d, k=k, reduced=reduced)
 
 
 def topk_arrays(
@@ -379,7 +416,7 @@ def topk_arrays(
     if exclude_self and exclude is None:
         exclude = np.arange(queries.shape[0])
     limit = database.shape[0] - (0 if exclude is None else 1)
-    engine = choose_engine(engine, queries.shape[0], database.shape[0], queries.shape[1], device)
+    engine = choose_engine(engine, queries.shape[0], database.shape[0], queries.shape[1], device, k)
     prepared = prepare(engine, database)
     keys = np.empty((queries.shape[0], k), dtype=np.uint64)
     pending = np.arange(queries.shape[0])
@@ -389,7 +426,7 @@ def topk_arrays(
         blocks = blocked(
             subset,
             database,
-            lambda: TopKReduction(width + 1),
+            lambda: CertifiedTopK(k, width, subset, database, prepared, bias, threshold),
             bias=bias,
             exclude=None if exclude is None else exclude[pending],
             working_memory=working_memory,
@@ -398,8 +435,11 @@ def topk_arrays(
             workers=workers,
             prepared=prepared,
         )
-        wide = np.concatenate(blocks, axis=0) if blocks else np.empty((0, width + 1), np.uint64)
-        done = _certify_rows(queries, database, wide, k, width, prepared, bias, threshold, pending, keys)
+        if not blocks:
+            break
+        final = np.concatenate([block[0] for block in blocks], axis=0)
+        done = np.concatenate([block[1] for block in blocks])
+        keys[pending[done]] = final[done]
         if len(pending) == queries.shape[0]:
             _count(len(pending), int((~done).sum()))
         pending = pending[~done]
@@ -427,6 +467,11 @@ def _count(rows: int, widened: int) -> None:
         _COUNTS["widened"] += widened
 
 
+def _norm_bound(prepared: Prepared) -> float:
+    """A bound on every database row's norm from the engine's copy (‖hi(x)‖ undercounts ‖x‖ by at most 2⁻⁸)."""
+    return prepared.norm_max * (1 + 2.0**-7) + prepared.residual_max
+
+
 def _epsilon(queries: np.ndarray, prepared: Prepared, bias: np.ndarray | None) -> np.ndarray:
     """ε per query row: the engine's bound plus the canonical rounding's."""
     bias_max = 0.0 if bias is None else float(np.abs(bias).max(initial=0.0))
@@ -438,7 +483,7 @@ def _certify_rows(queries, database, wide, k, width, prepared, bias, threshold, 
     """Canonical keys of ``rows`` from their candidates ``wide``, written into ``keys`` where certified."""
     subset = queries[rows]
     epsilon = _epsilon(subset, prepared, bias)
-    final, left, kth = certify(subset, database, wide, k, width, epsilon, bias=bias)
+    final, left, kth = certify(subset, database, wide, k, width, epsilon, bias=bias, database_norm=_norm_bound(prepared))
     done = certified(left, kth, epsilon, threshold)
     keys[rows[done]] = final[done]
     return done
@@ -464,7 +509,7 @@ def self_topk_arrays(
     """
     n = database.shape[0]
     limit = n - (1 if exclude_self else 0)
-    engine = choose_engine(engine, n // 2, n, database.shape[1], device)
+    engine = choose_engine(engine, n // 2, n, database.shape[1], device, k)
     prepared = prepare(engine, database)
     width = initial_width(engine, k, limit)
     epsilon = _epsilon(database, prepared, None)
