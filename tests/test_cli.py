@@ -268,3 +268,14 @@ def test_eval_takes_short_method_names_and_lists_them(monkeypatch, capsys, data)
     assert len(rows) == 2  # ls and local_scaling name one method: one row each for it and mp
     code, out = run(monkeypatch, capsys, *args[:-1], "cosine,xx")
     assert code == 2 and "unknown ['xx']" in out and "local_scaling (ls)" in out
+
+
+def test_info_lists_the_engines_their_speed_and_the_choice(monkeypatch, capsys):
+    pytest.importorskip("torch")
+    code, out = run(monkeypatch, capsys, "info", "--dim", "32")
+    assert code == 0
+    for name in ("numpy", "torch", "torch-bf16"):
+        assert name in out
+    assert "chosen:" in out and "GFLOP/s" in out
+    code, out = run(monkeypatch, capsys, "info", "--dim", "0")
+    assert code == 2 and "--dim" in out

