@@ -27,8 +27,8 @@ from .._threads import default_workers, single_threaded_blas
 from ..kernel.keys import KEY_PAD, LOW32, encode_keys, run_positions, smallest_keys
 from ..kernel.selection import pairs_above, tile_topk_keys, tile_topk_keys_columns
 from ..engines import Prepared, check_engine, prepare
-from ..kernel.canonical import canonical_scores, certified, certify
-from ..kernel.driver import _count, _epsilon, _norm_bound, choose_engine, drop_below, initial_width, scratch_buffer, topk_arrays
+from ..kernel.canonical import canonical_scores
+from ..kernel.driver import _count, _epsilon, certify_rows, choose_engine, drop_below, initial_width, scratch_buffer, topk_arrays
 from ..kernel.keys import keys_to_neighbors
 from ..neighbors import Neighbors
 from .._artifact import ArtifactError, require_arrays
@@ -254,10 +254,16 @@ class IVFIndex(BaseIndex):
         # and certified (kernel.canonical): rows that fail are rescored over all their probed lists.
         width = initial_width(engine, k, limit)
         wide = width + 1
-        n_probe = self._probe_count(wide + (1 if exclude_self else 0))
+        # Probes as for k itself: the extra candidates come from the same lists (where those
+        # hold fewer, all their members are candidates and nothing is left out).
+        n_probe = self._probe_count(k + (1 if exclude_self else 0))
         n_lists = len(self._centroids)
         if exclude_self and len(queries) == len(self._vectors) and self._own_probes.shape[1] == n_probe:
             probes = self._own_probes  # query i is stored vector i: its probes are already known
+        elif exclude_self and len(queries) == len(self._vectors):
+            # a self-join routes the stored rows, always as one batch: the float32 routing is
+            # already the same every time, and 5× cheaper than canonical routing here
+            probes = nearest_lists(self._unit(queries), self._centroids, n_probe)
         else:
             probes = self._route(queries, n_probe)
         sorted_bias = None if bias is None else bias[self._order]
@@ -294,8 +300,8 @@ class IVFIndex(BaseIndex):
             keys = smallest_keys(np.concatenate([keys, context.columns], axis=1), wide)
         if lowered is not None:
             drop_below(keys, lowered)
-        final, left, kth = certify(queries, self._vectors, keys, k, width, epsilon, bias=bias, database_norm=_norm_bound(prepared))
-        failed = np.flatnonzero(~certified(left, kth, epsilon, threshold))
+        final, done = certify_rows(queries, self._vectors, keys, k, width, prepared, bias, threshold, epsilon)
+        failed = np.flatnonzero(~done)
         _count(n_queries, len(failed))
         if len(failed):
             final[failed] = self._rescore_probed(queries, failed, probes, keys, k, bias, exclude_self)
