@@ -61,6 +61,10 @@ class Prepared:
     def multiply(self, query_handle: Any, c0: int, c1: int, out: np.ndarray) -> None:
         self.engine.multiply(query_handle, self.handle, c0, c1, out)
 
+    def multiply_native(self, query_handle: Any, c0: int, c1: int) -> Any:
+        """The tile in the engine's own form (engines with ``native_tiles``); valid until this thread's next one."""
+        return self.engine.multiply_native(query_handle, self.handle, c0, c1)
+
     def error(self, block: np.ndarray) -> np.ndarray:
         """ε per query row of ``block``: a bound on |tile score − exact score| against any database row."""
         return self.engine.error_bound(block, self)
@@ -72,8 +76,8 @@ class Engine:
     name = "engine"
     precision = "float32"
     device = "cpu"
-    #: parallel workers each run one single-threaded GEMM (CPU); a GPU engine runs one stream instead
-    parallel_workers = True
+    #: whether the kernel may select from the engine's own tiles (multiply_native) without a float32 copy
+    native_tiles = False
 
     def prepare(self, database: np.ndarray) -> Prepared:
         norms = row_norms64(database)

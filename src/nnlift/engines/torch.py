@@ -79,6 +79,8 @@ class TorchEngine(Engine):
         if self.on_gpu and device not in ("cuda", "cuda:0"):
             self.name += device[4:]
         self._local = threading.local()
+        # bfloat16 and GPU tiles are selected where they are (kernel.selection.tile_topk_keys_native)
+        self.native_tiles = self.on_gpu or precision == "bfloat16"
 
     # -- data ---------------------------------------------------------------
     def upload(self, database: np.ndarray) -> Any:
@@ -145,6 +147,16 @@ class TorchEngine(Engine):
         with self._exact_accumulation():
             torch.mm(queries, database[c0:c1].T, out=tile)
         target.copy_(tile)
+
+    def multiply_native(self, queries: Any, database: Any, c0: int, c1: int) -> Any:
+        tile = self._tile(queries.shape[0], c1 - c0)
+        with self._exact_accumulation():
+            _torch().mm(queries, database[c0:c1].T, out=tile)
+        return tile
+
+    def fill(self, tile: Any, rows: np.ndarray, columns: np.ndarray, value: float) -> None:
+        torch = _torch()
+        tile[torch.from_numpy(rows).to(tile.device), torch.from_numpy(columns).to(tile.device)] = value
 
     def _tile(self, rows: int, columns: int) -> Any:
         torch = _torch()

@@ -24,7 +24,7 @@ from ..engines.base import NumpyEngine, row_norms64
 from ..neighbors import Neighbors
 from .canonical import canonical_margin, certified, certify
 from .keys import KEY_PAD, decode_keys, encode_keys, keys_to_neighbors, smallest_keys
-from .selection import PendingPairs, merge_column_candidates, pairs_above, tile_topk_keys
+from .selection import PendingPairs, merge_column_candidates, pairs_above, tile_topk_keys, tile_topk_keys_native
 
 __all__ = [
     "DEFAULT_WORKING_MEMORY",
@@ -60,7 +60,13 @@ _GEMM_FLOPS_PER_WORKER = 40e9  # conservative, only used to decide whether to sh
 
 # --------------------------------------------------------------------------- reductions
 class TopKReduction:
-    """Running exact top-k of each row, merged tile by tile."""
+    """Running exact top-k of each row, merged tile by tile.
+
+    It takes an engine's own tiles (``native_tiles``: bfloat16 or GPU tensors)
+    as they are, without a float32 copy (:func:`tile_topk_keys_native`).
+    """
+
+    native_tiles = True
 
     def __init__(self, k: int) -> None:
         self.k = k
@@ -72,7 +78,8 @@ class TopKReduction:
         floor = None
         if state.shape[1] == self.k:  # the k-th so far: a later tile's entry below it cannot enter
             floor = np.where(state[:, -1] == KEY_PAD, -np.inf, decode_keys(state[:, -1])[0])
-        keys = tile_topk_keys(scores, self.k, column_offset, floor)
+        select = tile_topk_keys if isinstance(scores, np.ndarray) else tile_topk_keys_native
+        keys = select(scores, self.k, column_offset, floor)
         if state.shape[1] == 0:
             return keys
         return smallest_keys(np.concatenate([state, keys], axis=1), self.k)
@@ -321,10 +328,13 @@ def blocked(
     workers = default_workers() if workers is None else workers
     prepared = NumpyEngine().prepare(database) if prepared is None else prepared
     engine = prepared.engine
+    reduction = make_reduction()
+    # Tiles stay the engine's own (no float32 copy) when both sides allow it; a bias is
+    # subtracted in float32, so it takes the copy.
+    native = bias is None and getattr(reduction, "native_tiles", False) and engine.native_tiles
     row_block, col_block = plan(n_rows, n_cols, workers, working_memory)
     starts = list(range(0, n_rows, row_block))
     parallel = workers > 1 and len(starts) > 1
-    reduction = make_reduction()
     flops = (1.0 if triangle else 2.0) * n_rows * n_cols * queries.shape[1]
 
     local = threading.local()
@@ -339,6 +349,14 @@ def blocked(
         state = reduction.start(r1 - r0, r0)
         for c0 in range(r0 if triangle else 0, n_cols, col_block):
             c1 = min(c0 + col_block, n_cols)
+            if native:
+                tile = prepared.multiply_native(block, c0, c1)
+                if left_out is not None:
+                    inside = np.flatnonzero((left_out >= c0) & (left_out < c1))
+                    if len(inside):
+                        engine.fill(tile, inside, left_out[inside] - c0, -np.inf)
+                state = reduction.update(state, tile, c0)
+                continue
             scores = scratch_buffer(local, "tile", r1 - r0, c1 - c0)
             prepared.multiply(block, c0, c1, scores)
             if bias is not None:

@@ -16,6 +16,7 @@ __all__ = [
     "group_size",
     "tile_topk_keys",
     "tile_topk_keys_columns",
+    "tile_topk_keys_native",
     "pairs_above",
     "PendingPairs",
     "merge_owner_keys",
@@ -64,6 +65,45 @@ def tile_topk_keys(scores: np.ndarray, k: int, column_offset: int, floor: np.nda
     if main < n:
         tail_ids = np.arange(main, n, dtype=np.int64) + column_offset
         tail = encode_keys(scores[:, main:], np.broadcast_to(tail_ids, (b, n - main)))
+        dense = np.concatenate([dense, tail], axis=1)
+    return smallest_keys(dense, k)
+
+
+def tile_topk_keys_native(tile, k: int, column_offset: int, floor: np.ndarray | None = None) -> np.ndarray:
+    """:func:`tile_topk_keys` of an engine's own tile (a torch tensor, bfloat16 or on a GPU), never copied whole.
+
+    The group maxima are taken where the tile lives (half the bytes of a
+    float32 copy for bfloat16; on a GPU, only they and the opened groups cross
+    to the host). The selected values are the tile's own, widened exactly to
+    float32, so the candidates are the ones the float32 copy would give.
+    """
+    b, n = tile.shape
+    k = min(k, n)
+    g = group_size(n, k)
+    n_groups = n // g
+    main = n_groups * g
+    grouped = tile.as_strided((b, g, n_groups), (tile.stride(0), n_groups, 1))
+    group_max = (grouped.amax(dim=1) if g > 1 else grouped[:, 0, :]).float().cpu().numpy()
+    kk = min(k, n_groups)
+    if floor is not None and np.isfinite(floor).all():
+        bound = floor
+    else:
+        bound = np.partition(group_max, n_groups - kk, axis=1)[:, n_groups - kk]
+        if floor is not None:
+            bound = np.maximum(bound, floor)
+    rows, groups = np.nonzero(group_max >= bound[:, None])
+    import torch
+
+    index_rows = torch.from_numpy(rows).to(tile.device)
+    index_groups = torch.from_numpy(groups).to(tile.device)
+    members = grouped[index_rows, :, index_groups].float().cpu().numpy()
+    hit, slot = np.nonzero(members >= bound[rows, None])  # as in tile_topk_keys
+    rows = rows[hit]
+    ids = groups[hit] + slot.astype(np.int64) * n_groups
+    dense = pack_rows(rows, encode_keys(members[hit, slot], ids + column_offset), b)
+    if main < n:
+        tail_ids = np.arange(main, n, dtype=np.int64) + column_offset
+        tail = encode_keys(tile[:, main:].float().cpu().numpy(), np.broadcast_to(tail_ids, (b, n - main)))
         dense = np.concatenate([dense, tail], axis=1)
     return smallest_keys(dense, k)
 
