@@ -265,3 +265,15 @@ def test_an_index_keeps_its_engine_copy_between_searches_and_drops_stale_ones(rn
     after = topk_arrays(writeable[:5], writeable, 3, engine="torch-bf16", progress=False)
     assert not np.array_equal(before.ids, after.ids)
     assert isinstance(engines.resolve("numpy"), NumpyEngine)
+
+
+def test_a_log_sum_exp_never_runs_on_bfloat16(rng):
+    database = rng.standard_normal((3000, 32)).astype(np.float32)
+    queries = rng.standard_normal((40, 32)).astype(np.float32)
+    exact = nnlift.logsumexp(queries, database, beta=20.0, engine="numpy")
+    try:
+        nnlift.set_engine("torch-bf16")
+        on_bf16 = nnlift.logsumexp(queries, database, beta=20.0)
+    finally:
+        nnlift.set_engine(None)
+    np.testing.assert_allclose(on_bf16, exact, rtol=1e-5, atol=1e-5)  # bf16 scores would move it by ~exp(20·0.008)

@@ -29,6 +29,11 @@ def info_command(
         table.add_row(name, f"{speed:,.0f}", "←" if name == report["chosen"] else "")
     console.print(table)
     console.print(f"setting: {report['setting']} (set_engine, NNLIFT_ENGINE, or engine= on a call); chosen: {report['chosen']}")
+    if report["chosen_float32"] != report["chosen"]:
+        console.print(
+            f"  {report['chosen']} serves top-k with k ≤ {engines.BF16_MAX_K}; larger k, IVF tiles and "
+            f"log-sum-exp use {report['chosen_float32']}"
+        )
     try:
         from threadpoolctl import threadpool_info
     except ImportError:  # pragma: no cover - threadpoolctl comes with the dev extra

@@ -304,7 +304,9 @@ def report(d: int = 384) -> dict[str, Any]:
     if _cuda_devices():
         speeds.update({f"{name} (cuda)": value for name, value in calibrate("cuda", d).items()})
     chosen = resolve(flops=float("inf"), d=d)
+    float32 = resolve("auto", flops=float("inf"), d=d, reduced=False)
     return {
+        "chosen_float32": float32.name,
         "engines": available(),
         "gflops_single_thread": speeds,
         "chosen": chosen.name,

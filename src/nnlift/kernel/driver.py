@@ -620,11 +620,13 @@ def _merge_rows(neighbors: Neighbors, rows: np.ndarray, replacement: Neighbors) 
     return Neighbors(ids, scores)
 
 
-def float32_engine(engine: Engine) -> Engine:
-    """The float32 engine on the same device: sums of exponentials need float32 scores."""
+def float32_engine(engine: Engine, d: int = 0) -> Engine:
+    """The fastest float32 engine on the same device: sums of exponentials need float32 scores."""
     if engine.precision == "float32":
         return engine
-    return resolve("cuda" if engine.device.startswith("cuda") else "numpy", engine.device if engine.device != "cpu" else None)
+    if engine.device.startswith("cuda"):
+        return resolve("cuda", engine.device)
+    return resolve("auto", flops=float("inf"), d=d, reduced=False)
 
 
 def logsumexp_arrays(
@@ -644,7 +646,8 @@ def logsumexp_arrays(
     on a float32 engine (bfloat16 scores would move it by up to exp(β·ε)).
     """
     columns: list[ColumnBest] = []
-    engine = float32_engine(choose_engine(engine, queries.shape[0], database.shape[0], queries.shape[1], device))
+    chosen = choose_engine(engine, queries.shape[0], database.shape[0], queries.shape[1], device)
+    engine = float32_engine(chosen, queries.shape[1])
 
     def make() -> Any:
         reduction = LogSumExpReduction(beta)
