@@ -192,3 +192,25 @@ def test_lookup_of_embeddings_is_clear_and_lookup_embeddings_answers_it():
     assert direct[0][0].id == 0 and by_embedding[1][0].id == 1
     with pytest.raises(nnlift.InputError, match=r"embedding_dim=4"):
         model.lookup_embeddings(items[:2])
+
+
+def test_index_summary_reset_index_and_majority_vote_match(split):
+    model = SimilarityModel(mlp(), 32, epochs=3, lr=3e-3, progress=False, seed=0)
+    model.fit(split.x_train, split.y_train)
+    model.index(split.x_train, split.y_train)
+    summary = model.index_summary()
+    assert summary["items"] == len(split.x_train) and summary["classes"] == 10
+    assert sum(summary["per_label"].values()) == len(split.x_train)
+    assert summary["per_label"][3] == int((split.y_train == 3).sum())
+    one = model.match(split.x_test, cutpoint=2.0, k=1)
+    voted = model.match(split.x_test, cutpoint=2.0, k=5)
+    accuracy = lambda predicted: float(np.mean(predicted.astype(int) == split.y_test))  # noqa: E731
+    print("match accuracy k=1:", accuracy(one), "k=5 vote:", accuracy(voted))
+    assert accuracy(voted) >= accuracy(one) - 0.02  # a vote of 5 is not worse than the nearest alone
+    assert (model.match(split.x_test[:5], cutpoint=-1.0, k=5) == None).all()  # noqa: E711 - nothing within
+    model.reset_index()
+    assert model.index_summary()["items"] == 0 and model.labels_ == []
+    with pytest.raises(Exception, match="empty"):
+        model.lookup(split.x_test[:1])
+    model.index(split.x_train[:10], split.y_train[:10])
+    assert model.index_summary()["items"] == 10

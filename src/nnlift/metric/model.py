@@ -274,6 +274,36 @@ class SimilarityModel(nn.Module):
         logger.info("indexed %d items (%d in all)", n, start + n)
         return self
 
+    def index_summary(self) -> dict[str, Any]:
+        """What is indexed (TF Similarity's ``index_summary``): items, classes, items per label, the index.
+
+        Examples
+        --------
+        >>> import torch
+        >>> model = SimilarityModel(torch.nn.Identity(), 2)
+        >>> model.head = torch.nn.Identity()
+        >>> model.index([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], ["a", "b", "b"]).index_summary()["per_label"]
+        {'a': 1, 'b': 2}
+        """
+        per_label: dict[Any, int] = {}
+        for label in self.labels_:
+            per_label[label] = per_label.get(label, 0) + 1
+        return {
+            "items": len(self.index_),
+            "classes": len([label for label in per_label if label is not None]),
+            "per_label": per_label,
+            "unlabelled": per_label.get(None, 0),
+            "embedding_dim": self.embedding_dim,
+            "index": repr(self._index_template),
+            "calibrated": self.calibration_ is not None,
+        }
+
+    def reset_index(self) -> SimilarityModel:
+        """Empty the index (TF Similarity's ``reset_index``), keeping the trained model and its calibration."""
+        self.index_ = self._index_template.clone()
+        self.labels_, self.data_ = [], []
+        return self
+
     def _neighbors(self, x: Any, k: int):
         return self._search_embeddings(self.embed(x), k)
 
@@ -335,11 +365,37 @@ class SimilarityModel(nn.Module):
         self.calibration_ = calibrate_thresholds(distances, correct, targets or {"precision": 0.99}, metric)
         return self.calibration_
 
-    def match(self, x: Any, cutpoint: str | float = "optimal") -> np.ndarray:
-        """The nearest item's label, or ``None`` (no match) when it is farther than the cutpoint."""
+    def match(self, x: Any, cutpoint: str | float = "optimal", k: int = 1) -> np.ndarray:
+        """Each query's label by a vote of its ``k`` nearest items within the cutpoint; ``None`` when none is.
+
+        With ``k=1`` it is the nearest item's label. With k > 1 each item within
+        the cutpoint gives its label one vote; a tie goes to the tied label whose
+        nearest item is closest (so the answer never depends on the order of
+        labels).
+
+        Examples
+        --------
+        >>> import torch
+        >>> model = SimilarityModel(torch.nn.Identity(), 2)
+        >>> model.head = torch.nn.Identity()
+        >>> model = model.index([[1.0, 0.0], [0.95, 0.31], [0.9, 0.44], [0.0, 1.0]], ["a", "b", "b", "c"])
+        >>> model.match([[1.0, 0.05]], cutpoint=0.5).tolist(), model.match([[1.0, 0.05]], cutpoint=0.5, k=3).tolist()
+        (['a'], ['b'])
+        """
         threshold = self._threshold(cutpoint)
-        records = self.lookup(x, 1)
-        return np.array([r[0].label if r[0].distance <= threshold else NO_MATCH for r in records], dtype=object)
+        k = check_positive_int(k, "k")
+        out = []
+        for records in self.lookup(x, k):
+            votes: dict[Any, list] = {}
+            for rank, record in enumerate(records):
+                if record.distance <= threshold:
+                    tally = votes.setdefault(record.label, [0, rank])
+                    tally[0] += 1
+            if not votes:
+                out.append(NO_MATCH)
+                continue
+            out.append(max(votes.items(), key=lambda item: (item[1][0], -item[1][1]))[0])
+        return np.array(out, dtype=object)
 
     def _threshold(self, cutpoint: str | float) -> float:
         if isinstance(cutpoint, (int, float)) and not isinstance(cutpoint, bool):
