@@ -279,3 +279,31 @@ def test_info_lists_the_engines_their_speed_and_the_choice(monkeypatch, capsys):
     assert "chosen:" in out and "GFLOP/s" in out
     code, out = run(monkeypatch, capsys, "info", "--dim", "0")
     assert code == 2 and "--dim" in out
+
+
+def test_similar_and_walk_read_ids_from_files_and_print_json(monkeypatch, capsys, tmp_path, rng):
+    import json
+
+    vectors = rng.standard_normal((200, 8)).astype(np.float32)
+    ids = np.array([f"item, {i:03d}" for i in range(200)])  # ids with commas
+    np.savez(tmp_path / "items.npz", embeddings=vectors, ids=ids)
+    code, out = run(monkeypatch, capsys, "index", "--vectors", tmp_path / "items.npz", "--output", tmp_path / "rec")
+    assert code == 0, out
+    (tmp_path / "some.txt").write_text("item, 007\n\nitem, 042\n", encoding="utf-8")
+    code, out = run(monkeypatch, capsys, "similar", "--index", tmp_path / "rec", "--id", "@" + str(tmp_path / "some.txt"), "-k", 4, "--json")
+    assert code == 0, out
+    found = json.loads(out)
+    recommender = nnlift.Recommender(index=nnlift.ExactIndex()).fit(vectors, ids.tolist())
+    assert [entry["id"] for entry in found] == ["item, 007", "item, 042"]
+    assert [hit["id"] for hit in found[1]["similar"]] == recommender.similar("item, 042", k=4).labels()
+    (tmp_path / "from.txt").write_text("item, 001\nitem, 002\n", encoding="utf-8")
+    code, out = run(
+        monkeypatch, capsys, "walk", "--index", tmp_path / "rec",
+        "--from-ids", "@" + str(tmp_path / "from.txt"), "--to-ids", "@" + str(tmp_path / "from.txt"),
+        "--to-ids", "@" + str(tmp_path / "some.txt"), "--scales", "0.5,1.0", "-k", 3, "--json",
+    )
+    assert code == 0, out
+    steps = json.loads(out)
+    assert [step["scale"] for step in steps] == [0.5, 1.0] and all(len(step["ids"]) == 3 for step in steps)
+    code, out = run(monkeypatch, capsys, "similar", "--index", tmp_path / "rec", "--id", "@" + str(tmp_path / "missing.txt"))
+    assert code == 2 and "cannot read" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -61,46 +62,97 @@ def parse_id(value: str, recommender) -> object:
     return value
 
 
+def read_ids(values: list[str], option: str, *, split_commas: bool) -> list[str]:
+    """Ids from options: ``@FILE`` reads one id per line (so ids may hold commas); others as given.
+
+    With ``split_commas`` a plain value is a comma-separated list.
+    """
+    out: list[str] = []
+    for value in values:
+        if value.startswith("@"):
+            path = Path(value[1:])
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise UserError(f"{option}={value!r}: cannot read {str(path)!r} ({exc.strerror})") from None
+            out += [line.strip() for line in lines if line.strip()]
+        elif split_commas:
+            out += [part.strip() for part in value.split(",") if part.strip()]
+        else:
+            out.append(value)
+    return out
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the results as JSON (for scripts) instead of tables.")]
+
+
 @app.command()
 def similar(
     index: Annotated[Path, typer.Option(help="Folder written by `nnlift index`.")],
-    id: Annotated[list[str], typer.Option("--id", help="Item id (repeat for several).")],
+    id: Annotated[list[str], typer.Option("--id", help="Item id (repeat for several; @FILE: one id per line).")],
     k: Annotated[int, typer.Option("-k", "--k", min=1)] = 10,
+    as_json: JsonOption = False,
 ) -> None:
     """The items most similar to an item, the item itself left out."""
     recommender = open_recommender(index)
-    for value in id:
+    results = []
+    for value in read_ids(id, "--id", split_commas=False):
         item = parse_id(value, recommender)
+        pairs = recommender.similar(item, k).pairs()
+        results.append({"id": _plain(item), "similar": [{"id": _plain(i), "score": float(s)} for i, s in pairs]})
+        if as_json:
+            continue
         table = Table(title=f"similar to {item}")
         table.add_column("rank", justify="right")
         table.add_column("id")
         table.add_column("score", justify="right")
-        for rank, (label, score) in enumerate(recommender.similar(item, k).pairs(), start=1):
+        for rank, (label, score) in enumerate(pairs, start=1):
             table.add_row(str(rank), str(label), f"{score:.4f}")
         console.print(table)
+    if as_json:
+        typer.echo(json.dumps(results))
 
 
 @app.command()
 def walk(
     index: Annotated[Path, typer.Option(help="Folder written by `nnlift index`.")],
-    from_ids: Annotated[str, typer.Option(help="Comma-separated ids of the group to walk away from.")],
-    to_ids: Annotated[str, typer.Option(help="Comma-separated ids of the group to walk towards.")],
+    from_ids: Annotated[
+        list[str], typer.Option(help="Ids of the group to walk away from: comma-separated, repeated, or @FILE.")
+    ],
+    to_ids: Annotated[
+        list[str], typer.Option(help="Ids of the group to walk towards: comma-separated, repeated, or @FILE.")
+    ],
     start: Annotated[Optional[str], typer.Option(help="Starting item (default: the centroid of --from-ids).")] = None,
     scales: Annotated[str, typer.Option(help="Comma-separated step sizes.")] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
     k: Annotated[int, typer.Option("-k", "--k", min=1)] = 10,
+    as_json: JsonOption = False,
 ) -> None:
     """Walk from a point along the direction between two groups' centroids; show the neighbours at each step."""
     from ..algebra import centroid, direction
     from ..algebra import walk as walk_along
 
     recommender = open_recommender(index)
-    source = [parse_id(v.strip(), recommender) for v in from_ids.split(",") if v.strip()]
-    target = [parse_id(v.strip(), recommender) for v in to_ids.split(",") if v.strip()]
+    source = [parse_id(v, recommender) for v in read_ids(from_ids, "--from-ids", split_commas=True)]
+    target = [parse_id(v, recommender) for v in read_ids(to_ids, "--to-ids", split_commas=True)]
     if not source or not target:
         raise UserError("--from-ids and --to-ids each need at least one id")
     steps_at = list(parse_floats(scales, "--scales"))
     origin = parse_id(start, recommender) if start is not None else centroid(source, recommender)
     steps = walk_along(origin, direction(source, target, recommender), recommender, scales=steps_at, k=k)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {"scale": float(step.scale), "ids": [_plain(i) for i in step.ids], "new": [_plain(i) for i in step.new]}
+                    for step in steps
+                ]
+            )
+        )
+        return
     table = Table(title=f"walk from {start or 'the --from-ids centroid'} towards the --to-ids centroid")
     table.add_column("scale", justify="right")
     table.add_column("neighbours")
