@@ -67,3 +67,19 @@ def test_split_rules_and_determinism(tmp_path):
 def test_missing_files_say_how_to_get_them(tmp_path):
     with pytest.raises(WordNetNotFound, match="apt-get install wordnet-base"):
         find_wordnet(tmp_path)
+
+
+def test_a_smaller_gallery_keeps_every_querys_answer(tmp_path):
+    (tmp_path / "wn").mkdir()
+    folder = write_wndb(tmp_path / "wn")
+    full = load_wordnet(folder, seed=3, n_val=5, n_test=7, cache_dir=tmp_path / "cache")
+    small = load_wordnet(folder, seed=3, n_val=5, n_test=7, n_gallery=30, cache_dir=tmp_path / "cache")
+    assert len(small.gallery) == 30 < len(full.gallery)
+    assert set(small.gallery.tolist()) <= set(full.gallery.tolist())
+    for queries, targets, full_targets in (
+        (small.val_queries, small.val_targets, full.val_targets),
+        (small.test_queries, small.test_targets, full.test_targets),
+    ):
+        np.testing.assert_array_equal(small.gallery[targets], full.gallery[full_targets])  # the same answers
+    with pytest.raises(Exception, match="n_gallery=3 is smaller than"):
+        load_wordnet(folder, seed=3, n_val=5, n_test=7, n_gallery=3, cache_dir=tmp_path / "cache")

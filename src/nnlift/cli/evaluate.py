@@ -24,6 +24,10 @@ def demo(
     n_bank: Annotated[int, typer.Option(min=1, help="Bank queries (ref side).")] = 10_000,
     n_val: Annotated[int, typer.Option(min=1, help="Validation queries, for choosing settings.")] = 2_000,
     n_test: Annotated[int, typer.Option(min=1, help="Test queries, for the reported numbers.")] = 3_000,
+    n_gallery: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Shrink the gallery to N documents for a quick look (every query's answer kept)."),
+    ] = None,
     methods: Annotated[str, typer.Option(help=METHODS_HELP)] = DEMO_METHODS,
     wordnet: Annotated[Optional[Path], typer.Option(help="Folder with WordNet's data.* files.")] = None,
     report: Annotated[Path, typer.Option(help="Folder for report.md, figures and results.json.")] = Path(
@@ -33,6 +37,7 @@ def demo(
 ) -> None:
     """The WordNet reverse dictionary: find a synset's words from its definition, with and without corrections."""
     from ..datasets import WordNetNotFound, load_wordnet
+    from ..errors import InputError
     from ..embed import MODELS, embed_texts
     from ..evaluate.compare import compare_methods
     from ..plot import write_report
@@ -44,8 +49,8 @@ def demo(
     start = time.perf_counter()
     try:
         with console.status("building the WordNet reverse dictionary"):
-            data = load_wordnet(wordnet, seed=seed, n_bank=n_bank, n_val=n_val, n_test=n_test)
-    except WordNetNotFound as exc:
+            data = load_wordnet(wordnet, seed=seed, n_bank=n_bank, n_val=n_val, n_test=n_test, n_gallery=n_gallery)
+    except (WordNetNotFound, InputError) as exc:
         raise UserError(str(exc)) from None
     sizes = data.summary()
     console.print(

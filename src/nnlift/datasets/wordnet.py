@@ -136,9 +136,20 @@ class ReverseDictionary:
     test_targets: np.ndarray
 
     def subset(
-        self, n_bank: int | None = None, n_val: int | None = None, n_test: int | None = None, seed: int = 0
+        self,
+        n_bank: int | None = None,
+        n_val: int | None = None,
+        n_test: int | None = None,
+        seed: int = 0,
+        n_gallery: int | None = None,
     ) -> ReverseDictionary:
-        """A seeded sample of the bank, val and test queries (the gallery is kept whole)."""
+        """A seeded sample of the bank, val and test queries; with ``n_gallery``, of the gallery too.
+
+        A smaller gallery keeps every document a kept val or test query is
+        looking for, then fills up with a seeded sample of the others (the
+        distractors), so every query still has its answer; ``n_gallery``
+        below the number of such targets is an error that names it.
+        """
         rng = np.random.default_rng(seed)
 
         def pick(n: int | None, size: int) -> np.ndarray:
@@ -151,13 +162,27 @@ class ReverseDictionary:
         bank = pick(n_bank, len(self.bank))
         val = pick(n_val, len(self.val_queries))
         test = pick(n_test, len(self.test_queries))
+        gallery = self.gallery
+        val_targets, test_targets = self.val_targets[val], self.test_targets[test]
+        if n_gallery is not None and n_gallery < len(self.gallery):
+            needed = np.union1d(val_targets, test_targets)
+            if n_gallery < len(needed):
+                raise InputError(
+                    f"n_gallery={n_gallery} is smaller than the {len(needed)} documents the kept val and test "
+                    "queries look for; raise it or lower n_val/n_test"
+                )
+            others = np.setdiff1d(np.arange(len(self.gallery)), needed)
+            kept = np.sort(np.concatenate([needed, rng.choice(others, size=n_gallery - len(needed), replace=False)]))
+            new_position = np.full(len(self.gallery), -1, dtype=np.int64)
+            new_position[kept] = np.arange(len(kept))
+            gallery, val_targets, test_targets = self.gallery[kept], new_position[val_targets], new_position[test_targets]
         return ReverseDictionary(
-            self.gallery,
+            gallery,
             self.bank[bank],
             self.val_queries[val],
-            self.val_targets[val],
+            val_targets,
             self.test_queries[test],
-            self.test_targets[test],
+            test_targets,
         )
 
     def summary(self) -> dict[str, int]:
@@ -204,6 +229,7 @@ def load_wordnet(
     n_val: int | None = None,
     n_test: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    n_gallery: int | None = None,
 ) -> ReverseDictionary:
     """Build (or read from the cache) the WordNet reverse dictionary split, optionally subsampled.
 
@@ -232,4 +258,4 @@ def load_wordnet(
         np.savez(tmp, **{name: getattr(data, name) for name in ReverseDictionary.__dataclass_fields__})
         os.replace(tmp, file)
         logger.info("built the WordNet reverse dictionary from %s (%s); cached at %s", source, data.summary(), file)
-    return data.subset(n_bank, n_val, n_test, seed=seed)
+    return data.subset(n_bank, n_val, n_test, seed=seed, n_gallery=n_gallery)
