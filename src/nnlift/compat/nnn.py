@@ -77,9 +77,8 @@ class BaseRanker:
         self.retriever = retriever
         self.batch_size = batch_size
         self._check_device(use_gpu, gpu_id)
-        self._database = check_array(retrieval_embeds, "retrieval_embeds", ndim=2)
-        self._check_dim(self._database, "retrieval_embeds")
-        self._check_dim(check_array(reference_embeds, "reference_embeds", ndim=2), "reference_embeds")  # unused, as there
+        self._database = self._checked(retrieval_embeds, "retrieval_embeds")
+        self._checked(reference_embeds, "reference_embeds")  # unused, as there
         self.index = ExactIndex(metric="ip", device=self.retriever.device, progress=False).add(self._database)
 
     def _check_device(self, use_gpu: Any, gpu_id: Any) -> None:
@@ -91,16 +90,17 @@ class BaseRanker:
                 f"(use_gpu={self.retriever.use_gpu}, gpu_id={self.retriever.gpu_id}) must use the same device"
             )
 
-    def _check_dim(self, array: np.ndarray, name: str) -> None:
-        if array.shape[1] != self.retriever.embeds_size:
+    def _checked(self, array: Any, name: str) -> np.ndarray:
+        """``array`` as validated float32 rows of the retriever's dimension."""
+        rows = check_array(array, name, ndim=2)
+        if rows.shape[1] != self.retriever.embeds_size:
             raise InputError(
-                f"{name} has {array.shape[1]} dimensions; the retriever was made for {self.retriever.embeds_size}"
+                f"{name} has {rows.shape[1]} dimensions; the retriever was made for {self.retriever.embeds_size}"
             )
+        return rows
 
     def _queries(self, batch_query: Any) -> np.ndarray:
-        queries = check_array(batch_query, "batch_query", ndim=2)
-        self._check_dim(queries, "batch_query")
-        return queries
+        return self._checked(batch_query, "batch_query")
 
     def search(self, batch_query: Any, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """Scores and indices of the ``top_k`` best items per query, best first: (n_queries, top_k) each."""
@@ -130,11 +130,8 @@ class NNNRanker(BaseRanker):
         self.batch_size = batch_size
         self.alternate_ks, self.alternate_weight = alternate_ks, alternate_weight
         self._check_device(use_gpu, gpu_id)
-        database = check_array(retrieval_embeds, "retrieval_embeds", ndim=2)
-        bank = check_array(reference_embeds, "reference_embeds", ndim=2)
-        self._check_dim(database, "retrieval_embeds")
-        self._check_dim(bank, "reference_embeds")
-        self.model = self._fit(database, bank)
+        database = self._checked(retrieval_embeds, "retrieval_embeds")
+        self.model = self._fit(database, self._checked(reference_embeds, "reference_embeds"))
 
     def _fit(self, database: np.ndarray, bank: np.ndarray) -> NNN:
         template = ExactIndex(metric="ip", device=self.retriever.device, progress=False)
@@ -177,19 +174,15 @@ class DNRanker(NNNRanker):
             raise InputError("DNRanker needs both retrieval_dev_embeds and query_dev_embeds (their means shift the vectors)")
         self.retriever = retriever
         self._check_device(use_gpu, gpu_id)
-        retrieval_dev = check_array(retrieval_dev_embeds, "retrieval_dev_embeds", ndim=2)
-        query_dev = check_array(query_dev_embeds, "query_dev_embeds", ndim=2)
-        self._check_dim(retrieval_dev, "retrieval_dev_embeds")
-        self._check_dim(query_dev, "query_dev_embeds")
+        retrieval_dev = self._checked(retrieval_dev_embeds, "retrieval_dev_embeds")
+        query_dev = self._checked(query_dev_embeds, "query_dev_embeds")
         self.dn_lambda = dn_lambda
         self.retrieval_shift = (dn_lambda * retrieval_dev.mean(axis=0, dtype=np.float64)).astype(np.float32)
         self.query_shift = (dn_lambda * query_dev.mean(axis=0, dtype=np.float64)).astype(np.float32)
-        database = check_array(retrieval_embeds, "retrieval_embeds", ndim=2)
-        bank = check_array(reference_embeds, "reference_embeds", ndim=2)
         super().__init__(
             retriever,
-            database - self.retrieval_shift,
-            bank - self.query_shift,
+            self._checked(retrieval_embeds, "retrieval_embeds") - self.retrieval_shift,
+            self._checked(reference_embeds, "reference_embeds") - self.query_shift,
             alternate_ks=alternate_ks,
             batch_size=batch_size,
             alternate_weight=alternate_weight,

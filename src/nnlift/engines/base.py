@@ -16,6 +16,7 @@ float32 GEMMs alike.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +71,8 @@ class Prepared:
         return self.engine.error_bound(block, self)
 
 
-class Engine:
-    """Who multiplies. Subclasses set ``name``, ``precision`` and ``device`` and implement the hooks."""
+class Engine(ABC):
+    """Who multiplies. Subclasses set ``name``, ``precision`` and ``device`` and implement :meth:`multiply`."""
 
     name = "engine"
     precision = "float32"
@@ -89,14 +90,19 @@ class Engine:
     def prepare_queries(self, block: np.ndarray) -> Any:
         return block
 
+    @abstractmethod
     def multiply(self, queries: Any, database: Any, c0: int, c1: int, out: np.ndarray) -> None:
-        raise NotImplementedError
+        """Write the approximate tile ``queries · database[c0:c1]ᵀ`` into ``out`` (float32, C-contiguous)."""
 
     def error_bound(self, block: np.ndarray, prepared: Prepared) -> np.ndarray:
         return gamma(block.shape[1]) * row_norms64(block) * prepared.norm_max
 
     def thread_setup(self) -> None:
         """Called once in each worker thread before its first multiply."""
+
+    def fill(self, tile: Any, rows: np.ndarray, columns: np.ndarray, value: float) -> None:
+        """Set ``tile[rows, columns] = value`` in a tile this engine wrote (a numpy tile here)."""
+        tile[rows, columns] = value
 
     def __repr__(self) -> str:
         return f"<engine {self.name}: {self.precision} on {self.device}>"

@@ -155,6 +155,9 @@ class TorchEngine(Engine):
         return tile
 
     def fill(self, tile: Any, rows: np.ndarray, columns: np.ndarray, value: float) -> None:
+        if isinstance(tile, np.ndarray):  # the float32 copy (tiles with a bias)
+            tile[rows, columns] = value
+            return
         torch = _torch()
         tile[torch.from_numpy(rows).to(tile.device), torch.from_numpy(columns).to(tile.device)] = value
 

@@ -182,20 +182,18 @@ def certify(
     epsilon: np.ndarray,
     *,
     bias: np.ndarray | None = None,
-    query_rows: np.ndarray | None = None,
     database_norm: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The canonical top-k keys of each row from its approximate candidate keys, and the certificate's inputs.
 
     ``wide`` holds each row's approximate candidate keys, ascending (best
     first): ``width`` candidates and, in column ``width`` where the engine
-    left anything out, the best item left out. ``query_rows`` maps the rows of
-    ``wide`` to rows of ``queries`` (default: the same). Returns the (n, k)
+    left anything out, the best item left out; row i of ``wide`` is row i of
+    ``queries``. Returns the (n, k)
     canonical keys, the left-out score L per row (−inf when nothing was left
     out) and the k-th canonical score c_k.
     """
     n = wide.shape[0]
-    query_rows = np.arange(n) if query_rows is None else query_rows
     approx, ids = decode_keys(wide)
     approx = np.where(wide == KEY_PAD, -np.inf, approx)
     left = approx[:, width] if wide.shape[1] > width else np.full(n, -np.inf, np.float32)
@@ -203,8 +201,7 @@ def certify(
     kept, kept_ids = approx[:, :width], ids[:, :width]
     t = kept[:, k - 1].astype(np.float64)
     in_s = np.isfinite(kept) & (kept >= (t - 2 * epsilon)[:, None])
-    block = queries if len(query_rows) == queries.shape[0] and (query_rows == np.arange(n)).all() else queries[query_rows]
-    scores = canonical_rows(block, database, kept_ids, in_s, bias, database_norm)
+    scores = canonical_rows(queries, database, kept_ids, in_s, bias, database_norm)
     keys = np.where(in_s, encode_keys(scores, np.where(in_s, kept_ids, 0)), KEY_PAD)
     final = smallest_keys(keys, k)
     kth, _ = decode_keys(final[:, k - 1])

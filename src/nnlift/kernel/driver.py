@@ -349,21 +349,17 @@ def blocked(
         state = reduction.start(r1 - r0, r0)
         for c0 in range(r0 if triangle else 0, n_cols, col_block):
             c1 = min(c0 + col_block, n_cols)
-            if native:
-                tile = prepared.multiply_native(block, c0, c1)
-                if left_out is not None:
-                    inside = np.flatnonzero((left_out >= c0) & (left_out < c1))
-                    if len(inside):
-                        engine.fill(tile, inside, left_out[inside] - c0, -np.inf)
-                state = reduction.update(state, tile, c0)
-                continue
-            scores = scratch_buffer(local, "tile", r1 - r0, c1 - c0)
-            prepared.multiply(block, c0, c1, scores)
-            if bias is not None:
-                scores -= bias[c0:c1]
+            if native:  # the engine's own tile: no float32 copy (no bias here, see above)
+                scores = prepared.multiply_native(block, c0, c1)
+            else:
+                scores = scratch_buffer(local, "tile", r1 - r0, c1 - c0)
+                prepared.multiply(block, c0, c1, scores)
+                if bias is not None:
+                    scores -= bias[c0:c1]
             if left_out is not None:
                 inside = np.flatnonzero((left_out >= c0) & (left_out < c1))
-                scores[inside, left_out[inside] - c0] = -np.inf
+                if len(inside):
+                    engine.fill(scores, inside, left_out[inside] - c0, -np.inf)
             state = reduction.update(state, scores, c0)
         bar.advance(r1 - r0)
         return reduction.finish(state)

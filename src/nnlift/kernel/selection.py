@@ -40,33 +40,18 @@ def tile_topk_keys(scores: np.ndarray, k: int, column_offset: int, floor: np.nda
     entries), so later tiles cost little more than their group maxima.
     """
     b, n = scores.shape
-    k = min(k, n)
-    g = group_size(n, k)
-    n_groups = n // g
-    main = n_groups * g
-    grouped = scores[:, :main].reshape(b, g, n_groups)
-    group_max = grouped.max(axis=1) if g > 1 else grouped[:, 0, :]
-    kk = min(k, n_groups)
-    if floor is not None and np.isfinite(floor).all():
-        bound = floor
-    else:
-        bound = np.partition(group_max, n_groups - kk, axis=1)[:, n_groups - kk]
-        if floor is not None:
-            bound = np.maximum(bound, floor)
-    rows, groups = np.nonzero(group_max >= bound[:, None])
-    members = grouped[rows, :, groups]
-    # Only members reaching the bound can be in the top-k (at least k group maxima reach it), and
-    # an opened group holds one or two: encoding them alone took a 512×32768 tile's selection
-    # from 26 ms to about 14 (the other members' keys were built only to be discarded).
-    hit, slot = np.nonzero(members >= bound[rows, None])
-    rows = rows[hit]
-    ids = groups[hit] + slot.astype(np.int64) * n_groups
-    dense = pack_rows(rows, encode_keys(members[hit, slot], ids + column_offset), b)
-    if main < n:
-        tail_ids = np.arange(main, n, dtype=np.int64) + column_offset
-        tail = encode_keys(scores[:, main:], np.broadcast_to(tail_ids, (b, n - main)))
-        dense = np.concatenate([dense, tail], axis=1)
-    return smallest_keys(dense, k)
+    g = group_size(n, min(k, n))
+    grouped = scores[:, : (n // g) * g].reshape(b, g, n // g)
+    return _grouped_topk(
+        b,
+        n,
+        k,
+        column_offset,
+        floor,
+        group_max=lambda: grouped.max(axis=1) if g > 1 else grouped[:, 0, :],
+        members=lambda rows, groups: grouped[rows, :, groups],
+        tail=lambda main: scores[:, main:],
+    )
 
 
 def tile_topk_keys_native(tile, k: int, column_offset: int, floor: np.ndarray | None = None) -> np.ndarray:
@@ -77,34 +62,57 @@ def tile_topk_keys_native(tile, k: int, column_offset: int, floor: np.ndarray | 
     to the host). The selected values are the tile's own, widened exactly to
     float32, so the candidates are the ones the float32 copy would give.
     """
+    import torch
+
     b, n = tile.shape
+    g = group_size(n, min(k, n))
+    grouped = tile.as_strided((b, g, n // g), (tile.stride(0), n // g, 1))
+
+    def members(rows: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        picked = grouped[torch.from_numpy(rows).to(tile.device), :, torch.from_numpy(groups).to(tile.device)]
+        return picked.float().cpu().numpy()
+
+    return _grouped_topk(
+        b,
+        n,
+        k,
+        column_offset,
+        floor,
+        group_max=lambda: (grouped.amax(dim=1) if g > 1 else grouped[:, 0, :]).float().cpu().numpy(),
+        members=members,
+        tail=lambda main: tile[:, main:].float().cpu().numpy(),
+    )
+
+
+def _grouped_topk(b, n, k, column_offset, floor, *, group_max, members, tail) -> np.ndarray:
+    """The selection of :func:`tile_topk_keys`, given how to read the tile: its group maxima, members and tail.
+
+    Columns are grouped as (b, g, G): column ``j`` of group ``c`` is ``c + j*G``.
+    """
     k = min(k, n)
     g = group_size(n, k)
     n_groups = n // g
     main = n_groups * g
-    grouped = tile.as_strided((b, g, n_groups), (tile.stride(0), n_groups, 1))
-    group_max = (grouped.amax(dim=1) if g > 1 else grouped[:, 0, :]).float().cpu().numpy()
+    maxima = group_max()
     kk = min(k, n_groups)
     if floor is not None and np.isfinite(floor).all():
         bound = floor
     else:
-        bound = np.partition(group_max, n_groups - kk, axis=1)[:, n_groups - kk]
+        bound = np.partition(maxima, n_groups - kk, axis=1)[:, n_groups - kk]
         if floor is not None:
             bound = np.maximum(bound, floor)
-    rows, groups = np.nonzero(group_max >= bound[:, None])
-    import torch
-
-    index_rows = torch.from_numpy(rows).to(tile.device)
-    index_groups = torch.from_numpy(groups).to(tile.device)
-    members = grouped[index_rows, :, index_groups].float().cpu().numpy()
-    hit, slot = np.nonzero(members >= bound[rows, None])  # as in tile_topk_keys
+    rows, groups = np.nonzero(maxima >= bound[:, None])
+    opened = members(rows, groups)
+    # Only members reaching the bound can be in the top-k (at least k group maxima reach it), and
+    # an opened group holds one or two: encoding them alone took a 512×32768 tile's selection
+    # from 26 ms to about 14 (the other members' keys were built only to be discarded).
+    hit, slot = np.nonzero(opened >= bound[rows, None])
     rows = rows[hit]
     ids = groups[hit] + slot.astype(np.int64) * n_groups
-    dense = pack_rows(rows, encode_keys(members[hit, slot], ids + column_offset), b)
+    dense = pack_rows(rows, encode_keys(opened[hit, slot], ids + column_offset), b)
     if main < n:
         tail_ids = np.arange(main, n, dtype=np.int64) + column_offset
-        tail = encode_keys(tile[:, main:].float().cpu().numpy(), np.broadcast_to(tail_ids, (b, n - main)))
-        dense = np.concatenate([dense, tail], axis=1)
+        dense = np.concatenate([dense, encode_keys(tail(main), np.broadcast_to(tail_ids, (b, n - main)))], axis=1)
     return smallest_keys(dense, k)
 
 
