@@ -227,3 +227,42 @@ def test_low_recall_falls_back_to_exact_warns_or_raises(caplog):
     assert warned.checks_[0]["action"] == "warn" and np.abs(approximate - exact).max() > 1e-3
     with pytest.raises(nnlift.LowRecallError, match="self_join: recall"):
         blender("raise").fit_transform(emb)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 30),
+    width=st.integers(1, 6),
+    keep=st.floats(1.0, 7.0),
+    seed=st.integers(0, 2**16),
+)
+def test_auto_threshold_keeps_the_target_number_of_pairs(n, width, keep, seed):
+    from nnlift.blend import auto_threshold
+    from nnlift.blend.thresholds import kept_per_row
+
+    values = np.random.default_rng(seed).permutation(n * width).reshape(n, width) / (n * width + 1.0)
+    others = -np.sort(-values, axis=1)  # distinct similarities, each row descending
+    threshold = auto_threshold(others, keep)
+    assert threshold < 1.0
+    wanted = min(int(round((keep - 1.0) * n)), n * width)
+    assert (kept_per_row(others, threshold) - 1).sum() == wanted
+
+
+def test_auto_passes_keep_what_they_promise_and_transform_reuses_them(rng):
+    from nnlift.blend import neighbor_profile
+
+    emb = rng.normal(size=(400, 12))
+    blender = nnlift.NeighborhoodBlender(thresholds=("auto", "auto"), k=8, keep=4, progress=False)
+    blender.fit_transform(emb)
+    kept = (blender.neighbors_.ids >= 0).sum(axis=1)
+    assert kept.mean() == pytest.approx(4.0, abs=0.01)
+    assert blender.thresholds_[1] > blender.thresholds_[0]  # blended rows are closer: the second pass needs more
+    fixed = nnlift.NeighborhoodBlender(thresholds=tuple(blender.thresholds_), k=8, progress=False)
+    np.testing.assert_array_equal(fixed.fit_transform(emb), blender.fit_transform(emb))
+    np.testing.assert_array_equal(fixed.transform(emb[:7]), blender.transform(emb[:7]))
+    profile = neighbor_profile(emb, 8, (blender.thresholds_[0],))
+    assert profile.kept[blender.thresholds_[0]] == pytest.approx(4.0, abs=0.01)
+    with pytest.raises(ValueError, match="keep"):
+        nnlift.NeighborhoodBlender(thresholds=("auto",), k=8, keep=9).fit_transform(emb)
+    with pytest.raises(ValueError, match="a number below 1 or 'auto'; got 'automatic'"):
+        nnlift.NeighborhoodBlender(thresholds=("automatic",), k=8).fit_transform(emb)

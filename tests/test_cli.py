@@ -270,6 +270,61 @@ def test_eval_takes_short_method_names_and_lists_them(monkeypatch, capsys, data)
     assert code == 2 and "unknown ['xx']" in out and "local_scaling (ls)" in out
 
 
+def test_eval_takes_grids_and_reports_progress_per_method(monkeypatch, capsys, data):
+    import json
+
+    args = ["eval", "--database", data / "database.npy", "--queries", data / "queries.npy"]
+    args += ["--targets", data / "targets.npy", "--bank", data / "bank.npy", "--methods", "cosine,nnn"]
+    code, out = run(
+        monkeypatch, capsys, *args, "--grid", "nnn.k=4,6", "--grid", "nnn.alpha=1.0", "--grid", "ls.k=3",
+        "--report", data / "grid-report",
+    )  # fmt: skip
+    assert code == 0, out
+    reported = json.loads((data / "grid-report" / "results.json").read_text())["results"]
+    assert set(reported) == {"cosine", "nnn", "local_scaling"}  # ls came in through --grid
+    for name, grid in (("nnn", {"k": [4, 6], "alpha": [1.0]}), ("local_scaling", {"k": [3]})):
+        chosen = reported[name]["params"] or reported[name]["best_params"]
+        assert all(chosen[key] in values for key, values in grid.items()), (name, chosen)
+    # One progress line per method, in order, with the settings it tried and the time left.
+    assert "[1/3] cosine: 1 setting in" in out
+    assert "[2/3] NNN: 2 settings in" in out and "s left" in out
+    assert "[3/3] local scaling: 1 setting in" in out and "s in all" in out
+    for bad, message in (
+        ("nnn.kk=4", "has no parameter 'kk'"),
+        ("nnn.k", "expected METHOD.PARAMETER=V1,V2"),
+        ("xx.k=1", "unknown method 'xx'"),
+    ):
+        code, out = run(monkeypatch, capsys, *args, "--grid", bad)
+        assert code == 2 and message in out, out
+
+
+def test_blend_inspect_and_auto_thresholds(monkeypatch, capsys, data):
+    from nnlift.blend import NeighborhoodBlender, neighbor_profile
+
+    database = np.load(data / "database.npy")
+    code, out = run(monkeypatch, capsys, "blend", "--input", data / "database.npy", "--inspect", "-k", 6)
+    assert code == 0, out
+    profile = neighbor_profile(database, 6, (0.5, 0.9))
+    assert f"{profile.quantiles[0.5]:.3f}" in out  # the median 6th-neighbour similarity, as computed directly
+    row = next(line for line in out.splitlines() if line.strip().startswith("0.500"))
+    assert f"{profile.kept[0.5]:.2f}" in row
+    assert not (data / "x.npy").exists()
+    code, out = run(
+        monkeypatch, capsys, "blend", "--input", data / "database.npy", "--output", data / "auto.npy",
+        "--thresholds", "auto,0.5", "-k", 6, "--keep", 3,
+    )  # fmt: skip
+    assert code == 0, out
+    expected = NeighborhoodBlender(thresholds=("auto", 0.5), k=6, keep=3, progress=False)
+    np.testing.assert_array_equal(np.load(data / "auto.npy"), expected.fit_transform(database))
+    assert f"thresholds {expected.thresholds_[0]:.4f}, 0.5000" in out
+    code, out = run(monkeypatch, capsys, "blend", "--input", data / "database.npy", "--thresholds", "auto")
+    assert code == 2 and "--output is required" in out
+    code, out = run(
+        monkeypatch, capsys, "blend", "--input", data / "database.npy", "--output", data / "a2.npy", "--keep", 20
+    )
+    assert code == 2 and "--keep 20.0 is more than -k 10" in out
+
+
 def test_info_lists_the_engines_their_speed_and_the_choice(monkeypatch, capsys):
     pytest.importorskip("torch")
     code, out = run(monkeypatch, capsys, "info", "--dim", "32")

@@ -182,7 +182,10 @@ def test_each_engines_error_stays_within_its_bound(engine_name, d):
     error = np.abs(tile.astype(np.float64) - exact)
     bound = prepared.error(queries)
     assert (error <= bound[:, None]).all()
-    assert error.max() > 0.05 * bound.max()  # the bound is rigorous but not vacuous here
+    # Rigorous but not vacuous: within 100x of the worst case. How close a BLAS comes depends on its summation
+    # order, measured at d=384: OpenBLAS's SkylakeX kernel reached 5% of the bound, its Haswell kernel (AMD
+    # hosts without AVX-512) 2.6%. A bound off by a factor of d (384x) fails here.
+    assert error.max() > 0.01 * bound.max()
     if engine_name == "torch-bf16":
         assert bound.max() > 10 * (gamma(d) * np.linalg.norm(queries, axis=1) * np.linalg.norm(database, axis=1).max()).max()
 

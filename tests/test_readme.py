@@ -27,3 +27,26 @@ def test_the_readme_engines_block_runs():
     namespace: dict = {}
     exec(compile(engines_block, str(README), "exec"), namespace)
     assert namespace["fast"].scores.tobytes() == namespace["exact"].scores.tobytes()
+
+
+def test_the_readme_upkeep_block_runs(tmp_path, monkeypatch):
+    pytest.importorskip("hnswlib")
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    upkeep = next(block for block in blocks if "index.remove(" in block)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(upkeep, str(README), "exec"), namespace)
+    index, plain, model = namespace["index"], namespace["plain"], namespace["model"]
+    assert len(index) == 998 and "doc-3" not in index.ids.tolist()
+    assert plain.ids[:2].tolist() == [1, 2] and plain.ids[-1] == 1000
+    assert model.n_database == 998
+
+
+def test_the_readme_sklearn_block_runs():
+    pytest.importorskip("sklearn")
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    block = next(b for b in blocks if "CorrectedKNeighborsTransformer" in b)
+    namespace: dict = {}
+    exec(compile(block, str(README), "exec"), namespace)
+    accuracy = namespace["pipeline"].score(namespace["X_test"], namespace["y_test"])
+    assert accuracy == pytest.approx(0.9844, abs=1e-3)  # the value the README prints

@@ -191,6 +191,33 @@ def check_k(k: Any, limit: int, *, name: str = "k", what: str = "database rows")
     return k
 
 
+def check_row_numbers(rows: Any, n: int, name: str = "rows") -> np.ndarray:
+    """Validate row numbers into ``n`` rows: integers in [0, n), each once; returns them ascending (int64).
+
+    Examples
+    --------
+    >>> check_row_numbers([4, 1], 5).tolist()
+    [1, 4]
+    >>> check_row_numbers([1, 1], 5)
+    Traceback (most recent call last):
+    ...
+    nnlift.errors.InputError: rows repeats row 1; give each row once
+    """
+    values = np.asarray([rows] if isinstance(rows, numbers.Integral) else rows)
+    if values.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if values.ndim != 1 or values.dtype.kind not in "iu":
+        raise InputTypeError(f"{name} must be a 1-D sequence of integer row numbers; got {values.dtype} {values.shape}")
+    if values.min() < 0 or values.max() >= n:
+        bad = values[(values < 0) | (values >= n)]
+        raise InputError(f"{name} must be row numbers in [0, {n}); got {bad[:3].tolist()}")
+    ordered = np.sort(values.astype(np.int64))
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if len(repeated):
+        raise InputError(f"{name} repeats row {int(repeated[0])}; give each row once")
+    return ordered
+
+
 def check_finite_scalar(value: Any, name: str, *, low: float | None = None, high: float | None = None) -> float:
     """Validate a finite real number, optionally within [low, high]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

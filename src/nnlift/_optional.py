@@ -22,6 +22,7 @@ _EXTRA = {
     "typer": "cli",
     "rich": "cli",
     "pyarrow": "parquet",
+    "sklearn": "sklearn",
 }
 
 

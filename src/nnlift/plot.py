@@ -173,6 +173,7 @@ def write_report(
             "metrics": r.metrics,
             "hubness": r.hubness,
             "params": r.params,
+            "best_params": r.best_params,
             "kept_baseline": r.kept_baseline,
             "gain": None if r.gain is None else [r.gain.mean, r.gain.low, r.gain.high],
         }

@@ -108,6 +108,16 @@ class Recommender:
         self._index().add(vectors, ids=ids)
         return self
 
+    def remove(self, ids: Any) -> Recommender:
+        """Remove items by id; they are never recommended again (kept through save and load)."""
+        self._index().remove(ids)
+        return self
+
+    def update(self, ids: Any, vectors: Any) -> Recommender:
+        """Replace the vectors of existing items, keeping their ids."""
+        self._index().update(ids, vectors)
+        return self
+
     def _index(self) -> BaseIndex:
         if self.index is None or len(self.index) == 0:
             raise InputError("the recommender is empty; call fit(vectors, ids) first")

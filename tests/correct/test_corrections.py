@@ -21,6 +21,7 @@ ALL = [
     lambda: nnlift.LocalScaling(k=3),
     lambda: nnlift.LocalScaling(k=3, variant="nicdm"),
     lambda: nnlift.MutualProximity(k=3),
+    lambda: nnlift.MutualProximity(k=3, method="empiric"),
 ]
 
 
@@ -151,6 +152,66 @@ def test_nnn_add_extends_without_refit(rng):
     np.testing.assert_allclose(grown.bias_, full.bias_, atol=1e-6)
     with pytest.raises(ValueError, match="needs the bank"):
         grown.add(database[:2])
+
+
+def test_nnn_remove_and_update_equal_a_fresh_fit(rng, tmp_path):
+    database, bank, queries = unit(rng, 60, 6), unit(rng, 40, 6), unit(rng, 10, 6)
+    model = nnlift.NNN(k=5).fit(database, bank)
+    model.remove([3, 17, 59])
+    kept = np.delete(database, [3, 17, 59], axis=0)
+    fresh = nnlift.NNN(k=5).fit(kept, bank)
+    np.testing.assert_array_equal(model.bias_, fresh.bias_)  # canonical scores: bit for bit
+    np.testing.assert_array_equal(model.search(queries, 5).ids, fresh.search(queries, 5).ids)
+    moved = unit(rng, 2, 6)
+    model.update([10, 2], moved, bank)  # rows in any order, one vector each
+    kept[[10, 2]] = moved
+    fresh = nnlift.NNN(k=5).fit(kept, bank)
+    np.testing.assert_array_equal(model.bias_, fresh.bias_)
+    np.testing.assert_array_equal(model.search(queries, 5).ids, fresh.search(queries, 5).ids)
+    model.save(tmp_path / "nnn")
+    again = nnlift.load(tmp_path / "nnn")
+    np.testing.assert_array_equal(again.search(queries, 5).ids, fresh.search(queries, 5).ids)
+    with pytest.raises(ValueError, match="row numbers in \\[0, 57\\)"):
+        model.remove([57])
+    with pytest.raises(ValueError, match="repeats row 4"):
+        model.update([4, 4], moved, bank)
+    with pytest.raises(ValueError, match="needs the bank"):
+        model.update([4], moved[:1])
+    with pytest.raises(ValueError, match="2 rows but 1 vectors"):
+        model.update([4, 5], moved[:1], bank)
+    assert model.n_database == 57
+
+
+def test_approximate_nnn_remove_keeps_its_index_and_saves(rng, tmp_path):
+    database, bank = unit(rng, 400, 8), unit(rng, 200, 8)
+    index = nnlift.Checked(nnlift.IVFIndex(n_lists=8, n_probe=8, progress=False))
+    model = nnlift.NNN(k=5, index=index).fit(database, bank)
+    model.search(database[:5], 3)
+    model.remove([0, 1, 2])
+    found = model.search(database[:5], 3).ids
+    assert found[3, 0] == 0 and found[4, 0] == 1  # rows moved up: row 3 is now 0
+    assert not (found < 0).any()
+    model.save(tmp_path / "approx")
+    again = nnlift.load(tmp_path / "approx")
+    np.testing.assert_array_equal(again.search(database[:5], 3).ids, found)
+
+
+def test_empirical_mutual_proximity_counts_the_items_farther_from_both(rng):
+    database, queries = unit(rng, 70, 5), unit(rng, 4, 5)
+    model = nnlift.MutualProximity(k=5, method="empiric").fit(database)
+    found = model.search(queries, 6)
+    distance = lambda a, b: np.sqrt(np.maximum(0.0, 2 - 2 * a.astype(np.float64) @ b.astype(np.float64).T))
+    between_items = distance(database, database)
+    for row, query in enumerate(queries):
+        from_query = distance(query[None], database)[0]
+        expected = np.array(
+            [np.mean((from_query > from_query[x]) & (between_items[x] > from_query[x])) for x in range(70)]
+        )
+        order = np.lexsort((np.arange(70), -expected))[:6]
+        np.testing.assert_array_equal(found.ids[row], order)
+        np.testing.assert_allclose(found.scores[row], expected[order], rtol=1e-6)
+    with pytest.raises(ValueError, match="method must be 'normal' or 'empiric'"):
+        nnlift.MutualProximity(method="exact").fit(database)
 
 
 def test_csls_by_hand():

@@ -76,6 +76,24 @@ def test_hubness_on_known_distributions():
     assert hubness(ids[:, None], 2000)["skewness"] > 2
 
 
+def test_gini_and_hub_occurrence_by_hand_and_against_their_definitions():
+    from nnlift.evaluate import gini_index, hub_occurrence
+
+    uniform = np.arange(100).reshape(50, 2)
+    assert hubness(uniform, 100)["gini"] == 0 and hubness(uniform, 100)["hub_occurrence"] == 0
+    # item 0 in all 50 lists of 2: N_0 = 50 >= 2k = 4, so a hub taking 50 of the 100 slots
+    hubby = np.stack([np.zeros(50, int), np.arange(1, 51)], axis=1)
+    assert hub_occurrence(hubby, 51) == 0.5
+    assert hub_occurrence(hubby, 51, hub_size=26) == 0.0  # 50 < 26·2
+    rng = np.random.default_rng(1)
+    counts = rng.integers(0, 9, size=40)
+    mean_difference = np.abs(counts[:, None] - counts[None]).sum() / (2 * 40 * 40 * counts.mean())
+    assert gini_index(counts) == pytest.approx(mean_difference)  # Gini's own definition
+    assert gini_index(np.zeros(5)) == 0.0
+    with pytest.raises(ValueError, match="hub_size"):
+        hub_occurrence(hubby, 51, hub_size=-1)
+
+
 def test_bootstrap_coverage_on_a_synthetic_case():
     rng = np.random.default_rng(0)
     covered = 0

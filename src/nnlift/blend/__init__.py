@@ -11,13 +11,14 @@ exact symmetric one by default, or an approximate one whose recall a
 ``Checked`` wrapper measures.
 
 One concept a module: ``graph`` (thresholds and the neighbour graph), ``weights`` (the weighted sum), ``compat`` (the neighborblend API),
-``blender`` (the estimator) and ``dba`` (DBA and αQE).
+``blender`` (the estimator), ``thresholds`` (choosing them from the data) and ``dba`` (DBA and αQE).
 """
 
 from .blender import NeighborhoodBlender
 from .compat import blend_neighborhood, iterative_neighborhood_blending, neighborhood_search
 from .dba import DatabaseAugmentation, alpha_query_expansion
 from .graph import default_lists, neighbor_graph
+from .thresholds import ThresholdProfile, auto_threshold, neighbor_profile
 
 __all__ = [
     "neighborhood_search",
@@ -28,4 +29,7 @@ __all__ = [
     "alpha_query_expansion",
     "neighbor_graph",
     "default_lists",
+    "neighbor_profile",
+    "auto_threshold",
+    "ThresholdProfile",
 ]

@@ -9,11 +9,12 @@ import numpy as np
 
 from .._artifact import ArtifactError
 from .._base import Estimator, check_is_fitted
-from .._check import check_array, check_k, check_positive_int, normalize_rows, row_norms
+from .._check import check_array, check_finite_scalar, check_k, check_positive_int, normalize_rows, row_norms
 from ..index.base import BaseIndex, build_index
 from ..index.exact import ExactIndex
 from ..index.checked import shorthand
 from .graph import check_thresholds, default_lists, neighbor_graph, unit_rows
+from .thresholds import auto_threshold, keep_above, other_similarities
 from .weights import blend_rows
 
 __all__ = ["NeighborhoodBlender"]
@@ -27,10 +28,15 @@ class NeighborhoodBlender(Estimator):
 
     Parameters
     ----------
-    thresholds : sequence of float
-        One blending pass per threshold, each < 1.
+    thresholds : sequence of float or "auto"
+        One blending pass per threshold, each < 1. An ``"auto"`` pass picks
+        its threshold from that pass's similarities so that rows keep
+        ``keep`` neighbours on average (:func:`~nnlift.blend.auto_threshold`).
     k : int
         Neighbours per row, the row itself included.
+    keep : float, optional
+        Neighbours an ``"auto"`` pass keeps per row on average, itself
+        included; default ``k / 2``.
     index : BaseIndex, optional
         Index template for each pass's self-join and for ``transform``;
         default ``ExactIndex()`` (the exact symmetric self-join). Wrap an
@@ -50,6 +56,8 @@ class NeighborhoodBlender(Estimator):
         The last pass's weighted neighbour graph.
     neighbors_ : Neighbors
         The last pass's neighbour lists (self included).
+    thresholds_ : numpy.ndarray
+        The threshold each pass used (``"auto"`` ones as chosen).
     checks_ : list of dict
         What a ``Checked`` index measured, one record per pass (``pass``, ``recall``, ``standard_error``, ``action``).
 
@@ -64,16 +72,19 @@ class NeighborhoodBlender(Estimator):
     """
 
     _artifact_arrays = ("stages_",)
+    _optional_arrays = ("thresholds_",)
 
     def __init__(
         self,
-        thresholds: Sequence[float] = (0.9, 0.8),
+        thresholds: Sequence[float | str] = (0.9, 0.8),
         k: int = 10,
         index: BaseIndex | None = None,
         approximate: bool = False,
         progress: bool = True,
+        keep: float | None = None,
     ) -> None:
         self.thresholds = thresholds
+        self.keep = keep
         self.k = k
         self.index = index
         self.approximate = approximate
@@ -89,9 +100,11 @@ class NeighborhoodBlender(Estimator):
 
     def fit_transform(self, emb: Any, y: Any = None) -> np.ndarray:
         """Blend ``emb`` (a normalised copy) and return the blended unit rows."""
-        thresholds = check_thresholds(self.thresholds)
+        thresholds = check_thresholds(self.thresholds, allow_auto=True)
         unit = unit_rows(emb)
         k = check_k(self.k, unit.shape[0], name="k", what="rows")
+        keep = check_finite_scalar(k / 2 if self.keep is None else self.keep, "keep", low=1.0, high=float(k))
+        chosen = []
         template = self._template(unit.shape[0])
         # Each pass's input is kept for transform; passes blend straight into this buffer.
         stages = np.empty((len(thresholds), *unit.shape), dtype=np.float32)
@@ -100,18 +113,26 @@ class NeighborhoodBlender(Estimator):
         self.checks_ = []
         previous = None
         for step, threshold in enumerate(thresholds):
-            found, previous = neighbor_graph(current, k, threshold, index=template, like=previous, progress=self.progress)
+            automatic = threshold == "auto"
+            found, previous = neighbor_graph(
+                current, k, None if automatic else threshold, index=template, like=previous, progress=self.progress
+            )
+            if automatic:
+                threshold = auto_threshold(other_similarities(found), keep)
+                found = keep_above(found, threshold)
+            chosen.append(threshold)
             self.checks_ += [{"pass": step, **record} for record in getattr(previous, "checks_", [])]
             graph = found.to_csr(n_columns=current.shape[0])
             current = blend_rows(current, graph, stages[step + 1] if step + 1 < len(stages) else None)
-        self.stages_ = stages
+        self.stages_, self.thresholds_ = stages, np.array(chosen, dtype=np.float64)
         self.neighbors_, self.graph_ = found, graph
         return current
 
     def transform(self, emb: Any) -> np.ndarray:
         """Blend new rows: each pass mixes a row with itself and its neighbours among the fitted rows at that pass."""
         check_is_fitted(self, "stages_")
-        thresholds = check_thresholds(self.thresholds)
+        chosen = getattr(self, "thresholds_", None)
+        thresholds = check_thresholds(self.thresholds if chosen is None else chosen.tolist())
         current = normalize_rows(check_array(emb, "emb", width=self.stages_.shape[2]), "emb")
         k = check_positive_int(self.k, "k")
         template = self._template(self.stages_.shape[1])

@@ -27,10 +27,18 @@ def check_threshold(thresh: Any, name: str = "thresh") -> float:
     return value
 
 
-def check_thresholds(threshes: Any) -> list[float]:
+def check_thresholds(threshes: Any, *, allow_auto: bool = False) -> list[Any]:
+    """Validated thresholds, each < 1; with ``allow_auto``, ``"auto"`` entries stay (chosen per pass from the data)."""
     if isinstance(threshes, (str, bytes)) or not isinstance(threshes, (Sequence, np.ndarray)):
         raise InputTypeError(f"thresholds must be a sequence of numbers such as (0.9, 0.8); got {threshes!r}")
-    values = [check_threshold(t, f"thresholds[{i}]") for i, t in enumerate(threshes)]
+    values = []
+    for i, t in enumerate(threshes):
+        if allow_auto and isinstance(t, str):
+            if t != "auto":
+                raise InputError(f"thresholds[{i}] must be a number below 1 or 'auto'; got {t!r}")
+            values.append(t)
+        else:
+            values.append(check_threshold(t, f"thresholds[{i}]"))
     if not values:
         raise InputError("thresholds is empty; give at least one threshold, for example (0.9, 0.8)")
     return values

@@ -9,15 +9,33 @@ import numpy as np
 import typer
 
 from .._artifact import check_file_target, publish_file
-from .common import OverwriteOption, app, console, load_matrix, parse_floats
+from .common import OverwriteOption, UserError, app, console, load_matrix, parse_floats
 
 
 @app.command()
 def blend(
     input: Annotated[Path, typer.Option("--input", help="Embeddings to blend.")],
-    output: Annotated[Path, typer.Option(help="Where to write the blended embeddings (.npy).")],
-    thresholds: Annotated[str, typer.Option(help="Comma-separated thresholds, one pass each.")] = "0.9,0.8",
+    output: Annotated[
+        Optional[Path], typer.Option(help="Where to write the blended embeddings (.npy); not needed with --inspect.")
+    ] = None,
+    thresholds: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated thresholds, one pass each; 'auto' picks a pass's threshold so rows keep --keep "
+            "neighbours (e.g. auto,auto)."
+        ),
+    ] = "0.9,0.8",
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours per row, itself included.")] = 10,
+    keep: Annotated[
+        Optional[float], typer.Option(min=1.0, help="Neighbours an 'auto' pass keeps per row on average (default k/2).")
+    ] = None,
+    inspect: Annotated[
+        bool,
+        typer.Option(
+            help="Print the distribution of each row's k-th neighbour similarity and what each threshold keeps; "
+            "blend nothing."
+        ),
+    ] = False,
     approximate: Annotated[bool, typer.Option(help="IVF neighbour graph (large inputs); recall is reported.")] = False,
     n_probe: Annotated[int, typer.Option(min=1, help="--approximate: lists probed per row.")] = 8,
     n_lists: Annotated[Optional[int], typer.Option(min=1, help="--approximate: IVF lists (default 2√rows).")] = None,
@@ -30,21 +48,37 @@ def blend(
     from ..blend import NeighborhoodBlender, default_lists
     from ..index import Checked, IVFIndex
 
-    check_file_target(output, overwrite=overwrite, option="--output")
+    values = parse_thresholds(thresholds)
+    if inspect:
+        emb = load_matrix(input, "--input")
+        if k > len(emb):
+            raise UserError(f"-k {k} is larger than the {len(emb)} rows of --input")
+        from ..blend import neighbor_profile
+        from ..blend.thresholds import CANDIDATES
 
-    values = parse_floats(thresholds, "--thresholds")
+        asked = tuple(v for v in values if v != "auto")
+        profile = neighbor_profile(emb, k, sorted(set(CANDIDATES + asked)))
+        for line in profile.lines():
+            console.print(line)
+        return
+    if output is None:
+        raise UserError("--output is required (or use --inspect)")
+    check_file_target(output, overwrite=overwrite, option="--output")
     emb = load_matrix(input, "--input")
     index = None
     if approximate:
         lists = default_lists(len(emb)) if n_lists is None else n_lists
         index = Checked(IVFIndex(n_lists=lists, n_probe=n_probe), sample=check_sample)
-    blender = NeighborhoodBlender(thresholds=values, k=k, index=index)
+    if keep is not None and keep > k:
+        raise UserError(f"--keep {keep} is more than -k {k} neighbours per row")
+    blender = NeighborhoodBlender(thresholds=values, k=k, index=index, keep=keep)
     out = blender.fit_transform(emb)
     publish_file(output, lambda handle: np.save(handle, out), overwrite=overwrite, option="--output")
     kept = (blender.neighbors_.ids >= 0).sum(axis=1)
+    used = ", ".join(f"{t:.4f}" for t in blender.thresholds_)
     console.print(
-        f"blended {len(out):,} rows in {len(values)} pass(es); last pass kept {kept.mean():.1f} neighbours "
-        f"per row on average (min {kept.min()}, max {kept.max()})"
+        f"blended {len(out):,} rows in {len(values)} pass(es) at thresholds {used}; last pass kept "
+        f"{kept.mean():.1f} neighbours per row on average (min {kept.min()}, max {kept.max()})"
     )
     if blender.checks_:
         console.print(
@@ -55,3 +89,13 @@ def blend(
         if redone:
             console.print(f"recall below {index.min_recall} from pass {redone[0]}: answered by exact search")
     console.print(f"wrote {output}")
+
+
+def parse_thresholds(text: str) -> tuple:
+    """``--thresholds``: numbers or ``auto``, separated by commas."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise UserError("--thresholds is empty; give numbers separated by commas, or auto")
+    numbers = [part for part in parts if part != "auto"]
+    parsed = iter(parse_floats(",".join(numbers), "--thresholds")) if numbers else iter(())
+    return tuple("auto" if part == "auto" else next(parsed) for part in parts)

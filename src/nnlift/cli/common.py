@@ -149,6 +149,32 @@ def parse_methods(methods: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def parse_grids(options: list[str] | None) -> dict[str, dict[str, list]]:
+    """``--grid nnn.k=8,16,32`` (repeatable) as ``{"nnn": {"k": [8, 16, 32]}}``; values are ints, floats or words."""
+    from ..evaluate.compare import METHODS
+
+    grids: dict[str, dict[str, list]] = {}
+    for option in options or []:
+        target, equals, values = option.partition("=")
+        method, dot, parameter = target.strip().partition(".")
+        method = METHOD_ALIASES.get(method, method)
+        if not equals or not dot or not parameter or not values.strip():
+            raise UserError(f"--grid {option!r}: expected METHOD.PARAMETER=V1,V2,... such as nnn.k=8,16,32")
+        if method not in METHODS:
+            raise UserError(f"--grid {option!r}: unknown method {method!r}; choose from {method_choices()}")
+        grids.setdefault(method, {})[parameter.strip()] = [_grid_value(v.strip()) for v in values.split(",") if v.strip()]
+    return grids
+
+
+def _grid_value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
 def load_with(path: Path, name: str, loader):
     try:
         return loader(path)

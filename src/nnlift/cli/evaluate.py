@@ -8,10 +8,33 @@ from typing import Annotated, Optional
 
 import numpy as np
 import typer
+from rich.console import Console
 
-from .common import UserError, app, console, load_with, method_choices, parse_methods, print_results, report_folder
+from .common import (
+    UserError,
+    app,
+    console,
+    load_with,
+    method_choices,
+    parse_grids,
+    parse_methods,
+    print_results,
+    report_folder,
+)
 
 METHODS_HELP = f"Comma-separated methods: {method_choices()}."
+GRID_HELP = (
+    "Replace one parameter's validation grid, METHOD.PARAMETER=V1,V2 (repeatable), e.g. nnn.k=8,16,32 "
+    "or dn.correction__alpha=0.5,1; a method named here is added to --methods."
+)
+
+
+def report_progress(progress) -> None:
+    """One line per finished method, with the estimated time left (on stderr, so tables stay clean)."""
+    errors.print(progress.line())
+
+
+errors = Console(stderr=True, markup=False, highlight=False)
 
 DEMO_METHODS = "cosine,nnn,dn_nnn,csls,is,qbnorm,dba,dba_nnn"
 
@@ -72,6 +95,7 @@ def demo(
             test,
             data.test_targets,
             on_method=lambda label: status.update(f"tuning and evaluating {label}"),
+            on_done=report_progress,
         )
     seconds = time.perf_counter() - start
     print_results(results, f"WordNet reverse dictionary, {model}, test split ({sizes['test']:,} queries)")
@@ -99,6 +123,7 @@ def eval_command(
     ],
     bank: Annotated[Optional[Path], typer.Option(help="Reference queries for bank-based corrections.")] = None,
     methods: Annotated[str, typer.Option(help=METHODS_HELP)] = "cosine,nnn,csls,is,qbnorm",
+    grid: Annotated[Optional[list[str]], typer.Option(help=GRID_HELP)] = None,
     val_fraction: Annotated[float, typer.Option(min=0.05, max=0.9, help="Queries held out to choose settings.")] = 0.25,
     report: Annotated[Optional[Path], typer.Option(help="Write a report folder.")] = None,
     seed: int = 0,
@@ -108,6 +133,16 @@ def eval_command(
     from ..evaluate.compare import compare_methods
 
     names = parse_methods(methods)
+    grids = parse_grids(grid)
+    names += [name for name in grids if name not in names]
+    from ..evaluate.compare import method_grid
+    from ..errors import InputError
+
+    for name, override in grids.items():
+        try:
+            method_grid(name, override)
+        except InputError as exc:
+            raise UserError(f"--grid: {exc}") from None
     if report is not None:
         report_folder(report)
     database_array, _ = load_with(database, "--database", load_embeddings)
@@ -142,6 +177,8 @@ def eval_command(
         target_array[is_val],
         queries_array[~is_val],
         target_array[~is_val],
+        grids=grids,
+        on_done=report_progress,
     )
     print_results(results, f"test split ({int((~is_val).sum()):,} queries; settings chosen on {int(is_val.sum()):,})")
     if report is not None:

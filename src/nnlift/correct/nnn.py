@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._base import check_is_fitted
-from .._check import check_finite_scalar, check_k
+from .._check import check_finite_scalar, check_k, check_row_numbers
 from ..errors import InputError
 from ..index.base import BaseIndex, build_index
 from ..index.checked import shorthand
@@ -111,14 +111,54 @@ class NNN(Correction):
         The bank is not stored (it may be large), so pass it again here.
         """
         check_is_fitted(self)
-        if bank is None:
-            raise InputError("NNN.add needs the bank used in fit to compute the new items' bias: add(vectors, bank)")
         new = self._prepare(vectors, "vectors", width=self.database_.shape[1])
-        bank_array = self._prepare(bank, "bank", width=self.database_.shape[1])
-        k = check_k(self.k, bank_array.shape[0], name="NNN.k", what="bank rows")
-        bias = self._reduce("bank", self._build_index(bank_array), "topk_mean", new, k)
+        bias = self._bias_from(bank, new, "add")
         self.database_ = np.concatenate([self.database_, new])
         self.bias_ = np.concatenate([self.bias_, bias])
         self._db_index = None  # rebuilt over the grown database on the next search
         return self
+
+    def remove(self, rows: Any) -> NNN:
+        """Remove database rows (the row numbers ``search`` returns); later rows move up, as in ``numpy.delete``.
+
+        The other items' bias is unchanged: it depends on the bank only.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> model = NNN(k=1).fit(np.eye(3), np.eye(3))
+        >>> model.remove([0]).n_database
+        2
+        """
+        check_is_fitted(self)
+        positions = check_row_numbers(rows, len(self.database_))
+        if len(positions) == 0:
+            return self
+        self.database_ = np.delete(self.database_, positions, axis=0)
+        self.bias_ = np.delete(self.bias_, positions)
+        if getattr(self, "_db_index", None) is not None:
+            self._db_index.remove_positions(positions)  # an approximate index keeps its lists or graph
+        return self
+
+    def update(self, rows: Any, vectors: Any, bank: Any = None) -> NNN:
+        """Replace database rows with new vectors and recompute their bias from the bank (passed again, as in ``add``)."""
+        check_is_fitted(self)
+        positions = check_row_numbers(rows, len(self.database_))
+        order = np.argsort(np.asarray([rows] if np.ndim(rows) == 0 else rows), kind="stable")
+        new = self._prepare(vectors, "vectors", width=self.database_.shape[1])
+        if len(new) != len(positions):
+            raise InputError(f"update got {len(positions)} rows but {len(new)} vectors; give one vector per row")
+        bias = self._bias_from(bank, new, "update")
+        database, biases = self.database_.copy(), self.bias_.copy()  # a new array: indexes may cache the old one
+        database[positions], biases[positions] = new[order], bias[order]
+        self.database_, self.bias_ = database, biases
+        self._db_index = None  # rebuilt over the changed rows on the next search
+        return self
+
+    def _bias_from(self, bank: Any, vectors: np.ndarray, step: str) -> np.ndarray:
+        if bank is None:
+            raise InputError(f"NNN.{step} needs the bank used in fit to compute the new items' bias: pass bank=")
+        bank_array = self._prepare(bank, "bank", width=self.database_.shape[1])
+        k = check_k(self.k, bank_array.shape[0], name="NNN.k", what="bank rows")
+        return self._reduce("bank", self._build_index(bank_array), "topk_mean", vectors, k)
 

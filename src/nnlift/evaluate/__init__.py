@@ -2,7 +2,7 @@
 
 from .compare import METHODS, MethodResult, MethodSpec, compare_methods
 from .bootstrap import PairedDifference, paired_bootstrap
-from .hubness import hubness, k_occurrence
+from .hubness import gini_index, hub_occurrence, hubness, k_occurrence
 from .metrics import (
     hit_rate_at_k,
     map_at_r,
@@ -26,6 +26,8 @@ __all__ = [
     "retrieval_metrics",
     "hubness",
     "k_occurrence",
+    "gini_index",
+    "hub_occurrence",
     "paired_bootstrap",
     "PairedDifference",
     "tune",

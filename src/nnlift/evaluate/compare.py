@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,10 +16,10 @@ from ..neighbors import Neighbors
 from .bootstrap import PairedDifference, paired_bootstrap
 from .hubness import hubness
 from .metrics import check_targets, hit_rate_at_k, retrieval_metrics
-from .tune import tune
+from .tune import expand_grid, tune
 from ..errors import InputError
 
-__all__ = ["METHODS", "MethodSpec", "MethodResult", "compare_methods"]
+__all__ = ["METHODS", "MethodSpec", "MethodResult", "MethodProgress", "compare_methods", "method_grid"]
 logger = logging.getLogger("nnlift")
 
 
@@ -70,6 +70,49 @@ class MethodResult:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class MethodProgress:
+    """Where a comparison stands after one method: for progress lines with an estimate of the time left."""
+
+    label: str
+    done: int
+    total: int
+    settings: int
+    seconds: float
+    elapsed: float
+    remaining: float
+
+    def line(self) -> str:
+        """``[2/5] NNN: 9 settings in 3.1s; about 8s left``."""
+        settings = f"{self.settings} setting{'s' if self.settings != 1 else ''}"
+        left = f"; about {self.remaining:.0f}s left" if self.done < self.total else f"; {self.elapsed:.0f}s in all"
+        return f"[{self.done}/{self.total}] {self.label}: {settings} in {self.seconds:.1f}s{left}"
+
+
+def method_grid(name: str, override: Mapping[str, Sequence] | None = None) -> dict[str, list]:
+    """A method's validation grid, with ``override``'s lists replacing those of the same parameter.
+
+    Parameter names are checked against the method's own (nested ones as ``correction__k``).
+
+    Examples
+    --------
+    >>> method_grid("nnn", {"k": [4, 8]})
+    {'k': [4, 8], 'alpha': [0.5, 0.75, 1.0]}
+    """
+    if name not in METHODS:
+        raise InputError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+    spec = METHODS[name]
+    grid = {key: list(values) for key, values in spec.grid.items()}
+    for key, values in (override or {}).items():
+        valid = sorted(spec.make().get_params(deep=True))
+        if key not in valid:
+            raise InputError(f"{name} has no parameter {key!r} to tune; valid: {valid}")
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise InputError(f"the grid of {name}.{key} must be a non-empty list of values; got {values!r}")
+        grid[key] = list(values)
+    return grid
+
+
 def compare_methods(
     methods: Sequence[str],
     database: np.ndarray,
@@ -82,31 +125,42 @@ def compare_methods(
     k: int = 10,
     metric: str = "hit_rate@1",
     tune_methods: bool = True,
+    grids: Mapping[str, Mapping[str, Sequence]] | None = None,
     on_method: Callable[[str], None] | None = None,
+    on_done: Callable[[MethodProgress], None] | None = None,
 ) -> list[MethodResult]:
     """Tune every method on validation (do-no-harm against cosine), then evaluate on test.
 
     The first result is always raw cosine, the reference for every paired gain.
+    ``grids`` replaces some parameters' lists in a method's grid (:func:`method_grid`);
+    ``on_method`` hears each method's label as it starts, ``on_done`` a
+    :class:`MethodProgress` as it ends (the time left is estimated per
+    fitted setting, from the settings done so far).
     """
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in list(methods) + list(grids or {}) if m not in METHODS]
     if unknown:
         raise InputError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
     check_targets(test_targets, len(test_queries), len(database), "test_targets")
     order = ["cosine"] + [m for m in methods if m != "cosine"]
+    method_grids = {name: method_grid(name, (grids or {}).get(name)) if tune_methods else {} for name in order}
+    runnable = [name for name in order if bank is not None or not METHODS[name].make().needs_bank]
+    for name in order:
+        if name not in runnable:
+            logger.warning("skipping %s: it needs a bank of reference queries", METHODS[name].label)
+    settings = {name: max(1, len(expand_grid(method_grids[name])) if method_grids[name] else 1) for name in runnable}
     results: list[MethodResult] = []
     baseline_hits = None
-    for name in order:
+    began, settings_done = time.perf_counter(), 0
+    for name in runnable:
         spec = METHODS[name]
+        grid = method_grids[name]
         if on_method is not None:
             on_method(spec.label)
-        if spec.make().needs_bank and bank is None:
-            logger.warning("skipping %s: it needs a bank of reference queries", spec.label)
-            continue
         start = time.perf_counter()
         params, best_params, kept, note = None, None, False, ""
-        if spec.grid and tune_methods:
+        if grid:
             result = tune(
-                spec.make(), spec.grid, database, bank, val_queries, val_targets, metric=metric, k=k, progress=False
+                spec.make(), grid, database, bank, val_queries, val_targets, metric=metric, k=k, progress=False
             )
             estimator, params, kept, note = result.estimator, result.params, result.kept_baseline, result.message
             best_params = result.best_params
@@ -135,4 +189,19 @@ def compare_methods(
                 note=note,
             )
         )
+        settings_done += settings[name]
+        if on_done is not None:
+            elapsed = time.perf_counter() - began
+            left = sum(settings[other] for other in runnable[len(results) :])
+            on_done(
+                MethodProgress(
+                    label=spec.label,
+                    done=len(results),
+                    total=len(runnable),
+                    settings=settings[name],
+                    seconds=results[-1].seconds,
+                    elapsed=elapsed,
+                    remaining=elapsed / settings_done * left,
+                )
+            )
     return results

@@ -27,6 +27,10 @@ class Index(Protocol):
 
     def add(self, vectors: Any, ids: Any = None) -> Index: ...
 
+    def remove(self, ids: Any) -> Index: ...
+
+    def update(self, ids: Any, vectors: Any) -> Index: ...
+
     def search(self, queries: Any, k: int) -> Neighbors: ...
 
     def get(self, ids: Any) -> np.ndarray: ...
@@ -51,6 +55,7 @@ class BaseIndex(ABC):
         self.dim: int | None = None
         self._external: np.ndarray | None = None  # None: ids are positions 0..n-1
         self._lookup: dict | None = None
+        self._next_id: int | None = None  # set once removals made positions ids explicit: the next automatic id
 
     # -- backend hooks ---------------------------------------------------
     @abstractmethod
@@ -64,6 +69,10 @@ class BaseIndex(ABC):
     @abstractmethod
     def _get(self, positions: np.ndarray) -> np.ndarray:
         """Backend hook."""
+
+    @abstractmethod
+    def _remove(self, positions: np.ndarray) -> None:
+        """Backend hook: forget the rows at ``positions`` (unique, ascending); later rows move up."""
 
     @abstractmethod
     def _count(self) -> int:
@@ -96,6 +105,8 @@ class BaseIndex(ABC):
         """Add vectors, optionally with unique int or string ids; returns ``self``."""
         array = self._prepare(vectors, "vectors")
         n_old = len(self)
+        if ids is None and self._next_id is not None:
+            ids = np.arange(self._next_id, self._next_id + array.shape[0], dtype=np.int64)
         if ids is None:
             if self._external is not None:
                 raise InputError("this index has explicit ids; pass ids= for the new vectors too")
@@ -116,7 +127,78 @@ class BaseIndex(ABC):
         if new_ids is not None:
             self._external = new_ids if self._external is None else np.concatenate([self._external, new_ids])
             self._lookup = None
+            if self._next_id is not None and new_ids.dtype.kind == "i" and len(new_ids):
+                self._next_id = max(self._next_id, int(new_ids.max()) + 1)
         return self
+
+    def remove(self, ids: Any) -> BaseIndex:
+        """Remove items by id; they never come back in a search. Returns ``self``.
+
+        Other items keep their ids: in an index built without ids, where ids
+        are positions, the ids become explicit at the first removal (item 7
+        stays 7), and vectors added later without ids continue the numbering.
+        Unknown or repeated ids raise before anything changes.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from nnlift import ExactIndex
+        >>> index = ExactIndex().add(np.eye(3))
+        >>> index.remove([0]).search([[1.0, 0.1, 0.0]], k=2).ids.tolist()
+        [[1, 2]]
+        """
+        positions = self._unique_positions(ids, "ids")
+        if len(positions) == 0:
+            return self
+        if self._external is None:
+            self._external = np.arange(len(self), dtype=np.int64)
+            self._next_id = len(self)
+        self._remove(positions)
+        self._external = np.delete(self._external, positions)
+        self._lookup = None
+        return self
+
+    def update(self, ids: Any, vectors: Any) -> BaseIndex:
+        """Replace the vectors of existing items, keeping their ids; returns ``self``.
+
+        Equal to ``remove(ids)`` then ``add(vectors, ids)``: every id must
+        exist, and the vectors are validated before anything changes.
+        """
+        positions = self._unique_positions(ids, "ids")
+        array = self._prepare(vectors, "vectors")
+        if array.shape[0] != len(positions):
+            raise InputError(f"update got {len(positions)} ids but {array.shape[0]} vectors; give one vector per id")
+        if len(positions) == 0:
+            return self
+        keys = self.ids[positions] if self._external is not None else positions
+        self.remove(keys)
+        # Rows are already prepared (normalised): add them as they are.
+        self._add(array)
+        self._external = np.concatenate([self._external, keys])
+        self._lookup = None
+        return self
+
+    def _unique_positions(self, ids: Any, name: str) -> np.ndarray:
+        """Positions of ids that must all exist and not repeat, ascending."""
+        if isinstance(ids, (str, int, np.integer)):
+            ids = [ids]
+        values = np.asarray(ids).tolist() if isinstance(ids, np.ndarray) else list(ids)
+        positions = self.positions(values) if values else np.empty(0, dtype=np.int64)
+        if len(np.unique(positions)) != len(positions):
+            seen, repeated = set(), []
+            for value in values:
+                if value in seen:
+                    repeated.append(value)
+                seen.add(value)
+            raise InputError(f"{name} repeats id(s) {repeated[:3]}; give each id once")
+        return np.sort(positions)
+
+    def remove_positions(self, positions: np.ndarray) -> None:
+        """For methods: forget rows by position (validated, unique, ascending); later rows move up."""
+        if self._external is not None:
+            self._external = np.delete(self._external, positions)
+            self._lookup = None
+        self._remove(positions)
 
     def _id_lookup(self) -> dict:
         if self._lookup is None:
@@ -234,12 +316,15 @@ class BaseIndex(ABC):
         self.dim = vectors.shape[1]
         self._add(vectors)
 
+    def _id_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """What every artifact adds for ids: the external ids and, after removals, the next automatic id."""
+        extra = {} if self._next_id is None else {"next_id": self._next_id}
+        return extra, {} if self._external is None else {"external_ids": self._external}
+
     def _artifact(self) -> Contents:
         extra, arrays = self._state()
-        extra = {**extra, "dim": self.dim}
-        if self._external is not None:
-            arrays = {**arrays, "external_ids": self._external}
-        return Contents(self._params(), arrays, extra)
+        id_extra, id_arrays = self._id_state()
+        return Contents(self._params(), {**arrays, **id_arrays}, {**extra, **id_extra, "dim": self.dim})
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Save the index as an nnlift artifact folder (reopen with ``nnlift.load``).
@@ -257,18 +342,25 @@ class BaseIndex(ABC):
             raise ArtifactError(f"{cls.__name__} artifact: extra.dim must be a positive integer; got {dim!r}")
         index.dim = dim
         external = arrays.pop("external_ids", None)
+        next_id = extra.pop("next_id", None)
         index._restore(extra, arrays)
         n = len(index)
-        if (dim is None) != (n == 0):
+        if (dim is None) != (n == 0) and next_id is None:
             raise ArtifactError(f"{cls.__name__} artifact: dim {dim!r} does not fit its {n} vectors")
-        index._restore_external(external)
+        index._restore_external(external, next_id)
         return index
 
-    def _restore_external(self, external: np.ndarray | None) -> None:
+    def _restore_external(self, external: np.ndarray | None, next_id: Any = None) -> None:
         """Take restored external ids: one int or string per stored vector, unique, else ``ArtifactError``."""
+        owner, n = type(self).__name__, len(self)
+        if next_id is not None:
+            if isinstance(next_id, bool) or not isinstance(next_id, int) or external is None or external.dtype.kind != "i":
+                raise ArtifactError(f"{owner} artifact: extra.next_id must be an int beside int external_ids")
+            if len(external) and next_id <= int(external.max()):
+                raise ArtifactError(f"{owner} artifact: extra.next_id {next_id} is not above every id")
+            self._next_id = next_id
         if external is None:
             return
-        owner, n = type(self).__name__, len(self)
         if external.ndim != 1 or len(external) != n or external.dtype.kind not in "iU":
             raise ArtifactError(f"{owner} artifact: external_ids must be {n} ints or strings")
         if len(np.unique(external)) != n:

@@ -121,6 +121,13 @@ class Checked(BaseIndex):
         self._rows = vectors
         self._seen.clear()
 
+    def _remove(self, positions: np.ndarray) -> None:
+        self.index._remove(positions)
+        if self._rows is not None:
+            self._rows = np.delete(self._rows, positions, axis=0)
+        self._exact_index = None
+        self._seen.clear()  # measure again: the rows changed
+
     def _count(self) -> int:
         return len(self.index)
 
@@ -273,10 +280,9 @@ class Checked(BaseIndex):
 
     def _artifact(self) -> Contents:
         extra, arrays = self._state()
-        if self._external is not None:
-            arrays = {**arrays, "external_ids": self._external}
+        id_extra, id_arrays = self._id_state()
         params = {**self._settings(), "index": None}
-        return Contents(params, arrays, {**extra, "dim": self.dim}, {"param_index": self.index})
+        return Contents(params, {**arrays, **id_arrays}, {**extra, **id_extra, "dim": self.dim}, {"param_index": self.index})
 
     @classmethod
     def _from_artifact(cls, manifest: dict, arrays: dict, parts: dict) -> Checked:
@@ -287,8 +293,8 @@ class Checked(BaseIndex):
         index = cls(inner.clone(), **params)
         index.index = inner
         index.dim = inner.dim
-        index._restore({key: value for key, value in manifest["extra"].items() if key != "dim"}, arrays)
-        index._restore_external(arrays.get("external_ids"))
+        index._restore({key: value for key, value in manifest["extra"].items() if key not in ("dim", "next_id")}, arrays)
+        index._restore_external(arrays.get("external_ids"), manifest["extra"].get("next_id"))
         return index
 
     def __repr__(self) -> str:

@@ -62,6 +62,9 @@ class ExactIndex(BaseIndex):
     def _add(self, vectors: np.ndarray) -> None:
         self._vectors = vectors.copy() if len(self._vectors) == 0 else np.concatenate([self._vectors, vectors])
 
+    def _remove(self, positions: np.ndarray) -> None:
+        self._vectors = np.delete(self._vectors, positions, axis=0)
+
     def _count(self) -> int:
         return self._vectors.shape[0]
 

@@ -27,6 +27,7 @@ from ..neighbors import Neighbors, sort_neighbors
 from .._artifact import ArtifactError, require_arrays
 from .._check import check_positive_int
 from .base import BaseIndex
+from .labels import LabelMap
 from ..errors import InputError, InputTypeError
 
 __all__ = ["FaissIndex"]
@@ -76,6 +77,7 @@ class FaissIndex(BaseIndex):
         self.use_gpu = use_gpu
         self._faiss = require("faiss", "FaissIndex")
         self._index = None
+        self._labels = LabelMap()  # positions ↔ faiss ids, for IVF indexes (their remove_ids does not renumber)
 
     def _build(self, dim: int) -> Any:
         faiss = self._faiss
@@ -114,7 +116,38 @@ class FaissIndex(BaseIndex):
                 self._index.train(vectors)
             except RuntimeError as exc:  # e.g. too few points for PQ's 2^nbits centroids
                 raise InputError(f"faiss cannot train factory {self.factory!r}: {str(exc).splitlines()[-1]}") from None
-        self._index.add(vectors)
+        if self._ivf() is not None:
+            if self._ivf().direct_map.type == self._faiss.DirectMap.Array:  # saved by an older nnlift
+                self._direct_map()
+            self._index.add_with_ids(vectors, self._labels.extend(len(vectors)))
+        else:
+            self._index.add(vectors)
+            self._labels = LabelMap(int(self._index.ntotal))
+
+    def _ivf(self) -> Any:
+        """The IVF layer of an IVF index (ids kept per list, so removal leaves holes), else None."""
+        if self._index is None or "IVF" not in self.factory:
+            return None
+        return self._faiss.extract_index_ivf(self._index)
+
+    def _remove(self, positions: np.ndarray) -> None:
+        # Each family by the means faiss has: flat codes (Flat, SQ, PQ) renumber on remove_ids, so
+        # positions stay faiss ids; IVF keeps its ids, mapped to positions by self._labels; an HNSW
+        # graph cannot remove at all, so it is rebuilt from the rows that stay (its training kept).
+        faiss = self._faiss
+        if self._ivf() is not None:
+            self._direct_map()
+            self._index.remove_ids(self._labels.remove(positions))
+        elif isinstance(self._index, faiss.IndexFlatCodes):
+            self._index.remove_ids(np.asarray(positions, dtype=np.int64))
+            self._labels = LabelMap(int(self._index.ntotal))
+        else:
+            keep = np.delete(np.arange(self._count(), dtype=np.int64), positions)
+            rows = self._get(keep) if len(keep) else None
+            self._index.reset()
+            if rows is not None:
+                self._index.add(rows)
+            self._labels = LabelMap(int(self._index.ntotal))
 
     def _count(self) -> int:
         return 0 if self._index is None else int(self._index.ntotal)
@@ -122,15 +155,18 @@ class FaissIndex(BaseIndex):
     def _search(self, queries: np.ndarray, k: int) -> Neighbors:
         self._tune()
         scores, ids = self._index.search(queries, k)
-        return sort_neighbors(ids, scores)
+        return sort_neighbors(self._labels.positions(ids), scores)
+
+    def _direct_map(self) -> None:
+        """Give an IVF index the id → entry map that reconstruction needs (a hash table: it survives removals)."""
+        ivf = self._ivf()
+        if ivf.direct_map.type != self._faiss.DirectMap.Hashtable:
+            ivf.set_direct_map_type(self._faiss.DirectMap.Hashtable)
 
     def _get(self, positions: np.ndarray) -> np.ndarray:
-        try:
-            return self._index.reconstruct_batch(positions)
-        except RuntimeError:
-            ivf = self._faiss.extract_index_ivf(self._index)
-            ivf.make_direct_map()
-            return self._index.reconstruct_batch(positions)
+        if self._ivf() is not None:
+            self._direct_map()
+        return self._index.reconstruct_batch(self._labels.of(positions))
 
 
     def _state(self):
@@ -141,12 +177,15 @@ class FaissIndex(BaseIndex):
             except (RuntimeError, AttributeError):
                 pass
         blob = np.empty(0, dtype=np.uint8) if index is None else self._faiss.serialize_index(index)
-        return {}, {"faiss_index": np.asarray(blob, dtype=np.uint8)}
+        arrays = {"faiss_index": np.asarray(blob, dtype=np.uint8)}
+        if not self._labels.identity:
+            arrays["faiss_ids"] = self._labels.live
+        return {"next_label": self._labels.next_label} if not self._labels.identity else {}, arrays
 
     def _restore(self, extra, arrays) -> None:
         # faiss's reader checks its own structures (HNSW links, entry point, levels) and throws on a bad one;
         # what it cannot know (the dimension, the metric) is checked here, before any search.
-        require_arrays(arrays, ("faiss_index",), owner="FaissIndex")
+        require_arrays(arrays, ("faiss_index",), ("faiss_ids",), owner="FaissIndex")
         blob = arrays["faiss_index"]
         if blob.dtype != np.uint8 or blob.ndim != 1:
             raise ArtifactError("FaissIndex artifact: faiss_index must be a 1-D uint8 array")
@@ -157,12 +196,50 @@ class FaissIndex(BaseIndex):
             index = self._faiss.deserialize_index(blob)
         except RuntimeError as exc:
             raise ArtifactError(f"FaissIndex artifact: faiss refuses the saved index ({str(exc).splitlines()[-1]})") from None
-        if index.d != self.dim or index.metric_type != self._faiss.METRIC_INNER_PRODUCT or index.ntotal < 1:
+        if index.d != self.dim or index.metric_type != self._faiss.METRIC_INNER_PRODUCT:
             raise ArtifactError(
                 f"FaissIndex artifact: the saved index has dimension {index.d} and {index.ntotal} vectors; "
                 f"expected dimension {self.dim} and inner-product scores"
             )
         self._index = index
+        self._labels = self._restored_labels(extra, arrays.get("faiss_ids"), int(index.ntotal))
+
+    def _ivf_ids(self) -> np.ndarray:
+        """Every id the IVF lists hold, ascending."""
+        lists = self._ivf().invlists
+        parts = [
+            self._faiss.rev_swig_ptr(lists.get_ids(number), lists.list_size(number)).copy()
+            for number in range(lists.nlist)
+            if lists.list_size(number)
+        ]
+        return np.sort(np.concatenate(parts)).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
+
+    def _restored_labels(self, extra: dict, ids: np.ndarray | None, count: int) -> LabelMap:
+        """The position ↔ faiss id map of an IVF index that had removals, checked against the index."""
+        if ids is None:
+            if extra:
+                raise ArtifactError(f"FaissIndex artifact: unexpected extra fields {sorted(extra)}")
+            if self._ivf() is not None and not np.array_equal(self._ivf_ids(), np.arange(count)):
+                raise ArtifactError("FaissIndex artifact: the IVF lists hold ids other than 0..n-1 and no faiss_ids")
+            return LabelMap(count)
+        next_label = extra.get("next_label")
+        if self._ivf() is not None and not np.array_equal(ids, self._ivf_ids()):
+            raise ArtifactError("FaissIndex artifact: faiss_ids are not the ids the IVF lists hold")
+        if (
+            self._ivf() is None
+            or set(extra) != {"next_label"}
+            or ids.ndim != 1
+            or ids.dtype.kind != "i"
+            or len(ids) != count
+            or isinstance(next_label, bool)
+            or not isinstance(next_label, int)
+            or (count and (ids[0] < 0 or (np.diff(ids) <= 0).any() or next_label <= ids[-1]))
+        ):
+            raise ArtifactError(
+                "FaissIndex artifact: faiss_ids must be the IVF index's ids, ascending, one per vector, "
+                "with extra.next_label above them"
+            )
+        return LabelMap(live=ids.astype(np.int64), next_label=next_label)
 
 
 _ENCODING = r"(?:Flat|SQ(?:4|6|8|fp16|bf16)|PQ(?P<pq_m>\d+)(?:x(?P<pq_bits>\d+))?)"

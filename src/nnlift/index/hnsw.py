@@ -23,6 +23,7 @@ from ..neighbors import Neighbors, sort_neighbors
 from .._artifact import ArtifactError, require_arrays
 from .._check import check_positive_int
 from .base import BaseIndex
+from .labels import LabelMap
 
 __all__ = ["HnswIndex"]
 
@@ -65,6 +66,7 @@ class HnswIndex(BaseIndex):
         self.seed = check_positive_int(seed, "seed", minimum=0)
         self._hnswlib = require("hnswlib", "HnswIndex")
         self._index = None
+        self._labels = LabelMap()  # positions ↔ hnswlib labels; removed items stay in the graph, marked deleted
 
     def _new(self, dim: int, capacity: int) -> Any:
         index = self._hnswlib.Index(space="ip", dim=dim)
@@ -72,25 +74,30 @@ class HnswIndex(BaseIndex):
         return index
 
     def _add(self, vectors: np.ndarray) -> None:
-        n_old = self._count()
+        nodes = 0 if self._index is None else self._index.get_current_count()  # deleted nodes included
         if self._index is None:
             self._index = self._new(vectors.shape[1], max(vectors.shape[0], 1))
-        elif n_old + vectors.shape[0] > self._index.get_max_elements():
-            self._index.resize_index(max(2 * n_old, n_old + vectors.shape[0]))
-        labels = np.arange(n_old, n_old + vectors.shape[0])
+        elif nodes + vectors.shape[0] > self._index.get_max_elements():
+            self._index.resize_index(max(2 * nodes, nodes + vectors.shape[0]))
+        labels = self._labels.extend(vectors.shape[0])
         self._index.add_items(vectors, labels, num_threads=default_workers())
 
+    def _remove(self, positions: np.ndarray) -> None:
+        for label in self._labels.remove(positions).tolist():
+            self._index.mark_deleted(label)  # hnswlib skips it in every search from now on
+
     def _count(self) -> int:
-        return 0 if self._index is None else self._index.get_current_count()
+        return len(self._labels)
 
     def _search(self, queries: np.ndarray, k: int) -> Neighbors:
         self._index.set_ef(max(self.ef_search, k))
         labels, distances = self._index.knn_query(queries, k=k, num_threads=default_workers())
         # hnswlib's "ip" space reports 1 - inner product.
-        return sort_neighbors(labels.astype(np.int64), 1.0 - distances)
+        return sort_neighbors(self._labels.positions(labels.astype(np.int64)), 1.0 - distances)
 
     def _get(self, positions: np.ndarray) -> np.ndarray:
-        return np.asarray(self._index.get_items(positions), dtype=np.float32).reshape(len(positions), self.dim)
+        labels = self._labels.of(positions)
+        return np.asarray(self._index.get_items(labels), dtype=np.float32).reshape(len(positions), self.dim)
 
 
     def _state(self):
@@ -113,7 +120,9 @@ class HnswIndex(BaseIndex):
             return
         if set(extra) != {"capacity"}:
             raise ArtifactError(f"HnswIndex artifact: extra must hold exactly 'capacity' and 'dim'; got {sorted(extra)}")
-        check_graph(blob, dim=self.dim or 0, M=self.M, ef_construction=self.ef_construction, capacity=extra["capacity"])
+        live = check_graph(blob, dim=self.dim or 0, M=self.M, ef_construction=self.ef_construction, capacity=extra["capacity"])
+        nodes = int(_HEADER.unpack_from(blob.tobytes(), 0)[2])
+        self._labels = LabelMap(nodes) if len(live) == nodes else LabelMap(live=live, next_label=nodes)
         with tempfile.TemporaryDirectory() as folder:
             file = os.path.join(folder, "graph.bin")
             blob.tofile(file)
@@ -125,14 +134,16 @@ _HEADER = struct.Struct("<QQQQQQiIQQQdQ")  # hnswlib 0.8 HierarchicalNSW::saveIn
 _MAX_LEVEL = 255
 
 
-def check_graph(blob: np.ndarray, *, dim: int, M: int, ef_construction: int, capacity: Any) -> None:
+def check_graph(blob: np.ndarray, *, dim: int, M: int, ef_construction: int, capacity: Any) -> np.ndarray:
     """Raise ``ArtifactError`` unless ``blob`` is a well-formed hnswlib 0.8 graph of these parameters.
 
     Checks every field hnswlib trusts when it loads and searches: the header
     against ``dim``/``M``/``ef_construction``/``capacity``, each node's link
-    counts and neighbour ids, that labels are the positions 0..n-1 (in any order), that the
+    counts and neighbour ids, that labels are the labels 0..n-1 (in any order), that the
     stored vectors are finite, and that each upper-level link points to a node
     that lives on that level. The blob's size must match to the byte.
+
+    Returns the live labels (nodes not marked deleted by a removal), ascending.
     """
 
     def fail(message: str) -> ArtifactError:
@@ -167,7 +178,7 @@ def check_graph(blob: np.ndarray, *, dim: int, M: int, ef_construction: int, cap
     if len(raw) < end0:
         raise fail("shorter than its level-0 data")
     level0 = np.frombuffer(raw, dtype=np.uint8, count=count * size_element, offset=_HEADER.size).reshape(count, -1)
-    _check_links(level0[:, :links0], 2 * M, count, np.zeros(count, dtype=np.int64), 0, fail)
+    deleted = _check_links(level0[:, :links0], 2 * M, count, np.zeros(count, dtype=np.int64), 0, fail, level0=True)
     labels = np.ascontiguousarray(level0[:, label_offset:]).view("<u8").ravel()
     if not np.array_equal(np.sort(labels), np.arange(count, dtype=np.uint64)):  # threads add in any order
         raise fail("labels are not the positions 0..n-1")
@@ -200,14 +211,22 @@ def check_graph(blob: np.ndarray, *, dim: int, M: int, ef_construction: int, cap
         offsets = starts[node_of] + (level_of - 1) * block
         blocks = np.frombuffer(raw, dtype=np.uint8)[offsets[:, None] + np.arange(block)]
         _check_links(blocks, M, count, levels, level_of, fail)
+    return np.sort(labels[~deleted].astype(np.int64))
 
 
-def _check_links(rows: np.ndarray, width: int, count: int, levels: np.ndarray, level: Any, fail) -> None:
-    """Rows of (uint16 count, 2 zero bytes, ``width`` uint32 ids): counts ≤ width, ids < count, on ``level``."""
+_DELETE_MARK = 1  # hnswlib's mark_deleted sets this bit in the third byte of a node's level-0 link header
+
+
+def _check_links(rows, width: int, count: int, levels: np.ndarray, level: Any, fail, level0: bool = False) -> np.ndarray:
+    """Rows of (uint16 count, flags, zero byte, ``width`` uint32 ids): counts ≤ width, ids < count, on ``level``.
+
+    Only level 0 may carry a flag, hnswlib's delete mark; returns which rows carry it.
+    """
     header = np.ascontiguousarray(rows[:, :4])
     sizes = header[:, :2].copy().view("<u2").ravel()
-    if (header[:, 2:] != 0).any():
-        raise fail("a node is marked deleted or has flags hnswlib does not write here")
+    flags_allowed = _DELETE_MARK if level0 else 0
+    if (header[:, 3] != 0).any() or (header[:, 2] & ~np.uint8(flags_allowed)).any():
+        raise fail("a node has flags hnswlib does not write here")
     if (sizes > width).any():
         raise fail(f"a node has more than {width} links")
     ids = np.ascontiguousarray(rows[:, 4:]).view("<u4").reshape(len(rows), width)
@@ -218,3 +237,4 @@ def _check_links(rows: np.ndarray, width: int, count: int, levels: np.ndarray, l
         deep_enough = levels[np.where(used, ids, 0).astype(np.int64)] >= np.asarray(level)[:, None]
         if not deep_enough[used].all():
             raise fail("an upper-level link points to a node below that level")
+    return header[:, 2] == _DELETE_MARK

@@ -133,6 +133,15 @@ class IVFIndex(BaseIndex):
         self._vectors = vectors.copy() if len(self._vectors) == 0 else np.concatenate([self._vectors, vectors])
         self._centroids = None  # rebuilt lazily on the next search
 
+    def _remove(self, positions: np.ndarray) -> None:
+        # The lists keep their centroids: the remaining rows stay where they were, so their neighbours do not move.
+        self._vectors = np.delete(self._vectors, positions, axis=0)
+        self._routed = None
+        if self._centroids is not None and len(self._vectors):
+            self._set_lists(self._centroids, np.delete(self._own_probes, positions, axis=0))
+        else:
+            self._centroids = None
+
     def _count(self) -> int:
         return self._vectors.shape[0]
 

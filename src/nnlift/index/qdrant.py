@@ -240,9 +240,18 @@ class QdrantIndex(BaseIndex):
                 raise InputError(f"vectors have {array.shape[1]} dimensions; collection {self.collection!r} has {dim}")
         else:
             self._create(array.shape[1])
-        start = len(self)
+        start = self._next_seq()
         external = np.arange(start, start + len(array)) if ids is None else check_ids(ids, len(array))
+        taken = self._existing(external.tolist())
+        if taken:
+            raise InputError(f"ids already in collection {self.collection!r}: {taken[:3]}; use update(ids, vectors)")
+        self._upsert(array, external, np.arange(start, start + len(array)))
+        return self
+
+    def _upsert(self, array: np.ndarray, external: np.ndarray, seqs: np.ndarray) -> None:
+        """Write points in batches (with retries): each keeps its id, its position (``nnlift_seq``) and string key."""
         models = self._models
+        self._sequence_cache = None
         with progress_bar(
             f"upserting into {self.collection}", len(array), enabled=self.progress, expected_seconds=len(array) / 2000
         ) as bar:
@@ -251,7 +260,7 @@ class QdrantIndex(BaseIndex):
                 points = []
                 for row in range(lo, hi):
                     key = external[row].item()
-                    payload = {SEQ: start + row}
+                    payload = {SEQ: int(seqs[row])}
                     if isinstance(key, str):
                         payload[KEY] = key
                     points.append(
@@ -261,6 +270,86 @@ class QdrantIndex(BaseIndex):
                     lambda: self.client.upsert(self.collection, points=points, wait=True), retries=self.retries
                 )
                 bar.advance(hi - lo)
+
+    def _existing(self, values: list) -> list:
+        """Those of ``values`` (external ids) that are points of the collection."""
+        if not values:
+            return []
+        wanted = [point_id(v) for v in values]
+        found = with_retries(
+            lambda: self.client.retrieve(self.collection, ids=wanted, with_payload=False, with_vectors=False),
+            retries=self.retries,
+        )
+        present = {str(p.id) for p in found}
+        return [v for v, w in zip(values, wanted) if str(w) in present]
+
+    def _seqs_of(self, values: list) -> list:
+        """The ``nnlift_seq`` of each external id; an unknown id raises ``UnknownIdError``, a repeated one ``InputError``."""
+        if len(set(values)) != len(values):
+            raise InputError("ids repeats an id; give each id once")
+        wanted = [point_id(v) for v in values]
+        found = with_retries(
+            lambda: self.client.retrieve(self.collection, ids=wanted, with_payload=[SEQ], with_vectors=False),
+            retries=self.retries,
+        )
+        by_id = {str(p.id): (p.payload or {}).get(SEQ) for p in found}
+        missing = [v for v, w in zip(values, wanted) if str(w) not in by_id]
+        if missing:
+            raise UnknownIdError(f"unknown id(s): {missing[:5]} (collection {self.collection!r})")
+        return [by_id[str(w)] for w in wanted]
+
+    def _sequence(self) -> np.ndarray:
+        """Every point's ``nnlift_seq``, ascending (cached until this index writes or removes)."""
+        count = len(self)
+        cached = getattr(self, "_sequence_cache", None)
+        if cached is None or len(cached) != count:
+            seqs = [seq for _, found, _ in self.scroll_records(vectors=False) for seq in found if seq is not None]
+            cached = np.sort(np.asarray(seqs, dtype=np.int64))
+            self._sequence_cache = cached
+        return cached
+
+    def _next_seq(self) -> int:
+        if not self.exists():
+            return 0
+        seqs = self._sequence()
+        return int(seqs[-1]) + 1 if len(seqs) else 0
+
+    def remove(self, ids: Any) -> QdrantIndex:
+        """Delete points by id (with retries); unknown or repeated ids raise before anything is deleted."""
+        values = [ids] if isinstance(ids, (str, int, np.integer)) else list(np.asarray(ids).tolist())
+        self._vector_params()
+        self._seqs_of(values)
+        if values:
+            selector = self._models.PointIdsList(points=[point_id(v) for v in values])
+            with_retries(
+                lambda: self.client.delete(self.collection, points_selector=selector, wait=True), retries=self.retries
+            )
+            self._sequence_cache = None
+        return self
+
+    def _remove(self, positions: np.ndarray) -> None:
+        seqs = self._sequence()[positions].tolist()
+        models = self._models
+        condition = models.FieldCondition(key=SEQ, match=models.MatchAny(any=seqs))
+        selector = models.FilterSelector(filter=models.Filter(must=[condition]))
+        with_retries(
+            lambda: self.client.delete(self.collection, points_selector=selector, wait=True), retries=self.retries
+        )
+        self._sequence_cache = None
+
+    def remove_positions(self, positions: np.ndarray) -> None:
+        self._remove(positions)
+
+    def update(self, ids: Any, vectors: Any) -> QdrantIndex:
+        """Replace the vectors of existing points; each keeps its id, payload key and position."""
+        values = [ids] if isinstance(ids, (str, int, np.integer)) else list(np.asarray(ids).tolist())
+        array = check_array(vectors, "vectors", width=int(self._vector_params().size))
+        if len(array) != len(values):
+            raise InputError(f"update got {len(values)} ids but {len(array)} vectors; give one vector per id")
+        seqs = self._seqs_of(values)
+        if None in seqs:
+            raise InputError("update needs points nnlift wrote (with an nnlift_seq payload)")
+        self._upsert(array, check_ids(values, len(values)), np.asarray(seqs, dtype=np.int64))
         return self
 
     def search(self, queries: Any, k: int) -> Neighbors:
@@ -322,7 +411,10 @@ class QdrantIndex(BaseIndex):
         self.add(vectors)
 
     def _search(self, queries: np.ndarray, k: int) -> Neighbors:
-        _, positions, scores, _, _ = self._query(queries, k)
+        _, seqs, scores, _, _ = self._query(queries, k)
+        # Positions are ranks of nnlift_seq: after a removal, seqs have gaps that positions do not.
+        sequence = self._sequence()
+        positions = np.where(seqs >= 0, np.searchsorted(sequence, np.maximum(seqs, 0)), -1)
         return Neighbors(positions, scores)
 
     def stored_vectors(self) -> np.ndarray:
@@ -369,27 +461,24 @@ class QdrantIndex(BaseIndex):
         for ids, _, vectors in self.scroll_records(batch):
             yield ids, vectors
 
-    def scroll_records(self, batch: int = 1024) -> Iterator[tuple[list, list, np.ndarray]]:
-        """Every point's id, its ``nnlift_seq`` payload (None where absent) and vector, in batches."""
+    def scroll_records(self, batch: int = 1024, *, vectors: bool = True) -> Iterator[tuple[list, list, np.ndarray | None]]:
+        """Every point's id, its ``nnlift_seq`` payload (None where absent) and vector (None without ``vectors``), in batches."""
         offset = None
+        wanted = ([self.using] if self.using else True) if vectors else False
         while True:
             points, offset = with_retries(
                 lambda: self.client.scroll(
-                    self.collection,
-                    limit=batch,
-                    offset=offset,
-                    with_payload=[KEY, SEQ],
-                    with_vectors=[self.using] if self.using else True,
+                    self.collection, limit=batch, offset=offset, with_payload=[KEY, SEQ], with_vectors=wanted
                 ),
                 retries=self.retries,
             )
             if points:
                 ids = [(p.payload or {}).get(KEY, p.id) for p in points]
                 seqs = [(p.payload or {}).get(SEQ) for p in points]
-                vectors = np.asarray(
-                    [p.vector[self.using] if self.using else p.vector for p in points], dtype=np.float32
-                )
-                yield ids, seqs, vectors
+                rows = None
+                if vectors:
+                    rows = np.asarray([p.vector[self.using] if self.using else p.vector for p in points], dtype=np.float32)
+                yield ids, seqs, rows
             if offset is None:
                 return
 
