@@ -7,6 +7,7 @@ settings a ``Checked`` index records what it measured in ``checks_`` and its
 """
 
 import warnings
+import re
 
 import numpy as np
 import pytest
@@ -147,3 +148,23 @@ def test_checked_measures_a_lossy_index_against_the_methods_own_rows(data):
     sample_error = bias_check["error"]
     assert sample_error > 1e-5  # SQ8's rounding shows: compared with its own reconstructions it would be ~1e-7
     assert sample_error == pytest.approx(np.abs(model.bias_ - exact.bias_).mean(), rel=0.5)
+
+
+@pytest.mark.parametrize(
+    ("make", "names", "absent"),
+    [
+        (lambda: nnlift.HnswIndex(M=4, ef_construction=8, ef_search=1), r"raise ef_search \(now 1\) or M \(now 4\)", "n_probe"),
+        (lambda: nnlift.IVFIndex(n_lists=40, n_probe=1), r"raise n_probe \(now 1", "ef_search"),
+        (lambda: nnlift.FaissIndex("HNSW4", metric="ip", ef_search=1), r"raise ef_search \(now 1\)", "n_probe"),
+        (lambda: nnlift.FaissIndex("IVF40,Flat", metric="ip"), r"raise nprobe \(now faiss default 1\)", "ef_search"),
+    ],
+)
+def test_low_recall_warning_names_the_parameter_of_the_index_in_use(make, names, absent):
+    rng = np.random.default_rng(3)
+    database = rng.standard_normal((2000, 16)).astype(np.float32)
+    database /= np.linalg.norm(database, axis=1, keepdims=True)
+    with pytest.warns(UserWarning) as caught:
+        nnlift.NNN(k=8, index=nnlift.Checked(make(), sample=64, on_low="warn")).fit(database, database[:500])
+    message = str(caught[0].message)
+    assert re.search(names, message), message
+    assert absent not in message and "or use ExactIndex()" in message

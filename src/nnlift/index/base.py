@@ -303,6 +303,10 @@ class BaseIndex(ABC):
 
         return logsumexp_of_candidates(self, queries, beta, column_best=column_best)
 
+    def accuracy_hint(self) -> str:
+        """What to change for higher recall on this index, naming its own parameter (for warnings)."""
+        return "use ExactIndex()"
+
     def stored_vectors(self) -> np.ndarray:
         """Every stored row in position order (what exact search and checks compare against)."""
         return self._get(np.arange(len(self), dtype=np.int64))

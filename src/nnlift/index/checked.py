@@ -253,12 +253,14 @@ class Checked(BaseIndex):
         if not failures:
             return found
         message = f"{type(self.index).__name__} {kind}: {'; '.join(failures)} on {len(rows)} sampled rows"
+        hint = self.index.accuracy_hint()
+        advice = f"; {hint}" + ("" if "ExactIndex" in hint else " or use ExactIndex()")
         if self.on_low == "raise":
-            raise LowRecallError(message + "; probe more (n_probe, ef_search) or use ExactIndex()")
+            raise LowRecallError(message + advice)
         if self.on_low == "warn":
-            warnings.warn(message + "; probe more (n_probe, ef_search) or use ExactIndex()", stacklevel=4)
+            warnings.warn(message + advice, stacklevel=4)
             return found
-        logger.warning("%s: answering by exact search from now on", message)
+        logger.warning("%s: answering by exact search from now on (for speed: %s)", message, hint)
         self.exact_ = True
         return run(self._exact())
 

@@ -152,6 +152,16 @@ class FaissIndex(BaseIndex):
     def _count(self) -> int:
         return 0 if self._index is None else int(self._index.ntotal)
 
+    def accuracy_hint(self) -> str:
+        hints = []
+        if "IVF" in self.factory:
+            hints.append(f"raise nprobe (now {self.nprobe if self.nprobe is not None else 'faiss default 1'})")
+        if "HNSW" in self.factory:
+            hints.append(f"raise ef_search (now {self.ef_search if self.ef_search is not None else 'faiss default 16'})")
+        if re.search(r"SQ|PQ", self.factory):
+            hints.append(f"use a finer encoding than {self.factory!r} (its compression loses neighbours)")
+        return ", ".join(hints) if hints else "use ExactIndex()"
+
     def _search(self, queries: np.ndarray, k: int) -> Neighbors:
         self._tune()
         scores, ids = self._index.search(queries, k)

@@ -89,6 +89,9 @@ class HnswIndex(BaseIndex):
     def _count(self) -> int:
         return len(self._labels)
 
+    def accuracy_hint(self) -> str:
+        return f"raise ef_search (now {self.ef_search}) or M (now {self.M})"
+
     def _search(self, queries: np.ndarray, k: int) -> Neighbors:
         self._index.set_ef(max(self.ef_search, k))
         labels, distances = self._index.knn_query(queries, k=k, num_threads=default_workers())

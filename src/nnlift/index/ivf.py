@@ -223,6 +223,9 @@ class IVFIndex(BaseIndex):
         self._set_lists(centroids, probes)
         return True
 
+    def accuracy_hint(self) -> str:
+        return f"raise n_probe (now {self.n_probe}; lists: {self.n_lists or 'about √n'})"
+
     # -- search --------------------------------------------------------------
     def _search(self, queries: np.ndarray, k: int) -> Neighbors:
         return self.search_arrays(queries, k)

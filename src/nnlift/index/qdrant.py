@@ -221,6 +221,9 @@ class QdrantIndex(BaseIndex):
                 retries=self.retries,
             )
 
+    def accuracy_hint(self) -> str:
+        return f"raise collection {self.collection!r}'s HNSW settings (hnsw_config m, ef_construct) on the server"
+
     def __len__(self) -> int:
         if not self.exists():
             return 0
