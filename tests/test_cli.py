@@ -362,3 +362,30 @@ def test_similar_and_walk_read_ids_from_files_and_print_json(monkeypatch, capsys
     assert [step["scale"] for step in steps] == [0.5, 1.0] and all(len(step["ids"]) == 3 for step in steps)
     code, out = run(monkeypatch, capsys, "similar", "--index", tmp_path / "rec", "--id", "@" + str(tmp_path / "missing.txt"))
     assert code == 2 and "cannot read" in out
+
+
+@pytest.mark.parametrize(
+    ("options", "kind", "setting"),
+    [(["--index", "hnsw", "--ef-search", 200], "FaissIndex", ("ef_search", 200)), (["--approximate"], "IVFIndex", ("n_probe", 8))],
+)
+def test_nnn_fit_on_an_approximate_index_reports_its_checks(monkeypatch, capsys, data, options, kind, setting):
+    code, out = run(
+        monkeypatch, capsys, "nnn", "fit", "--database", data / "database.npy", "--bank", data / "bank.npy",
+        "--output", data / "model", "-k", 8, *options,
+    )
+    assert code == 0, out
+    model = nnlift.load(data / "model")
+    inner = model.index.index
+    assert type(inner).__name__ == kind and getattr(inner, setting[0]) == setting[1]
+    check = model.checks_[0]
+    assert f"bank topk_mean: error {check['error']:.2e}" in " ".join(out.split())
+    exact = nnlift.NNN(k=8).fit(np.load(data / "database.npy"), np.load(data / "bank.npy"))
+    assert np.abs(model.bias_ - exact.bias_).mean() <= max(check["error"] * 3, 1e-6)
+
+
+def test_nnn_fit_refuses_a_setting_of_another_index(monkeypatch, capsys, data):
+    code, out = run(
+        monkeypatch, capsys, "nnn", "fit", "--database", data / "database.npy", "--bank", data / "bank.npy",
+        "--output", data / "model", "--index", "ivf", "--ef-search", 64,
+    )
+    assert code != 0 and "--ef-search applies to --index hnsw" in out and not (data / "model").exists()

@@ -4,6 +4,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -18,6 +19,9 @@ def test_the_readme_quick_start_runs(tmp_path, monkeypatch):
     assert math.isfinite(namespace["gain"].mean)  # the last lines ran: a paired gain was computed
     assert [c["on"] for c in namespace["big"].checks_][:1] == ["bank"]
     assert (tmp_path / "nnn-model" / "manifest.json").is_file()
+    folded, corrected = namespace["folded"], namespace["corrected"]
+    assert (folded.ids[:, 0] == corrected.ids[:, 0]).mean() == 1.0  # the served top-1 is NNN's
+    assert np.mean([len(set(a) & set(b)) for a, b in zip(folded.ids, corrected.ids)]) / 10 >= 0.99
 
 
 def test_the_readme_engines_block_runs():

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .._artifact import check_file_target, check_target
-from .common import OverwriteOption, app, console, load_matrix, open_artifact, show_neighbors, write_neighbors
+from .common import OverwriteOption, UserError, app, console, load_matrix, open_artifact, show_neighbors, write_neighbors
 
 nnn_app = typer.Typer(help="Nearest Neighbor Normalization: fit a bias from a bank, then search.", no_args_is_help=True)
 
@@ -22,17 +22,54 @@ def nnn_fit(
     output: Annotated[Path, typer.Option(help="Folder for the fitted model (an nnlift artifact).")],
     k: Annotated[int, typer.Option("-k", "--k", min=1)] = 16,
     alpha: float = 0.75,
-    approximate: bool = False,
+    approximate: Annotated[bool, typer.Option(help="Shorthand for --index ivf.")] = False,
+    index: Annotated[
+        str, typer.Option(help="exact, ivf or hnsw; ivf and hnsw are Checked: measured on a sample, exact when low.")
+    ] = "exact",
+    n_probe: Annotated[Optional[int], typer.Option(min=1, help="--index ivf: lists probed per query (default 8).")] = None,
+    ef_search: Annotated[
+        Optional[int], typer.Option(min=1, help="--index hnsw: the graph's search breadth (default 128).")
+    ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Learn each database item's bias (mean of its k most similar bank queries) and save the model."""
     from ..correct import NNN
 
     check_target(output, overwrite=overwrite, option="--output")
-    model = NNN(k=k, alpha=alpha, approximate=approximate)
+    model = NNN(k=k, alpha=alpha, index=approximate_index("ivf" if approximate else index, n_probe, ef_search))
     model.fit(load_matrix(database, "--database"), load_matrix(bank, "--bank"))
     model.save(output, overwrite=overwrite)
-    console.print(f"fitted NNN on {model.n_database:,} items (bias mean {model.bias_.mean():.4f}); saved to {output}")
+    checks = "".join(
+        f"; {c['on']} {c['reduction']}: "
+        + (f"recall {c['recall']:.3f}" if "recall" in c else f"error {c['error']:.2e}")
+        + (f" ({c['action']})" if c["action"] != "none" else "")
+        for c in model.checks_
+    )
+    console.print(
+        f"fitted NNN on {model.n_database:,} items (bias mean {model.bias_.mean():.4f}{checks}); saved to {output}"
+    )
+
+
+def approximate_index(kind: str, n_probe: int | None, ef_search: int | None):
+    """The index template for ``--index``: exact, or a Checked IVF or HNSW graph with its own setting."""
+    from ..index import Checked, ExactIndex, IVFIndex
+    from ..recommend import default_index
+
+    if kind not in ("exact", "ivf", "hnsw"):
+        raise UserError(f"--index must be exact, ivf or hnsw; got {kind!r}")
+    if n_probe is not None and kind != "ivf":
+        raise UserError(f"--n-probe applies to --index ivf; this run uses --index {kind}")
+    if ef_search is not None and kind != "hnsw":
+        raise UserError(f"--ef-search applies to --index hnsw; this run uses --index {kind}")
+    if kind == "exact":
+        return ExactIndex()
+    if kind == "ivf":
+        return Checked(IVFIndex(n_probe=n_probe or 8))
+    graph = default_index(1, exact_below=0)  # the seed's HNSW (M=30, efConstruction=100): faiss, else hnswlib
+    if not hasattr(graph, "ef_search"):
+        raise UserError("--index hnsw needs faiss or hnswlib (pip install 'nnlift[faiss]')")
+    graph.ef_search = ef_search or graph.ef_search
+    return Checked(graph)
 
 
 @nnn_app.command("search")
