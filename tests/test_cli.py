@@ -389,3 +389,47 @@ def test_nnn_fit_refuses_a_setting_of_another_index(monkeypatch, capsys, data):
         "--output", data / "model", "--index", "ivf", "--ef-search", 64,
     )
     assert code != 0 and "--ef-search applies to --index hnsw" in out and not (data / "model").exists()
+
+
+def test_similar_and_walk_draw_figures_of_what_they_print(monkeypatch, capsys, tmp_path, rng):
+    pytest.importorskip("matplotlib")
+    import json
+
+    import matplotlib.image
+
+    import nnlift.plot
+
+    vectors = rng.standard_normal((150, 8)).astype(np.float32)
+    ids = np.array([f"doc {i}" for i in range(150)])
+    np.savez(tmp_path / "items.npz", embeddings=vectors, ids=ids)
+    assert run(monkeypatch, capsys, "index", "--vectors", tmp_path / "items.npz", "--output", tmp_path / "rec")[0] == 0
+    drawn = []
+    real_grid = nnlift.plot._grid
+    monkeypatch.setattr(nnlift.plot, "_grid", lambda rows, *a, **kw: (drawn.append(rows), real_grid(rows, *a, **kw))[1])
+    figure = tmp_path / "similar.png"
+    code, out = run(monkeypatch, capsys, "similar", "--index", tmp_path / "rec", "--id", "doc 3", "--id", "doc 9",
+                    "-k", 4, "--json", "--figure", figure)
+    assert code == 0, out
+    printed = json.loads(out)
+    (rows,) = drawn
+    assert [head for (head, _), _ in rows] == ["doc 3", "doc 9"]
+    for (_, cells), entry in zip(rows, printed):
+        assert [c[0] for c in cells] == [hit["id"] for hit in entry["similar"]]
+        assert [c[1] for c in cells] == [f"{hit['score']:.3f}" for hit in entry["similar"]]
+    assert matplotlib.image.imread(figure).shape[0] > 100  # a real PNG
+    code, out = run(monkeypatch, capsys, "similar", "--index", tmp_path / "rec", "--id", "doc 3", "--figure", figure)
+    assert code != 0 and "already exists" in out  # never replaced without --overwrite
+
+    walk_figure = tmp_path / "walk.png"
+    code, out = run(monkeypatch, capsys, "walk", "--index", tmp_path / "rec", "--from-ids", "doc 1,doc 2",
+                    "--to-ids", "doc 5,doc 6", "--start", "doc 1", "--scales", "0.5,1.0", "-k", 3, "--json",
+                    "--figure", walk_figure)
+    assert code == 0, out
+    steps = json.loads(out)
+    rows = drawn[-1]
+    assert rows[0][0] == (None, "start") and rows[0][1][0][0] == "doc 1"
+    for ((_, title), cells), step in zip(rows[1:], steps):
+        assert title == f"scale {step['scale']:g}\n{len(step['new'])} new"
+        assert [c[0] for c in cells] == step["ids"]
+        assert [c[3] for c in cells] == [i in step["new"] for i in step["ids"]]  # new items framed
+    assert matplotlib.image.imread(walk_figure).shape[1] > 100

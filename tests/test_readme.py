@@ -54,3 +54,20 @@ def test_the_readme_sklearn_block_runs():
     exec(compile(block, str(README), "exec"), namespace)
     accuracy = namespace["pipeline"].score(namespace["X_test"], namespace["y_test"])
     assert accuracy == pytest.approx(0.9844, abs=1e-3)  # the value the README prints
+
+
+def test_the_readme_pictures_block_runs(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    import matplotlib.image
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    pictures = next(block for block in blocks if "plot_walk(" in block)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(pictures, str(README), "exec"), namespace)
+    assert [step.new for step in namespace["steps"]] == [["bay", "lake"], [], ["hill", "plain"]]
+    for name in ("neighbors.png", "walk.png"):
+        assert matplotlib.image.imread(tmp_path / name).shape[0] > 200
+    for image in re.findall(r"\]\((docs/img/[^)]+\.png)\)", README.read_text(encoding="utf-8")):
+        assert (README.parent / image).is_file(), image

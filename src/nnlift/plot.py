@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._optional import require
+from .errors import InputError, InputTypeError
 from .evaluate.compare import MethodResult
 from .evaluate.hubness import k_occurrence
 from .evaluate.metrics import hit_rate_at_k
+from .neighbors import Neighbors
 
-__all__ = ["plot_neighbors", "plot_hit_rate_curves", "plot_k_occurrence", "plot_gains", "write_report", "results_table"]
+__all__ = [
+    "draw_images",
+    "draw_text",
+    "plot_gains",
+    "plot_hit_rate_curves",
+    "plot_k_occurrence",
+    "plot_neighbors",
+    "plot_walk",
+    "results_table",
+    "write_report",
+]
 
 
 def _pyplot():
@@ -183,56 +197,256 @@ def write_report(
     return folder / "report.md"
 
 
+# -- items on a grid: neighbours of queries, the steps of a walk ----------------------------------------------------
+
+Drawer = Callable[[Any, Any], None]
+"""``draw(axis, item)`` puts one item on a matplotlib axis; ``item`` is an id or the item's own data."""
+
+NEW, TARGET, PLAIN, WRONG = "tab:orange", "tab:green", "0.55", "tab:red"
+
+
+def draw_images(images: Any = None, shape: tuple[int, int] | None = None, cmap: str = "gray_r") -> Drawer:
+    """Items as pictures: ``images[item]`` for an id (an array by position, or a mapping by id), else the pixels given.
+
+    ``shape`` reshapes flat rows (default: square when the length is a square).
+    """
+
+    def pixels(item: Any) -> np.ndarray:
+        if isinstance(item, (str, int, np.integer)):
+            if images is None:
+                raise InputError(f"item {item!r} is an id, and draw_images was given no images to look it up in")
+            try:
+                item = images[item]
+            except (KeyError, IndexError):
+                raise InputError(f"item {item!r} is not in the images given to draw_images") from None
+        array = np.asarray(item, dtype=np.float32)
+        if shape is not None:
+            return array.reshape(shape)
+        if array.ndim == 1:
+            side = math.isqrt(array.size)
+            if side * side != array.size:
+                raise InputError(f"an item of {array.size} values is not square; give draw_images(shape=(h, w))")
+            return array.reshape(side, side)
+        return array
+
+    def draw(axis: Any, item: Any) -> None:
+        image = pixels(item)
+        axis.imshow(image, cmap=cmap if image.ndim == 2 else None)
+
+    return draw
+
+
+def draw_text(labels: Any = None, width: int = 16, lines: int = 5) -> Drawer:
+    """Items as text: ``labels[item]`` (a mapping, or a sequence by position) when there is one, else the item itself."""
+
+    def draw(axis: Any, item: Any) -> None:
+        wrapped = textwrap.wrap(_label(labels, item), width) or [""]
+        if len(wrapped) > lines:
+            wrapped = wrapped[: lines - 1] + [wrapped[lines - 1][: width - 1] + "…"]
+        axis.text(0.5, 0.5, "\n".join(wrapped), ha="center", va="center", fontsize=7, transform=axis.transAxes)
+
+    draw.cell = (1.75, 0.25 + 0.16 * lines)  # inches per tile: text needs no square
+    return draw
+
+
+def _label(labels: Any, item: Any) -> str:
+    """``labels[item]`` when ``labels`` has it (a mapping by id, or a sequence by position), else the item itself."""
+    if labels is not None:
+        if isinstance(labels, Mapping) and item in labels:
+            return str(labels[item])
+        if not isinstance(labels, Mapping) and isinstance(item, (int, np.integer)) and 0 <= item < len(labels):
+            return str(labels[item])
+    return str(item)
+
+
+def _drawer(draw: Drawer | None, images: Any, image_shape: tuple[int, int] | None, labels: Any) -> Drawer:
+    if draw is not None:
+        if not callable(draw):
+            raise InputTypeError(f"draw must be a function draw(axis, item); got {type(draw).__name__}")
+        return draw
+    if images is not None or image_shape is not None:
+        return draw_images(images, image_shape)
+    return draw_text(labels)
+
+
+def _grid(rows: list, draw: Drawer, path: Any, title: str | None = None) -> Any:
+    """Draw rows of ``(head, cells)``: head is ``(item or None, caption)``, a cell ``(item, caption, colour, strong)``."""
+    plt = _pyplot()
+    columns = 1 + max(len(cells) for _, cells in rows)
+    width, height = getattr(draw, "cell", (1.55, 1.7))
+    figure, axes = plt.subplots(len(rows), columns, figsize=(width * columns, height * len(rows) + 0.4), squeeze=False)
+    for r, ((head, caption), cells) in enumerate(rows):
+        axis = axes[r, 0]
+        if head is None:  # a row title only
+            axis.axis("off")
+            axis.text(
+                0.5, 0.5, caption, ha="center", va="center", fontsize=9, fontweight="bold", transform=axis.transAxes
+            )
+        else:
+            draw(axis, head)
+            axis.set_title(caption, fontsize=8, fontweight="bold")
+        for c, (item, note, colour, strong) in enumerate(cells, start=1):
+            draw(axes[r, c], item)
+            axes[r, c].set_title(note, fontsize=7, color=colour)
+            for spine in axes[r, c].spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(2.5 if strong else 0.6)
+        for c in range(len(cells) + 1, columns):
+            axes[r, c].axis("off")
+        for axis in axes[r]:
+            axis.set_xticks([])
+            axis.set_yticks([])
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    if isinstance(path, (str, os.PathLike)):
+        path = Path(path)
+    figure.savefig(path, dpi=120, format="png")
+    plt.close(figure)
+    return path
+
+
+def _one_per_row(value: Any, n: int, name: str) -> list:
+    """``value`` as n per-row entries: None, a single entry for one row, or a sequence of n."""
+    if value is None:
+        return [None] * n
+    if n == 1 and (isinstance(value, (str, int, np.integer)) or np.ndim(value) <= 1 and not isinstance(value, list)):
+        return [value]
+    if isinstance(value, np.ndarray) and value.ndim >= 1 and len(value) == n:
+        return list(value)
+    if isinstance(value, (list, tuple)) and len(value) == n:
+        return list(value)
+    size = len(value) if hasattr(value, "__len__") else 1
+    raise InputError(f"{name} must hold one entry per query row ({n}); got {type(value).__name__} of {size}")
+
+
 def plot_neighbors(
     query: Any,
-    lookups: Sequence[Any],
+    neighbors: Any,
     *,
+    draw: Drawer | None = None,
     images: Any = None,
     image_shape: tuple[int, int] | None = None,
-    path: str | os.PathLike | None = None,
+    labels: Any = None,
+    targets: Any = None,
+    path: Any = None,
     query_label: Any = None,
+    max_rows: int = 8,
+    title: str | None = None,
 ) -> Any:
-    """A query and its neighbours: an image grid when ``image_shape`` is given, else a text table.
+    """Queries and their neighbours on a grid, one row per query: pictures, text labels, or any drawing.
 
     Parameters
     ----------
-    query : array-like or str
-        The query item (pixels for image data).
-    lookups : sequence of Lookup
-        From ``SimilarityModel.single_lookup``; ``images[lookup.id]`` are the neighbours' pixels
-        (``lookup.data`` is used when ``images`` is not given).
-    image_shape : (height, width), optional
-    path : path, optional
-        Where to save the PNG (image mode); the figure path is returned.
+    query : item, or a sequence of one item per row
+        What each row starts with: an id, pixels, a string (``None`` for a numbered row title).
+    neighbors : Neighbors or sequence of Lookup
+        Any search result (``topk``, a correction's ``search``, ``Recommender.similar``), or
+        ``SimilarityModel.single_lookup``'s list for one query.
+    draw : callable, optional
+        ``draw(axis, item)``; by default :func:`draw_images` when ``images`` or ``image_shape`` is
+        given, else :func:`draw_text` of ``labels`` (a mapping or a sequence by id; the ids themselves
+        when omitted).
+    targets : optional
+        Per row, the right id (or ids): their tiles are framed green. For lookups, ``query_label``
+        colours each neighbour green (same label) or red.
+    path : path or binary file, optional
+        Where the PNG goes (returned). Without it and without any way to draw, the result is
+        returned as a text table instead.
 
-    Returns
-    -------
-    Path for an image grid, or the table as a string.
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nnlift import topk
+    >>> found = topk(np.eye(3)[:1], np.eye(3), k=2)
+    >>> print(plot_neighbors(None, found, labels=["cat", "dog", "owl"]))
+    row  rank  id  score   label
+      0     1   0   1.000  cat
+      0     2   1   0.000  dog
     """
-    if image_shape is None:
+    max_rows = int(max_rows)
+    if isinstance(neighbors, Neighbors):
+        n = min(len(neighbors), max_rows)
+        if n == 0:
+            raise InputError("neighbors has no rows to draw")
+        queries = _one_per_row(query, len(neighbors), "query")[:n] if query is not None else [None] * n
+        wanted = _one_per_row(targets, len(neighbors), "targets")[:n] if targets is not None else [None] * n
+        rows = []
+        for row in range(n):
+            right = set() if wanted[row] is None else set(np.atleast_1d(np.asarray(wanted[row], dtype=object)).tolist())
+            cells = [
+                (item, f"{score:.3f}", TARGET if item in right else PLAIN, item in right)
+                for item, score in neighbors.pairs(row)
+            ]
+            head = (queries[row], "query") if queries[row] is not None else (None, f"query {row}")
+            rows.append((head, cells))
+        if path is None and draw is None and image_shape is None:
+            return _table(rows, labels)
+        return _grid(rows, _drawer(draw, images, image_shape, labels), path or Path("neighbors.png"), title)
+    lookups = list(neighbors)
+    if not lookups or not all(hasattr(r, "distance") and hasattr(r, "id") for r in lookups):
+        raise InputTypeError("neighbors must be a Neighbors or a list of Lookup (from SimilarityModel.single_lookup)")
+    if image_shape is None and draw is None and path is None:
         lines = [
             f"query: {query if isinstance(query, str) else np.asarray(query).shape}",
             f"{'rank':>4}  {'id':>10}  {'label':>10}  {'distance':>8}",
         ]
         lines += [
-            f"{rank:>4}  {str(r.id):>10}  {str(r.label):>10}  {r.distance:>8.4f}"
-            for rank, r in enumerate(lookups, start=1)
+            f"{rank:>4}  {r.id!s:>10}  {r.label!s:>10}  {r.distance:>8.4f}" for rank, r in enumerate(lookups, start=1)
         ]
         return "\n".join(lines)
-    plt = _pyplot()
-    figure, axes = plt.subplots(1, len(lookups) + 1, figsize=(1.6 * (len(lookups) + 1), 2.0))
-    axes[0].imshow(np.asarray(query, dtype=np.float32).reshape(image_shape), cmap="gray_r")
-    axes[0].set_title("query" if query_label is None else f"query ({query_label})", fontsize=9)
-    for axis, record in zip(axes[1:], lookups):
-        pixels = images[record.id] if images is not None else record.data
-        axis.imshow(np.asarray(pixels, dtype=np.float32).reshape(image_shape), cmap="gray_r")
-        colour = "green" if query_label is None or record.label == query_label else "red"
-        axis.set_title(f"{record.label}  d={record.distance:.3f}", fontsize=8, color=colour)
-    for axis in axes:
-        axis.set_xticks([])
-        axis.set_yticks([])
-    figure.tight_layout()
-    target = Path(path) if path is not None else Path("neighbors.png")
-    figure.savefig(target, dpi=120)
-    plt.close(figure)
-    return target
+    cells = [
+        (
+            r.id if images is not None or r.data is None else r.data,
+            f"{r.label}  d={r.distance:.3f}",
+            PLAIN if query_label is None else (TARGET if r.label == query_label else WRONG),
+            False,
+        )
+        for r in lookups
+    ]
+    head = (query, "query" if query_label is None else f"query ({query_label})")
+    return _grid([(head, cells)], _drawer(draw, images, image_shape, labels), path or Path("neighbors.png"), title)
+
+
+def _table(rows: list, labels: Any) -> str:
+    lines = ["row  rank  id  score   label"]
+    for r, (_, cells) in enumerate(rows):
+        lines += [
+            f"{r:>3}  {rank:>4}  {item!s:>2}  {note:>6}  {_label(labels, item)}"
+            for rank, (item, note, _, _) in enumerate(cells, start=1)
+        ]
+    return "\n".join(lines)
+
+
+def plot_walk(
+    steps: Sequence[Any],
+    path: Any,
+    *,
+    start: Any = None,
+    draw: Drawer | None = None,
+    images: Any = None,
+    image_shape: tuple[int, int] | None = None,
+    labels: Any = None,
+    title: str | None = None,
+) -> Any:
+    """A walk (``nnlift.algebra.walk``) as a grid: one row per step, its neighbours left to right, the new ones framed.
+
+    ``start`` (an id or the item itself) heads the figure as its own row. Items are drawn as in
+    :func:`plot_neighbors`: ``draw``, ``images``/``image_shape``, or text of ``labels``.
+    """
+    steps = list(steps)
+    if not steps or not all(hasattr(step, "scale") and hasattr(step, "new") for step in steps):
+        raise InputTypeError("steps must be the non-empty list of Step that nnlift.algebra.walk returns")
+    if path is None:
+        raise InputError("path is required: where the walk's PNG is written")
+    rows = []
+    if start is not None:
+        rows.append(((None, "start"), [(start, "", PLAIN, False)]))
+    for step in steps:
+        new = set(step.new)
+        cells = [
+            (item, f"{'new ' if item in new else ''}{score:.3f}", NEW if item in new else PLAIN, item in new)
+            for item, score in zip(step.ids, step.scores)
+        ]
+        rows.append(((None, f"scale {step.scale:g}\n{len(new)} new"), cells))
+    return _grid(rows, _drawer(draw, images, image_shape, labels), path, title)

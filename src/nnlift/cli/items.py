@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
+import numpy as np
 import typer
 from rich.table import Table
 
-from .._artifact import check_target
+from .._artifact import check_file_target, check_target, publish_file
 from .common import OverwriteOption, UserError, app, console, load_with, open_artifact, parse_floats
 
 
@@ -88,6 +89,18 @@ def _plain(value):
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the results as JSON (for scripts) instead of tables.")]
+FigureOption = Annotated[
+    Path | None, typer.Option(help="Also draw the results as a PNG here (the ids as text tiles).")
+]
+
+
+
+
+def save_figure(figure: Path, plot, overwrite: bool, quiet: bool) -> None:
+    """Write a figure through ``plot(handle)`` atomically: the file appears whole or not at all."""
+    publish_file(figure, plot, overwrite=overwrite, option="--figure")
+    if not quiet:
+        console.print(f"figure: {figure}")
 
 
 @app.command()
@@ -96,13 +109,18 @@ def similar(
     id: Annotated[list[str], typer.Option("--id", help="Item id (repeat for several; @FILE: one id per line).")],
     k: Annotated[int, typer.Option("-k", "--k", min=1)] = 10,
     as_json: JsonOption = False,
+    figure: FigureOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """The items most similar to an item, the item itself left out."""
+    if figure is not None:
+        check_file_target(figure, overwrite=overwrite, option="--figure")
     recommender = open_recommender(index)
-    results = []
+    results, found = [], []
     for value in read_ids(id, "--id", split_commas=False):
         item = parse_id(value, recommender)
-        pairs = recommender.similar(item, k).pairs()
+        found.append((item, recommender.similar(item, k)))
+        pairs = found[-1][1].pairs()
         results.append({"id": _plain(item), "similar": [{"id": _plain(i), "score": float(s)} for i, s in pairs]})
         if as_json:
             continue
@@ -115,6 +133,20 @@ def similar(
         console.print(table)
     if as_json:
         typer.echo(json.dumps(results))
+    if figure is not None:
+        from ..neighbors import Neighbors
+        from ..plot import plot_neighbors
+
+        rows = [n for _, n in found]
+        keys = None if rows[0].keys is None else np.concatenate([n.keys for n in rows])
+        stacked = Neighbors(np.concatenate([n.ids for n in rows]), np.concatenate([n.scores for n in rows]), keys)
+        queries = [item for item, _ in found]
+        save_figure(
+            figure,
+            lambda handle: plot_neighbors(queries, stacked, path=handle, max_rows=len(rows), title="similar items"),
+            overwrite,
+            as_json,
+        )
 
 
 @app.command()
@@ -126,15 +158,19 @@ def walk(
     to_ids: Annotated[
         list[str], typer.Option(help="Ids of the group to walk towards: comma-separated, repeated, or @FILE.")
     ],
-    start: Annotated[Optional[str], typer.Option(help="Starting item (default: the centroid of --from-ids).")] = None,
+    start: Annotated[str | None, typer.Option(help="Starting item (default: the centroid of --from-ids).")] = None,
     scales: Annotated[str, typer.Option(help="Comma-separated step sizes.")] = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
     k: Annotated[int, typer.Option("-k", "--k", min=1)] = 10,
     as_json: JsonOption = False,
+    figure: FigureOption = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Walk from a point along the direction between two groups' centroids; show the neighbours at each step."""
     from ..algebra import centroid, direction
     from ..algebra import walk as walk_along
 
+    if figure is not None:
+        check_file_target(figure, overwrite=overwrite, option="--figure")
     recommender = open_recommender(index)
     source = [parse_id(v, recommender) for v in read_ids(from_ids, "--from-ids", split_commas=True)]
     target = [parse_id(v, recommender) for v in read_ids(to_ids, "--to-ids", split_commas=True)]
@@ -143,6 +179,16 @@ def walk(
     steps_at = list(parse_floats(scales, "--scales"))
     origin = parse_id(start, recommender) if start is not None else centroid(source, recommender)
     steps = walk_along(origin, direction(source, target, recommender), recommender, scales=steps_at, k=k)
+    if figure is not None:
+        from ..plot import plot_walk
+
+        title = f"walk from {start or 'the --from-ids centroid'} towards the --to-ids centroid"
+        save_figure(
+            figure,
+            lambda handle: plot_walk(steps, handle, start=None if start is None else origin, title=title),
+            overwrite,
+            as_json,
+        )
     if as_json:
         typer.echo(
             json.dumps(

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from .._artifact import check_file_target, check_target
-from .common import OverwriteOption, UserError, app, console, load_matrix, open_artifact, show_neighbors, write_neighbors
+from .common import (
+    OverwriteOption,
+    UserError,
+    app,
+    console,
+    load_matrix,
+    open_artifact,
+    show_neighbors,
+    write_neighbors,
+)
 
 nnn_app = typer.Typer(help="Nearest Neighbor Normalization: fit a bias from a bank, then search.", no_args_is_help=True)
 
@@ -26,9 +35,9 @@ def nnn_fit(
     index: Annotated[
         str, typer.Option(help="exact, ivf or hnsw; ivf and hnsw are Checked: measured on a sample, exact when low.")
     ] = "exact",
-    n_probe: Annotated[Optional[int], typer.Option(min=1, help="--index ivf: lists probed per query (default 8).")] = None,
+    n_probe: Annotated[int | None, typer.Option(min=1, help="--index ivf: lists probed per query (default 8).")] = None,
     ef_search: Annotated[
-        Optional[int], typer.Option(min=1, help="--index hnsw: the graph's search breadth (default 128).")
+        int | None, typer.Option(min=1, help="--index hnsw: the graph's search breadth (default 128).")
     ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
@@ -77,8 +86,8 @@ def nnn_search(
     model: Annotated[Path, typer.Option(help="Folder written by `nnlift nnn fit`.")],
     queries: Annotated[Path, typer.Option(help="Query embeddings.")],
     k: Annotated[int, typer.Option("-k", "--k", min=1)] = 10,
-    alpha: Annotated[Optional[float], typer.Option(help="Override the fitted alpha.")] = None,
-    output: Annotated[Optional[Path], typer.Option(help="Write ids and corrected scores to this .npz.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Override the fitted alpha.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write ids and corrected scores to this .npz.")] = None,
     show: int = 5,
     overwrite: OverwriteOption = False,
 ) -> None:
