@@ -60,6 +60,8 @@ def wordnet() -> None:
         "none": None,
         "blending [0.9, 0.8], k=10": nnlift.NeighborhoodBlender(thresholds=(0.9, 0.8), k=10, progress=False),
         "blending [0.95], k=5": nnlift.NeighborhoodBlender(thresholds=(0.95,), k=5, progress=False),
+        "blending [auto], k=10, keep 5": nnlift.NeighborhoodBlender(thresholds=("auto",), k=10, progress=False),
+        "blending [auto], k=10, keep 2": nnlift.NeighborhoodBlender(thresholds=("auto",), k=10, keep=2, progress=False),
         "DBA n=2, alpha=3": nnlift.DatabaseAugmentation(n=2, alpha=3, progress=False),
     }
     for name, augmentation in augmentations.items():
@@ -70,7 +72,7 @@ def wordnet() -> None:
                 model = nnlift.AugmentedDatabase(augmentation, correction)
             model.fit(gallery, bank) if model.needs_bank else model.fit(gallery)
             score = hit_rate_at_k(model.search(test, 10, progress=False), data.test_targets, 1)
-            print(f"  {name:28s} {label:20s} {100 * score:.2f}")
+            print(f"  {name:30s} {label:20s} {100 * score:.2f}")
 
 
 if __name__ == "__main__":

@@ -262,6 +262,9 @@ def test_auto_passes_keep_what_they_promise_and_transform_reuses_them(rng):
     np.testing.assert_array_equal(fixed.transform(emb[:7]), blender.transform(emb[:7]))
     profile = neighbor_profile(emb, 8, (blender.thresholds_[0],))
     assert profile.kept[blender.thresholds_[0]] == pytest.approx(4.0, abs=0.01)
+    planned = neighbor_profile(emb, 8, (0.5,), keep=4)
+    assert planned.auto == (4.0, blender.thresholds_[0])  # what --inspect announces is what the first pass uses
+    assert any(line.endswith("<- auto") and line.split()[0] == f"{blender.thresholds_[0]:.3f}" for line in planned.lines())
     with pytest.raises(ValueError, match="keep"):
         nnlift.NeighborhoodBlender(thresholds=("auto",), k=8, keep=9).fit_transform(emb)
     with pytest.raises(ValueError, match="a number below 1 or 'auto'; got 'automatic'"):

@@ -309,6 +309,10 @@ def test_blend_inspect_and_auto_thresholds(monkeypatch, capsys, data):
     row = next(line for line in out.splitlines() if line.strip().startswith("0.500"))
     assert f"{profile.kept[0.5]:.2f}" in row
     assert not (data / "x.npy").exists()
+    code, out = run(monkeypatch, capsys, "blend", "--input", data / "database.npy", "--inspect", "-k", 6,
+                    "--thresholds", "auto", "--keep", 3)  # fmt: skip
+    first = NeighborhoodBlender(thresholds=("auto",), k=6, keep=3, progress=False).fit(database).thresholds_[0]
+    assert f"keeping 3 per row on average uses threshold {first:.4f}" in " ".join(out.split())
     code, out = run(
         monkeypatch, capsys, "blend", "--input", data / "database.npy", "--output", data / "auto.npy",
         "--thresholds", "auto,0.5", "-k", 6, "--keep", 3,

@@ -73,6 +73,8 @@ class ThresholdProfile:
         Threshold → neighbours kept per row on average, itself included.
     alone : dict
         Threshold → share of rows that keep only themselves (the pass leaves them as they are).
+    auto : tuple of (keep, threshold), optional
+        With ``keep``: the threshold an ``"auto"`` first pass would use to keep that many per row.
     """
 
     k: int
@@ -80,6 +82,7 @@ class ThresholdProfile:
     quantiles: dict[float, float]
     kept: dict[float, float]
     alone: dict[float, float]
+    auto: tuple[float, float] | None = None
 
     def lines(self) -> list[str]:
         """A short human-readable report."""
@@ -87,14 +90,25 @@ class ThresholdProfile:
         lines = [f"similarity of each row's {self.k}th neighbour over {self.n_rows:,} rows ({spread})"]
         lines.append("threshold  neighbours kept per row (itself included)  rows left alone")
         for threshold, kept in self.kept.items():
-            lines.append(f"{threshold:>9.3f}  {kept:>42.2f}  {100 * self.alone[threshold]:>14.1f}%")
+            mark = "  <- auto" if self.auto is not None and threshold == self.auto[1] else ""
+            lines.append(f"{threshold:>9.3f}  {kept:>42.2f}  {100 * self.alone[threshold]:>14.1f}%{mark}")
+        if self.auto is not None:
+            lines.append(f"auto: a first pass keeping {self.auto[0]:g} per row on average uses threshold {self.auto[1]:.4f}")
         return lines
 
 
 def neighbor_profile(
-    emb: Any, k: int = 10, thresholds: Any = CANDIDATES, *, index: Any = None, progress: bool = True
+    emb: Any,
+    k: int = 10,
+    thresholds: Any = CANDIDATES,
+    *,
+    keep: float | None = None,
+    index: Any = None,
+    progress: bool = True,
 ) -> ThresholdProfile:
     """The distribution of each row's k-th neighbour similarity, and what each threshold keeps.
+
+    With ``keep``, also the threshold an ``"auto"`` first pass picks for it (in the table too).
 
     Examples
     --------
@@ -110,10 +124,15 @@ def neighbor_profile(
     others = other_similarities(found)
     last = others[:, -1] if others.shape[1] else np.ones(len(unit))
     values = [check_finite_scalar(t, "thresholds") for t in thresholds]
+    auto = None
+    if keep is not None:
+        keep = check_finite_scalar(keep, "keep", low=1.0, high=float(k))
+        auto = (keep, auto_threshold(others, keep))
+        values = sorted(set(values) | {auto[1]})
     kept = {t: float(kept_per_row(others, t).mean()) for t in values}
     alone = {t: float((kept_per_row(others, t) == 1).mean()) for t in values}
     quantiles = {q: float(np.quantile(last[np.isfinite(last)], q)) for q in QUANTILES} if np.isfinite(last).any() else {}
-    return ThresholdProfile(k=k, n_rows=len(unit), quantiles=quantiles, kept=kept, alone=alone)
+    return ThresholdProfile(k=k, n_rows=len(unit), quantiles=quantiles, kept=kept, alone=alone, auto=auto)
 
 
 def other_similarities(found: Neighbors) -> np.ndarray:

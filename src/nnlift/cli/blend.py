@@ -57,7 +57,10 @@ def blend(
         from ..blend.thresholds import CANDIDATES
 
         asked = tuple(v for v in values if v != "auto")
-        profile = neighbor_profile(emb, k, sorted(set(CANDIDATES + asked)))
+        if keep is not None and keep > k:
+            raise UserError(f"--keep {keep} is more than -k {k} neighbours per row")
+        wanted = (keep or k / 2) if "auto" in values else None
+        profile = neighbor_profile(emb, k, sorted(set(CANDIDATES + asked)), keep=wanted)
         for line in profile.lines():
             console.print(line)
         return
