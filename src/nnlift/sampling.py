@@ -17,7 +17,7 @@ from .index.base import BaseIndex, build_index, quiet
 from .index.exact import ExactIndex
 from .errors import InputError
 
-__all__ = ["SampledMatrix", "sample_neighbors"]
+__all__ = ["SampledMatrix", "sample_neighbors", "split_neighbors"]
 
 
 @dataclass(frozen=True)
@@ -119,17 +119,69 @@ def sample_neighbors(
     >>> sampled.matrix.shape, int(sampled.matrix.getnnz(axis=1).max())
     ((20, 20), 3)
     """
+    array, ids = _checked(vectors, ids)
+    sample = check_positive_int(sample, "sample")
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(array), size=min(sample, len(array)), replace=False))
+    return _within(array, ids, rows, limit, metric, index, progress)
+
+
+def split_neighbors(
+    vectors: Any,
+    ids: Any = None,
+    *,
+    sample: int = 20_000,
+    validation: int = 2_000,
+    limit: int = 100,
+    seed: int = 0,
+    metric: str = "cosine",
+    index: BaseIndex | None = None,
+    progress: bool = True,
+) -> tuple[SampledMatrix, SampledMatrix]:
+    """Two disjoint samples, for training and for validation, each with its rows' neighbours within itself.
+
+    No row of one is in the other, so the validation loss measures what
+    training did not see. When the collection has fewer than
+    ``sample + validation`` rows, the validation sample keeps its size and
+    training gets the rest.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> train, val = split_neighbors(np.random.default_rng(0).normal(size=(60, 4)), sample=40, validation=10, limit=3)
+    >>> train.matrix.shape, val.matrix.shape, set(train.ids) & set(val.ids)
+    ((40, 40), (10, 10), set())
+    """
+    array, ids = _checked(vectors, ids)
+    sample = check_positive_int(sample, "sample")
+    validation = check_positive_int(validation, "validation")
+    if len(array) < validation + 3:
+        raise InputError(f"validation={validation} leaves fewer than 3 of the {len(array)} rows for training")
+    rng = np.random.default_rng(seed)
+    drawn = rng.choice(len(array), size=min(sample + validation, len(array)), replace=False)
+    held, kept = np.sort(drawn[:validation]), np.sort(drawn[validation:])
+    return (
+        _within(array, ids, kept, limit, metric, index, progress),
+        _within(array, ids, held, limit, metric, index, progress),
+    )
+
+
+def _checked(vectors: Any, ids: Any) -> tuple[np.ndarray, list]:
     array = check_array(vectors, "vectors")
     n = array.shape[0]
     if n < 2:
         raise InputError(f"sampling needs at least 2 vectors; got {n}")
-    sample = check_positive_int(sample, "sample")
-    limit = check_positive_int(limit, "limit")
     ids = list(range(n)) if ids is None else list(ids)
     if len(ids) != n:
         raise InputError(f"ids has {len(ids)} entries for {n} vectors")
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(n, size=min(sample, n), replace=False))
+    return array, ids
+
+
+def _within(
+    array: np.ndarray, ids: list, rows: np.ndarray, limit: int, metric: str, index: BaseIndex | None, progress: bool
+) -> SampledMatrix:
+    """The sampled ``rows`` and each one's ``limit`` nearest among them (itself excluded)."""
+    limit = check_positive_int(limit, "limit")
     chosen = np.ascontiguousarray(array[rows])
     unit = normalize_rows(chosen, "vectors") if metric == "cosine" else chosen
     built = build_index(ExactIndex() if index is None else index, unit)

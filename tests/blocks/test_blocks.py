@@ -6,7 +6,8 @@ torch = pytest.importorskip("torch")
 
 import nnlift  # noqa: E402
 from nnlift.blocks import BlocksEncoder, block_entropy, confidence, mine_triplets, to_sparse, train_blocks  # noqa: E402
-from nnlift.sampling import sample_neighbors  # noqa: E402
+from nnlift.sampling import sample_neighbors, split_neighbors  # noqa: E402
+from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from ..conftest import unit  # noqa: E402
 
@@ -82,6 +83,50 @@ def test_training_lowers_validation_loss_and_round_trips(tmp_path, rng):
     assert len(again.history_) == 6
 
 
+def test_training_stops_on_a_plateau_and_says_why(tmp_path, rng):
+    train, val = split_neighbors(clustered(rng, n=1200), sample=800, validation=300, limit=20, progress=False)
+    frozen = train_blocks(  # a learning rate too small to move: the validation loss is flat from epoch 1
+        train, val_target=val, block_size=8, epochs=50, stop_patience=3, lr=1e-9, triplets_per_epoch=320,
+        progress=False, checkpoint=tmp_path / "enc",
+    )  # fmt: skip
+    assert frozen.stop_["epochs_run"] == 4 and frozen.stop_["best_epoch"] == 1
+    assert "stopped improving" in frozen.stop_["reason"] and len(frozen.history_) == 4
+    assert nnlift.load(tmp_path / "enc").stop_ == frozen.stop_  # saved with the encoder
+    learning = train_blocks(train, val_target=val, block_size=8, epochs=3, triplets_per_epoch=960, progress=False)
+    assert learning.stop_["epochs_run"] == 3 and "still falling: raise epochs" in learning.stop_["reason"]
+
+
+def test_validation_triplets_come_from_the_held_out_sample(rng, monkeypatch):
+    import nnlift.blocks.train as train_module
+
+    train, val = split_neighbors(clustered(rng, n=900), sample=600, validation=200, limit=15, progress=False)
+    mined = []
+    real = train_module.mine_triplets
+    monkeypatch.setattr(train_module, "mine_triplets", lambda m, *a, **k: (mined.append(m.shape), real(m, *a, **k))[1])
+    train_blocks(train, val_target=val, block_size=8, epochs=1, triplets_per_epoch=320, progress=False)
+    assert mined[0] == (200, 200) and mined[1] == (600, 600)  # validation first, once; then each epoch's training
+    with pytest.raises(ValueError, match="val_target has vectors of width"):
+        train_blocks(train, val_target=sample_neighbors(np.eye(8, dtype=np.float32) + 0.1, sample=8, limit=3, progress=False))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(8, 60), sample=st.integers(3, 80), validation=st.integers(2, 20), seed=st.integers(0, 5))
+def test_the_validation_sample_is_disjoint_and_neighbours_stay_within_each(n, sample, validation, seed):
+    vectors = np.random.default_rng(seed).standard_normal((n, 5)).astype(np.float32)
+    ids = [f"p{i}" for i in range(n)]
+    if n < validation + 3:
+        with pytest.raises(ValueError, match="fewer than 3"):
+            split_neighbors(vectors, ids, sample=sample, validation=validation, limit=4, progress=False)
+        return
+    train, val = split_neighbors(vectors, ids, sample=sample, validation=validation, limit=4, seed=seed, progress=False)
+    assert not set(train.ids) & set(val.ids)
+    assert len(val.ids) == validation and len(train.ids) == min(sample, n - validation)
+    for part in (train, val):
+        assert part.matrix.shape == (len(part.ids),) * 2
+        rows = [ids.index(i) for i in part.ids]
+        np.testing.assert_array_equal(part.vectors, vectors[rows])  # each row's own vector, in the order of its ids
+
+
 def test_confidence_flags_a_clear_outlier_set(rng):
     data = clustered(rng, n=3000)
     target = sample_neighbors(data[:2500], sample=2500, limit=30, progress=False)
@@ -115,8 +160,13 @@ def test_end_to_end_on_qdrant_local_mode(tmp_path, monkeypatch, capsys, rng):
         20,
         "--output",
         tmp_path / "target",
+        "--val-output",
+        tmp_path / "val",
+        "--val-sample",
+        150,
     )
     assert code == 0, out
+    assert "validation: 150 other points" in out
     code, out = run(
         monkeypatch,
         capsys,
@@ -130,8 +180,15 @@ def test_end_to_end_on_qdrant_local_mode(tmp_path, monkeypatch, capsys, rng):
         4,
         "--block-size",
         16,
+        "--val-target",
+        tmp_path / "val",
     )
     assert code == 0 and "best encoder saved" in out, out
+    stop = nnlift.load(tmp_path / "enc").stop_
+    assert f"stopped after {stop['epochs_run']} epochs" in " ".join(out.split()) and "held out" in out
+    code, out = run(monkeypatch, capsys, "blocks", "train", "--target", tmp_path / "target", "--output",
+                    tmp_path / "enc2", "--val-target", tmp_path / "target")  # fmt: skip
+    assert code != 0 and "--val-target shares points with --target" in out
     code, out = run(
         monkeypatch,
         capsys,

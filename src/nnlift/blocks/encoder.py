@@ -67,7 +67,8 @@ class BlocksEncoder(nn.Module):
             "dropout": self.dropout_rate,
         }
         arrays = {name: tensor.detach().cpu().numpy() for name, tensor in self.state_dict().items()}
-        return Contents(params, arrays, {"history": list(getattr(self, "history_", []))})
+        extra = {"history": list(getattr(self, "history_", [])), "stop": getattr(self, "stop_", None)}
+        return Contents(params, arrays, extra)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Weights, shape and training history as an nnlift artifact (reopen with ``nnlift.load``).
@@ -90,6 +91,10 @@ class BlocksEncoder(nn.Module):
         if not isinstance(history, list):
             raise ArtifactError("BlocksEncoder artifact: extra.history must be a list")
         encoder.history_ = history
+        stop = manifest["extra"].get("stop")
+        if stop is not None and not isinstance(stop, dict):
+            raise ArtifactError("BlocksEncoder artifact: extra.stop must be a mapping")
+        encoder.stop_ = stop
         return encoder
 
     @classmethod

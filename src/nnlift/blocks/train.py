@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._artifact import check_target
-from .._check import check_positive_int
+from .._check import check_finite_scalar, check_positive_int
 from .._progress import progress_bar
 from ..sampling import SampledMatrix
 from .encoder import BlocksEncoder, torch
@@ -101,10 +101,13 @@ def _triplet_loss(encoder: BlocksEncoder, vectors: Any, triplets: Triplets, inde
 def train_blocks(
     target: SampledMatrix,
     *,
+    val_target: SampledMatrix | None = None,
     num_blocks: int = 4,
     block_size: int = 64,
     dropout: float = 0.05,
-    epochs: int = 10,
+    epochs: int = 200,
+    stop_patience: int = 10,
+    min_delta: float = 1e-3,
     triplets_per_epoch: int = 3200,
     batch_size: int = 32,
     val_triplets: int = 1600,
@@ -118,23 +121,46 @@ def train_blocks(
 ) -> BlocksEncoder:
     """Train a :class:`BlocksEncoder` on a sampled neighbour matrix; returns the best encoder (lowest val loss).
 
-    Adam with ReduceLROnPlateau on the validation loss; the validation triplets
-    are mined once with their own seed and fixed. ``history_`` on the returned
-    encoder holds train loss, validation loss, learning rate and seconds per epoch.
-    With ``checkpoint``, the best encoder is saved there as an nnlift artifact;
-    the path is checked before training (an existing artifact is replaced only
-    with ``overwrite=True``, anything else never).
+    Adam with ReduceLROnPlateau (``factor``, ``patience``) on the validation
+    loss. The validation triplets are mined once, with their own seed, from
+    ``val_target``: a sample disjoint from ``target`` (``split_neighbors``,
+    ``nnlift blocks prepare --val-output``). Without it they come from
+    ``target`` itself, so nothing is held out, and a warning says so.
+
+    Training stops early when the validation loss has not improved by
+    ``min_delta`` (relative) for ``stop_patience`` epochs; ``epochs`` is the
+    most it runs. ``stop_`` on the returned encoder says why it stopped and
+    which epoch it kept; ``history_`` holds train loss, validation loss,
+    learning rate and seconds per epoch. With ``checkpoint``, the best encoder
+    is saved there as an nnlift artifact; the path is checked before training
+    (an existing artifact is replaced only with ``overwrite=True``, anything
+    else never).
     """
     if checkpoint is not None:
         check_target(checkpoint, overwrite=overwrite, option="checkpoint")
+    epochs = check_positive_int(epochs, "epochs")
+    stop_patience = check_positive_int(stop_patience, "stop_patience")
+    min_delta = check_finite_scalar(min_delta, "min_delta", low=0.0, high=1.0)
+    if val_target is None:
+        logger.warning(
+            "train_blocks: validation triplets come from the training matrix, so nothing is held out; "
+            "pass val_target (split_neighbors, or `nnlift blocks prepare --val-output`)"
+        )
+    elif np.shape(val_target.vectors)[1:] != np.shape(target.vectors)[1:]:
+        raise InputError(
+            f"val_target has vectors of width {np.shape(val_target.vectors)[1:]}; target has {np.shape(target.vectors)[1:]}"
+        )
     vectors = torch.from_numpy(np.ascontiguousarray(target.vectors, dtype=np.float32))
     torch.manual_seed(seed)
     encoder = BlocksEncoder(vectors.shape[1], num_blocks, block_size, dropout)
     optimiser = torch.optim.Adam(encoder.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=factor, patience=patience)
-    validation = mine_triplets(target.matrix, val_triplets, np.random.default_rng(seed + 1_000_003))
+    held = target if val_target is None else val_target
+    val_vectors = torch.from_numpy(np.ascontiguousarray(held.vectors, dtype=np.float32))
+    validation = mine_triplets(held.matrix, val_triplets, np.random.default_rng(seed + 1_000_003))
     rng = np.random.default_rng(seed)
-    best, best_state, history = np.inf, None, []
+    best, best_state, best_epoch, history = np.inf, None, 0, []
+    reason = f"reached epochs={epochs}"
     with progress_bar("training block encoder", epochs, enabled=progress) as bar:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
@@ -150,7 +176,7 @@ def train_blocks(
                 total += loss.item() * len(order[lo : lo + batch_size])
             encoder.eval()
             with torch.no_grad():
-                val_loss = _triplet_loss(encoder, vectors, validation, np.arange(len(validation))).item()
+                val_loss = _triplet_loss(encoder, val_vectors, validation, np.arange(len(validation))).item()
             scheduler.step(val_loss)
             record = {
                 "epoch": epoch,
@@ -168,12 +194,20 @@ def train_blocks(
                 record["lr"],
                 record["seconds"],
             )
-            if val_loss < best:
-                best, best_state = val_loss, {k: v.clone() for k, v in encoder.state_dict().items()}
+            if val_loss < best * (1.0 - min_delta) or best_state is None:
+                best, best_epoch = val_loss, epoch
+                best_state = {k: v.clone() for k, v in encoder.state_dict().items()}
             bar.advance(1)
+            if epoch - best_epoch >= stop_patience:
+                reason = f"validation loss stopped improving (by {min_delta:g}) for {stop_patience} epochs"
+                break
+    if reason.startswith("reached") and best_epoch > epochs - stop_patience:
+        reason += "; the validation loss was still falling: raise epochs"
+        logger.warning("train_blocks %s", reason)
     encoder.load_state_dict(best_state)
     encoder.eval()
     encoder.history_ = history
+    encoder.stop_ = {"reason": reason, "epochs_run": len(history), "best_epoch": best_epoch, "best_val_loss": best}
     if checkpoint is not None:
         encoder.save(checkpoint, overwrite=overwrite)
     return encoder

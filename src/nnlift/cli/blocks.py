@@ -30,31 +30,57 @@ def blocks_prepare(
     using: UsingOption = None,
     sample: Annotated[int, typer.Option(min=3)] = 20_000,
     limit: Annotated[int, typer.Option(min=1)] = 100,
+    val_output: Annotated[
+        Optional[Path],
+        typer.Option(help="Also write a validation sample here, disjoint from the training one (for --val-target)."),
+    ] = None,
+    val_sample: Annotated[int, typer.Option(min=3, help="Points in the validation sample.")] = 2_000,
     seed: int = 0,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Sample points and each one's `limit` nearest neighbours within the sample: the training target."""
     from ..datasets import load_embeddings
-    from ..sampling import sample_neighbors
+    from ..sampling import sample_neighbors, split_neighbors
 
     check_target(output, overwrite=overwrite, option="--output")
+    if val_output is not None:
+        if val_output.resolve() == output.resolve():
+            raise UserError("--val-output must differ from --output")
+        check_target(val_output, overwrite=overwrite, option="--val-output")
     if (collection is None) == (input is None):
         raise UserError("give either --collection (a Qdrant collection) or --input (an embeddings file)")
     if collection is not None:
-        from ..qdrant import sample_similarity_matrix
+        from ..qdrant import read_collection, sample_similarity_matrix
 
-        sampled = sample_similarity_matrix(
-            open_collection(collection, url, path, using), sample, limit, seed=seed, method="kernel"
-        )
+        index = open_collection(collection, url, path, using)
+        if val_output is None:
+            sampled = sample_similarity_matrix(index, sample, limit, seed=seed, method="kernel")
+        else:
+            ids, vectors = read_collection(index)
+            sampled, validation = split_neighbors(
+                vectors, ids, sample=sample, validation=val_sample, limit=limit, seed=seed, metric=index.metric
+            )
     else:
         vectors, ids = load_with(input, "--input", load_embeddings)
-        sampled = sample_neighbors(
-            vectors, None if ids is None else ids.tolist(), sample=sample, limit=limit, seed=seed
-        )
+        ids = None if ids is None else ids.tolist()
+        if val_output is None:
+            sampled = sample_neighbors(vectors, ids, sample=sample, limit=limit, seed=seed)
+        else:
+            sampled, validation = split_neighbors(
+                vectors, ids, sample=sample, validation=val_sample, limit=limit, seed=seed
+            )
     sampled.save(output, overwrite=overwrite)
     console.print(
         f"sampled {sampled.matrix.shape[0]:,} points with {sampled.matrix.nnz:,} neighbour pairs; wrote {output}"
     )
+    if val_output is not None:
+        validation.save(val_output, overwrite=overwrite)
+        console.print(
+            f"validation: {validation.matrix.shape[0]:,} other points with {validation.matrix.nnz:,} pairs; "
+            f"wrote {val_output}"
+        )
+    else:
+        console.print("no --val-output: training will validate on its own sample (nothing held out)")
 
 
 @blocks_app.command("train")
@@ -63,12 +89,19 @@ def blocks_train(
         Path, typer.Option(help="The sample written by `nnlift blocks prepare` or `nnlift qdrant sample`.")
     ],
     output: Annotated[Path, typer.Option(help="Folder for the best encoder (an nnlift artifact).")],
+    val_target: Annotated[
+        Optional[Path], typer.Option(help="The validation sample (`blocks prepare --val-output`): held out.")
+    ] = None,
     num_blocks: Annotated[int, typer.Option(min=1)] = 4,
     block_size: Annotated[int, typer.Option(min=2)] = 64,
-    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    epochs: Annotated[int, typer.Option(min=1, help="The most epochs; training stops early on a plateau.")] = 200,
+    stop_patience: Annotated[
+        int, typer.Option(min=1, help="Stop after this many epochs without a better validation loss.")
+    ] = 10,
+    min_delta: Annotated[float, typer.Option(min=0.0, max=1.0, help="Relative gain that counts as better.")] = 1e-3,
     lr: float = 2e-3,
     factor: float = 0.5,
-    patience: Annotated[int, typer.Option(min=0)] = 5,
+    patience: Annotated[int, typer.Option(min=0, help="Epochs before the learning rate is cut (plateau).")] = 5,
     triplets: Annotated[int, typer.Option(min=1, help="Triplets per epoch.")] = 3200,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     seed: int = 0,
@@ -78,15 +111,26 @@ def blocks_train(
     from ..blocks import train_blocks
     from ..sampling import SampledMatrix
 
-    try:
-        sampled = SampledMatrix.load(target)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"--target: {exc}") from None
+    check_target(output, overwrite=overwrite, option="--output")
+
+    def read(where: Path, option: str):
+        try:
+            return SampledMatrix.load(where)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{option}: {exc}") from None
+
+    sampled = read(target, "--target")
+    held = None if val_target is None else read(val_target, "--val-target")
+    if held is not None and set(map(str, held.ids)) & set(map(str, sampled.ids)):
+        raise UserError("--val-target shares points with --target; write both with `blocks prepare --val-output`")
     encoder = train_blocks(
         sampled,
+        val_target=held,
         num_blocks=num_blocks,
         block_size=block_size,
         epochs=epochs,
+        stop_patience=stop_patience,
+        min_delta=min_delta,
         lr=lr,
         factor=factor,
         patience=patience,
@@ -104,6 +148,11 @@ def blocks_train(
             str(h["epoch"]), f"{h['train_loss']:.4f}", f"{h['val_loss']:.4f}", f"{h['lr']:.1e}", f"{h['seconds']:.2f}"
         )
     console.print(table)
+    stop = encoder.stop_
+    console.print(
+        f"stopped after {stop['epochs_run']} epochs: {stop['reason']}; kept epoch {stop['best_epoch']} "
+        f"(val loss {stop['best_val_loss']:.4f}, {'held out' if held is not None else 'not held out'})"
+    )
     console.print(f"best encoder saved to {output}")
 
 
