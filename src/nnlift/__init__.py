@@ -32,7 +32,7 @@ from .correct import (
     QBNorm,
     WithDN,
 )
-from . import algebra, engines, evaluate
+from . import algebra, engines, evaluate, outliers
 from .engines import set_engine
 from .evaluate import tune
 from .index import Checked, ExactIndex, Index, IVFIndex, LowRecallError, neighbor_recall

@@ -100,13 +100,29 @@ def plot_gains(results: Sequence[MethodResult], path: str | os.PathLike) -> Path
     return Path(path)
 
 
-def plot_confidence_histogram(scores: Any, path: str | os.PathLike | Any) -> None:
-    """A histogram of block-embedding confidences (PNG), to a path or an open binary file."""
+def plot_confidence_histogram(
+    scores: Any,
+    path: str | os.PathLike | Any,
+    *,
+    reference: Any = None,
+    label: str = "scored items",
+    reference_label: str = "collection items (reference)",
+    xlabel: str = "confidence (1 − mean normalised block entropy)",
+) -> None:
+    """A histogram of confidences (PNG), to a path or an open binary file; with ``reference``, both overlaid."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6, 3.5))
-    axes.hist(np.asarray(scores), bins=50)
-    axes.set_xlabel("confidence (1 − mean normalised block entropy)")
-    axes.set_ylabel("items")
+    scores = np.asarray(scores, dtype=np.float64)
+    if reference is None:
+        axes.hist(scores, bins=50)
+    else:
+        reference = np.asarray(reference, dtype=np.float64)
+        bins = np.histogram_bin_edges(np.r_[scores, reference], bins=50)
+        axes.hist(reference, bins=bins, alpha=0.55, density=True, label=reference_label, color="tab:blue")
+        axes.hist(scores, bins=bins, alpha=0.55, density=True, label=label, color="tab:orange")
+        axes.legend(fontsize=8)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("items" if reference is None else "density")
     figure.tight_layout()
     figure.savefig(path, dpi=120, format="png")
     plt.close(figure)

@@ -243,3 +243,52 @@ def test_end_to_end_on_qdrant_local_mode(tmp_path, monkeypatch, capsys, rng):
         monkeypatch, capsys, "blocks", "train", "--target", tmp_path / "data.npy", "--output", tmp_path / "x"
     )
     assert code != 0 and "not a sampled similarity matrix" in out
+
+
+def test_confidence_methods_share_one_call(rng):
+    data = clustered(rng, n=1200)
+    encoder = BlocksEncoder(24, 2, 8)
+    scores, largest = confidence(encoder, data[:5], method="knn", index=data[100:])
+    np.testing.assert_allclose(scores, nnlift.outliers.knn_confidence(data[:5], data[100:]), rtol=1e-6)
+    assert largest.shape == (5, 2)
+    assert confidence(None, data[:5], method="knn", index=data[100:])[1] is None
+    combined, _ = confidence(encoder, data[:5], method="combined", index=data[100:])
+    assert ((combined >= 0) & (combined <= 1)).all()
+    with pytest.raises(ValueError, match="needs index="):
+        confidence(encoder, data[:5], method="combined")
+    with pytest.raises(ValueError, match="needs the trained encoder"):
+        confidence(None, data[:5], method="blocks")
+
+
+def test_cli_confidence_methods_report_auroc_against_a_reference(tmp_path, monkeypatch, capsys, rng):
+    pytest.importorskip("matplotlib")
+    from nnlift.outliers import ConfidenceScorer, auroc, fpr_at_tpr
+
+    from ..test_cli import run
+
+    data = clustered(rng, n=1500)
+    outsiders = unit(rng, 200, 24)
+    encoder = BlocksEncoder(24, 2, 8)
+    encoder.save(tmp_path / "enc")
+    for name, array in (("collection", data[:1200]), ("held", data[1200:]), ("out", outsiders)):
+        np.save(tmp_path / f"{name}.npy", array)
+    base = ["blocks", "confidence", "--input", tmp_path / "out.npy", "--reference", tmp_path / "held.npy"]
+    code, out = run(monkeypatch, capsys, *base, "--method", "combined", "--model", tmp_path / "enc",
+                    "--against", tmp_path / "collection.npy", "--histogram", tmp_path / "h.png")  # fmt: skip
+    assert code == 0, out
+    scorer = ConfidenceScorer("combined", encoder=nnlift.load(tmp_path / "enc")).fit(data[:1200])
+    inside, outside = scorer.score(data[1200:]), scorer.score(outsiders)
+    text = " ".join(out.split())
+    assert f"AUROC {auroc(inside, outside):.3f}, FPR at 95% TPR {fpr_at_tpr(inside, outside):.3f}" in text
+    assert (tmp_path / "h.png").stat().st_size > 1000
+    code, out = run(monkeypatch, capsys, *base, "--method", "knn", "--against", tmp_path / "collection.npy")
+    assert code == 0 and "knn confidence of 200 items" in " ".join(out.split()), out
+    code, out = run(monkeypatch, capsys, *base, "--method", "knn")
+    assert code != 0 and "needs --against" in out
+
+
+def test_auroc_and_fpr_by_hand():
+    from nnlift.outliers import auroc, fpr_at_tpr
+
+    assert auroc([1, 2], [0, 0]) == 1.0 and auroc([0], [0]) == 0.5 and auroc([0, 0], [1, 1]) == 0.0
+    assert fpr_at_tpr(np.arange(100), [94.5, 5.0, 3.0], tpr=0.95) == pytest.approx(2 / 3)  # 95 accepted: 5..99

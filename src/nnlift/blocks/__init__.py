@@ -3,6 +3,7 @@
 Needs the ``train`` extra (torch).
 """
 
+from ..outliers import ConfidenceScorer, knn_confidence
 from .confidence import block_entropy, confidence, sparse_matrix, to_sparse
 from .encoder import BlocksEncoder
 from .train import Triplets, mine_triplets, train_blocks
@@ -13,6 +14,8 @@ __all__ = [
     "mine_triplets",
     "Triplets",
     "confidence",
+    "knn_confidence",
+    "ConfidenceScorer",
     "block_entropy",
     "to_sparse",
     "sparse_matrix",

@@ -28,16 +28,38 @@ def block_entropy(embeddings: Any, num_blocks: int) -> np.ndarray:
     return np.clip(entropy / np.log(probabilities.shape[2]), 0.0, 1.0)
 
 
-def confidence(encoder: Any, vectors: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per-item confidence ``1 − mean normalised block entropy`` in [0, 1], and each block's largest probability.
+def confidence(
+    encoder: Any, vectors: Any, method: str = "blocks", index: Any = None, k: int = 10
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-item confidence, and each block's largest probability (``None`` without an encoder).
 
-    Items like the training collection get peaked blocks (high confidence);
-    out-of-collection items (a car among food) get flat ones.
+    ``method="blocks"``: ``1 − mean normalised block entropy`` in [0, 1]; items
+    like the training collection get peaked blocks, out-of-collection items
+    (a car among food) flat ones. ``"knn"``: the untrained baseline, the mean
+    similarity of the ``k`` nearest items of ``index`` (the collection's index,
+    or its vectors). ``"combined"``: knn, relative density and block entropy,
+    each calibrated on the collection and joined by Fisher's method
+    (:class:`nnlift.outliers.ConfidenceScorer`; fit one yourself to score many
+    batches against one calibration). Measured in ``benchmarks/blocks.py``.
     """
-    embeddings = encoder.encode(vectors)
+    from ..outliers import ConfidenceScorer, knn_confidence
+
+    if method not in ("blocks", "knn", "combined"):
+        raise InputError(f"method must be 'blocks', 'knn' or 'combined'; got {method!r}")
+    if method != "blocks" and index is None:
+        raise InputError(f"method={method!r} needs index= (the collection's index, or its vectors)")
+    if method != "knn" and encoder is None:
+        raise InputError(f"method={method!r} needs the trained encoder")
+    largest = None
+    if encoder is not None:
+        embeddings = encoder.encode(vectors)
+        largest = _blocks(embeddings, encoder.num_blocks).max(axis=2).astype(np.float32)
+    if method == "knn":
+        return knn_confidence(vectors, index, k), largest
+    if method == "combined":
+        return ConfidenceScorer("combined", k=k, encoder=encoder).fit(index).score(vectors), largest
     entropy = block_entropy(embeddings, encoder.num_blocks)
-    largest = _blocks(embeddings, encoder.num_blocks).max(axis=2)
-    return (1.0 - entropy.mean(axis=1)).astype(np.float32), largest.astype(np.float32)
+    return (1.0 - entropy.mean(axis=1)).astype(np.float32), largest
 
 
 def to_sparse(block_embeddings: Any, threshold: float = 0.1) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -220,34 +220,71 @@ def blocks_convert(
 
 @blocks_app.command("confidence")
 def blocks_confidence(
-    model: Annotated[Path, typer.Option(help="Folder written by `nnlift blocks train`.")],
-    input: Annotated[Path, typer.Option("--input", help="Embeddings to score.")],
+    model: Annotated[Optional[Path], typer.Option(help="Folder written by `nnlift blocks train`.")] = None,
+    input: Annotated[Path, typer.Option("--input", help="Embeddings to score.")] = ...,
+    method: Annotated[
+        str, typer.Option(help="blocks (entropy), knn (untrained baseline) or combined (calibrated, with --against).")
+    ] = "blocks",
+    against: Annotated[
+        Optional[Path], typer.Option(help="The collection's embeddings: what knn and combined compare with.")
+    ] = None,
+    reference: Annotated[
+        Optional[Path],
+        typer.Option(help="Embeddings known to belong (held-out collection items): AUROC, and overlaid histograms."),
+    ] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours for knn and combined.")] = 10,
     histogram: Annotated[Optional[Path], typer.Option(help="Save a histogram of the scores (PNG).")] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Per-item confidence (1 − mean normalised block entropy): low scores flag out-of-collection items."""
+    """Per-item confidence: low scores flag out-of-collection items (--method blocks, knn or combined)."""
     from ..blocks import confidence
     from ..datasets import load_embeddings
+    from ..outliers import auroc, fpr_at_tpr
 
+    if method not in ("blocks", "knn", "combined"):
+        raise UserError(f"--method must be blocks, knn or combined; got {method!r}")
+    if method != "blocks" and against is None:
+        raise UserError(f"--method {method} needs --against (the collection's embeddings)")
+    if method != "knn" and model is None:
+        raise UserError(f"--method {method} needs --model (a trained encoder)")
     if histogram is not None:
         check_file_target(histogram, overwrite=overwrite, option="--histogram")
-    encoder = open_encoder(model)
+    encoder = None if model is None else open_encoder(model)
     vectors, _ = load_with(input, "--input", load_embeddings)
-    if vectors.shape[1] != encoder.input_dim:
-        raise UserError(f"the encoder takes {encoder.input_dim} dimensions; the vectors have {vectors.shape[1]}")
-    scores, _ = confidence(encoder, vectors)
+    collection = None if against is None else load_with(against, "--against", load_embeddings)[0]
+    inside = None if reference is None else load_with(reference, "--reference", load_embeddings)[0]
+    for name, array in (("--input", vectors), ("--against", collection), ("--reference", inside)):
+        width = vectors.shape[1] if encoder is None else encoder.input_dim
+        if array is not None and array.shape[1] != width:
+            raise UserError(f"{name} has {array.shape[1]} dimensions; expected {width}")
+    if method == "combined":
+        from ..outliers import ConfidenceScorer
+
+        scorer = ConfidenceScorer("combined", k=k, encoder=encoder).fit(collection)
+        scores = scorer.score(vectors)
+        known = None if inside is None else scorer.score(inside)
+    else:
+        scores = confidence(encoder, vectors, method=method, index=collection, k=k)[0]
+        known = None if inside is None else confidence(encoder, inside, method=method, index=collection, k=k)[0]
     quantiles = np.quantile(scores, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
-    table = Table(title=f"confidence of {len(scores):,} items")
+    table = Table(title=f"{method} confidence of {len(scores):,} items")
     for label in ("min", "5%", "25%", "median", "75%", "95%", "max"):
         table.add_column(label, justify="right")
-    table.add_row(*(f"{q:.3f}" for q in quantiles))
+    table.add_row(*(f"{q:.3g}" for q in quantiles))
     console.print(table)
+    if known is not None:
+        console.print(
+            f"against the {len(known):,} --reference items: AUROC {auroc(known, scores):.3f}, "
+            f"FPR at 95% TPR {fpr_at_tpr(known, scores):.3f} (the --input items taken as outsiders)"
+        )
     if histogram is not None:
         from ..plot import plot_confidence_histogram
 
+        xlabel = {"blocks": "confidence (1 − mean normalised block entropy)", "knn": f"mean similarity of the {k} nearest",
+                  "combined": "combined confidence (calibrated p-value)"}[method]  # fmt: skip
         publish_file(
             histogram,
-            lambda handle: plot_confidence_histogram(scores, handle),
+            lambda handle: plot_confidence_histogram(scores, handle, reference=known, label="--input", xlabel=xlabel),
             overwrite=overwrite,
             option="--histogram",
         )

@@ -1,0 +1,235 @@
+"""Is an item out of place in a collection? Confidence from the collection's own neighbours (no training).
+
+Three scores, higher meaning more typical of the collection:
+
+- ``knn``: the mean similarity of an item's k nearest collection items, an
+  untrained baseline (:func:`knn_confidence`);
+- ``density``: that mean minus the mean of the same score of those k
+  neighbours (each without itself), a relative density in the manner of the
+  local outlier factor: an item in a dense region must be as close to its
+  neighbours as they are to theirs;
+- ``blocks``: ``1 − mean normalised block entropy`` of a trained block encoder.
+
+:class:`ConfidenceScorer` turns any of them into a calibrated confidence: each
+score's empirical p-value among a leave-one-out sample of the collection
+itself, and for ``method="combined"`` the p-values of knn, density and (with an
+encoder) blocks joined by Fisher's method, ``T = −2 Σ ln p_i``, whose p-value
+under ``χ²(2m)`` is the confidence: the share of the collection's own items
+that look at least this atypical. The references are the local outlier factor
+(Breunig et al., SIGMOD 2000) and Fisher's combined probability test (1925);
+each method is measured in ``benchmarks/blocks.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ._check import check_array, check_positive_int
+from .errors import InputError, InputTypeError
+from .index.base import BaseIndex
+from .index.exact import ExactIndex
+
+__all__ = ["knn_confidence", "ConfidenceScorer", "METHODS", "auroc", "fpr_at_tpr"]
+
+METHODS = ("knn", "density", "blocks", "combined")
+
+
+def _collection(collection: Any, name: str = "collection_index") -> BaseIndex:
+    if isinstance(collection, BaseIndex):
+        if len(collection) == 0:
+            raise InputError(f"{name} is empty")
+        return collection
+    if isinstance(collection, (np.ndarray, list, tuple)):
+        return ExactIndex().add(check_array(collection, name))
+    raise InputTypeError(f"{name} must be an nnlift index or a 2-D array of the collection; got {type(collection).__name__}")
+
+
+def knn_confidence(vectors: Any, collection_index: Any, k: int = 10) -> np.ndarray:
+    """Mean similarity of each vector's ``k`` nearest items in the collection (an index, or its vectors).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> collection = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    >>> knn_confidence([[1.0, 0.05], [-1.0, 0.0]], collection, k=2).round(2).tolist()
+    [1.0, -0.5]
+    """
+    index = _collection(collection_index)
+    k = check_positive_int(k, "k")
+    if k > len(index):
+        raise InputError(f"k={k} is more than the {len(index)} items of the collection")
+    return index.search(vectors, k).scores.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+class ConfidenceScorer:
+    """Calibrated confidence that items belong to a collection: ``fit(collection)``, then ``score(vectors)``.
+
+    Parameters
+    ----------
+    method : {"combined", "knn", "density", "blocks"}
+    k : int
+        Neighbours for the knn and density scores.
+    encoder : BlocksEncoder, optional
+        Needed by ``"blocks"``; ``"combined"`` uses it when given.
+    sample : int
+        Collection items, each scored without itself, that calibrate the p-values.
+    seed : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> centres = rng.normal(size=(5, 8))
+    >>> collection = centres[rng.integers(0, 5, 500)] + 0.3 * rng.normal(size=(500, 8))
+    >>> scorer = ConfidenceScorer(k=5, sample=200).fit(collection)
+    >>> inside = scorer.score(centres[[0, 1]] + 0.3 * rng.normal(size=(2, 8)))
+    >>> outside = scorer.score(rng.normal(size=(2, 8)) * 3)
+    >>> bool(inside.min() > outside.max())
+    True
+    """
+
+    def __init__(
+        self, method: str = "combined", k: int = 10, encoder: Any = None, sample: int = 2000, seed: int = 0
+    ) -> None:
+        if method not in METHODS:
+            raise InputError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+        if method == "blocks" and encoder is None:
+            raise InputError("method='blocks' needs encoder= (a trained BlocksEncoder)")
+        self.method = method
+        self.k = check_positive_int(k, "k")
+        self.encoder = encoder
+        self.sample = check_positive_int(sample, "sample", minimum=2)
+        self.seed = seed
+
+    def _parts(self) -> tuple[str, ...]:
+        if self.method != "combined":
+            return (self.method,)
+        return ("knn", "density", "blocks") if self.encoder is not None else ("knn", "density")
+
+    def fit(self, collection: Any) -> ConfidenceScorer:
+        """Index the collection (or take its index) and calibrate on a leave-one-out sample of it."""
+        self.index_ = _collection(collection, "collection")
+        if self.k + 1 > len(self.index_):
+            raise InputError(f"k={self.k} needs more than {self.k + 1} collection items; it has {len(self.index_)}")
+        self._own = np.full(len(self.index_), np.nan)  # each item's knn score without itself, filled when needed
+        rows = np.sort(
+            np.random.default_rng(self.seed).choice(len(self.index_), min(self.sample, len(self.index_)), replace=False)
+        )
+        stored = self._stored = self.index_.stored_vectors()
+        self._dim = stored.shape[1]
+        vectors = stored[rows]
+        self.reference_ = {name: np.sort(values) for name, values in self._raw(vectors, rows).items()}
+        return self
+
+    def _neighbours(self, vectors: np.ndarray, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and scores of each vector's k nearest, leaving out its own row when it is a stored one."""
+        found = self.index_.search(vectors, self.k + (rows is not None))
+        positions = self.index_.positions(found.ids.ravel()).reshape(found.ids.shape)
+        scores = found.scores.astype(np.float64)
+        if rows is None:
+            return positions, scores
+        own = positions == rows[:, None]
+        drop = np.where(own.any(axis=1), own.argmax(axis=1), self.k)  # itself, else the last
+        keep = np.ones_like(own)
+        keep[np.arange(len(rows)), drop] = False
+        return positions[keep].reshape(len(rows), self.k), scores[keep].reshape(len(rows), self.k)
+
+    def _own_knn(self, positions: np.ndarray) -> np.ndarray:
+        missing = np.unique(positions[np.isnan(self._own[positions])])
+        if missing.size:
+            _, scores = self._neighbours(self._stored[missing], missing)
+            self._own[missing] = scores.mean(axis=1)
+        return self._own[positions]
+
+    def _raw(self, vectors: np.ndarray, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        out = {}
+        parts = self._parts()
+        if "knn" in parts or "density" in parts:
+            positions, scores = self._neighbours(vectors, rows)
+            out["knn"] = scores.mean(axis=1)
+            if "density" in parts:
+                out["density"] = out["knn"] - self._own_knn(positions).mean(axis=1)
+        if "blocks" in parts:
+            from .blocks.confidence import block_entropy
+
+            out["blocks"] = 1.0 - block_entropy(self.encoder.encode(vectors), self.encoder.num_blocks).mean(axis=1)
+        return {name: out[name] for name in parts}
+
+    def p_values(self, vectors: Any) -> dict[str, np.ndarray]:
+        """Each score's p-value: the share of the calibration sample scoring at or below it.
+
+        Below the sample's lowest score, where that share would be a flat
+        ``1/(n+1)`` for every outsider, the p-value continues down a normal
+        tail fitted to the sample, so far outsiders still rank below near ones.
+        """
+        array = self._fitted_check(vectors)
+        return {name: np.exp(log_p) for name, log_p in self._log_p_values(array).items()}
+
+    def _fitted_check(self, vectors: Any) -> np.ndarray:
+        if not hasattr(self, "reference_"):
+            raise InputError("this ConfidenceScorer is not fitted; call fit(collection) first")
+        return check_array(vectors, "vectors", width=self._dim)
+
+    def _log_p_values(self, array: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: _log_p(self.reference_[name], values) for name, values in self._raw(array).items()}
+
+    def score(self, vectors: Any) -> np.ndarray:
+        """Confidence in [0, 1]: a calibrated p-value (low means out of place), float64.
+
+        Float64 because far outsiders' p-values lie far below float32's range, and they still rank.
+        """
+        log_p = self._log_p_values(self._fitted_check(vectors))
+        if len(log_p) == 1:
+            return np.exp(next(iter(log_p.values())))
+        statistic = -2.0 * sum(log_p.values())
+        return stats.chi2.sf(statistic, 2 * len(log_p))
+
+
+def _log_p(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Log of the calibrated p-value of each value among the sorted ``reference`` scores.
+
+    Within the reference range, the empirical share at or below the value,
+    interpolated between neighbouring reference scores (so that it is strictly
+    increasing: no ties that a step function would make); below the lowest
+    reference score, a normal tail fitted to the reference and scaled to meet
+    ``1/(n+1)`` there, so far outsiders still rank below near ones.
+    """
+    n = len(reference)
+    ranks = np.interp(values, reference, np.arange(1.0, n + 1.0))
+    log_p = np.log(ranks / (n + 1.0))
+    mean, spread = float(reference.mean()), float(reference.std()) or 1.0
+    tail = stats.norm.logcdf((values - mean) / spread) - stats.norm.logcdf((reference[0] - mean) / spread)
+    return np.where(values < reference[0], np.minimum(tail, 0.0) - np.log(n + 1.0), log_p)
+
+
+def auroc(inside: Any, outside: Any) -> float:
+    """Probability that an inside item scores above an outside one (ties count half): 1 separates, 0.5 guesses.
+
+    Examples
+    --------
+    >>> auroc([0.9, 0.8, 0.4], [0.5, 0.1])
+    0.8333333333333334
+    """
+    inside, outside = np.asarray(inside, dtype=np.float64).ravel(), np.asarray(outside, dtype=np.float64).ravel()
+    if not inside.size or not outside.size:
+        raise InputError("auroc needs at least one inside and one outside score")
+    ranks = stats.rankdata(np.r_[inside, outside])  # ties get their average rank
+    return float((ranks[: inside.size].sum() - inside.size * (inside.size + 1) / 2) / (inside.size * outside.size))
+
+
+def fpr_at_tpr(inside: Any, outside: Any, tpr: float = 0.95) -> float:
+    """Share of outside items accepted at the threshold that accepts ``tpr`` of the inside ones (lower is better).
+
+    Examples
+    --------
+    >>> fpr_at_tpr([0.9, 0.8, 0.7, 0.6], [0.65, 0.1], tpr=0.75)
+    0.0
+    """
+    inside, outside = np.asarray(inside, dtype=np.float64).ravel(), np.asarray(outside, dtype=np.float64).ravel()
+    if not inside.size or not outside.size:
+        raise InputError("fpr_at_tpr needs at least one inside and one outside score")
+    threshold = np.quantile(inside, 1.0 - tpr, method="higher")  # accepts at least tpr of them
+    return float((outside >= threshold).mean())

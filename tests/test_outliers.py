@@ -1,0 +1,79 @@
+"""Confidence from the collection's own neighbours: the kNN baseline, relative density and their calibration."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import nnlift
+from nnlift.outliers import ConfidenceScorer, _log_p, knn_confidence
+
+from .conftest import unit
+
+
+def test_knn_confidence_by_hand():
+    collection = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], dtype=np.float32)
+    # [0.6, 0.8]: cosines 0.6, 0.96, 0.8 -> the two largest average to 0.88
+    assert knn_confidence([[0.6, 0.8]], collection, k=2)[0] == pytest.approx(0.88, abs=1e-6)
+    index = nnlift.ExactIndex().add(collection, ids=["a", "b", "c"])
+    assert knn_confidence([[0.6, 0.8]], index, k=2)[0] == pytest.approx(0.88, abs=1e-6)
+
+
+def test_density_leaves_each_item_out_by_hand():
+    # Three points on a line of angles 0, 10, 30 degrees; query at 20 degrees, k=1.
+    angles = np.radians([0.0, 10.0, 30.0])
+    collection = np.c_[np.cos(angles), np.sin(angles)].astype(np.float32)
+    scorer = ConfidenceScorer("density", k=1, sample=3).fit(collection)
+    raw = scorer._raw(np.array([[np.cos(np.radians(20)), np.sin(np.radians(20))]], dtype=np.float32))
+    # nearest is the 10-degree point (tied with 30 at cos 10°; ties go to the lower id): its own nearest, itself
+    # left out, is the 0-degree point at cos 10°, so density = cos10° - cos10° = 0
+    assert raw["density"][0] == pytest.approx(0.0, abs=1e-6)
+    own = scorer._own_knn(np.arange(3))
+    np.testing.assert_allclose(own, np.cos(np.radians([10.0, 10.0, 20.0])), atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-5, 5), min_size=3, max_size=40, unique=True), st.lists(st.floats(-20, 20), min_size=1, max_size=30))
+def test_calibrated_p_values_are_monotone_continuous_and_below_one(reference, values):
+    reference = np.sort(np.asarray(reference))
+    values = np.sort(np.asarray(values))
+    log_p = _log_p(reference, values)
+    assert (log_p <= 0).all() and np.isfinite(log_p).all()
+    assert (np.diff(log_p) >= -1e-12).all()  # a higher score never gets a lower p-value
+    at_min = _log_p(reference, reference[:1] - np.array([1e-9 * reference.std(), 0.0]))
+    assert abs(at_min[0] - at_min[1]) < 1e-6  # the tail meets the empirical part at the lowest reference
+    assert _log_p(reference, reference[-1:])[0] == pytest.approx(np.log(len(reference) / (len(reference) + 1)))
+
+
+def test_combined_confidence_ranks_outsiders_below_the_collection(rng):
+    centres = unit(np.random.default_rng(4), 12, 16)
+    collection = centres[rng.integers(0, 12, 1500)] + 0.1 * rng.standard_normal((1500, 16))
+    held = centres[rng.integers(0, 12, 200)] + 0.1 * rng.standard_normal((200, 16))
+    outsiders = unit(rng, 200, 16)
+    for method in ("knn", "density", "combined"):
+        scorer = ConfidenceScorer(method, k=10, sample=500).fit(collection)
+        inside, outside = scorer.score(held), scorer.score(outsiders)
+        assert ((inside[:, None] > outside[None, :]).mean()) > 0.95, method
+        assert ((inside >= 0) & (inside <= 1)).all()
+    # a calibrated p-value: about 5% of the collection's own (held-out) items fall below its 5% point
+    assert np.mean(scorer.score(held) < 0.05) == pytest.approx(0.05, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda c: ConfidenceScorer("entropy"), "method must be one of"),
+        (lambda c: ConfidenceScorer("blocks"), "needs encoder="),
+        (lambda c: ConfidenceScorer(k=0), "k must be"),
+        (lambda c: ConfidenceScorer().score(c), "not fitted"),
+        (lambda c: ConfidenceScorer(k=50).fit(c), "needs more than 51"),
+        (lambda c: ConfidenceScorer().fit(c).score(c[:, :3]), "3 columns|columns"),
+        (lambda c: knn_confidence(c[:2], c, k=100), "k=100 is more than the 40"),
+        (lambda c: knn_confidence(c[:2], "collection.npy"), "must be an nnlift index or a 2-D array"),
+    ],
+)
+def test_bad_input_is_named(call, message, rng):
+    collection = rng.standard_normal((40, 6)).astype(np.float32)
+    before = collection.copy()
+    with pytest.raises((ValueError, TypeError), match=message):
+        call(collection)
+    np.testing.assert_array_equal(collection, before)
