@@ -292,3 +292,60 @@ def test_auroc_and_fpr_by_hand():
 
     assert auroc([1, 2], [0, 0]) == 1.0 and auroc([0], [0]) == 0.5 and auroc([0, 0], [1, 1]) == 0.0
     assert fpr_at_tpr(np.arange(100), [94.5, 5.0, 3.0], tpr=0.95) == pytest.approx(2 / 3)  # 95 accepted: 5..99
+
+
+def test_sparse_prefetch_by_hand_and_with_every_item_as_candidate(rng):
+    from nnlift.blocks import SparsePrefetch
+
+    data = clustered(rng, n=600)
+    encoder = BlocksEncoder(24, 4, 8)
+    torch.manual_seed(0)
+    prefetch = SparsePrefetch(encoder, threshold=0.1, candidates=600).fit(data, ids=[f"d{i}" for i in range(600)])
+    exact = nnlift.topk(data[:20], data, 5)
+    found = prefetch.search(data[:20], k=5)
+    np.testing.assert_array_equal(found.ids, exact.ids)  # every item a candidate: exact dense search
+    np.testing.assert_allclose(found.scores, exact.scores, atol=1e-6)
+    assert found.keys[0, 0] == "d0"
+    # the candidates are the best sparse dot products, computed by hand
+    blocks = encoder.encode(data)
+    sparse = np.where(blocks > 0.1, blocks, 0.0)
+    by_hand = np.argsort(-(blocks[:3] @ sparse.T), axis=1, kind="stable")[:, :40]
+    np.testing.assert_array_equal(prefetch.candidates_for(data[:3], 40), by_hand)
+    curve = prefetch.recall_curve(data[:50], [10, 100, 600], k=5)
+    assert curve[600] == 1.0 and curve[10] <= curve[100] <= curve[600]
+    with pytest.raises(ValueError, match="not fitted"):
+        SparsePrefetch(encoder).search(data[:2])
+    with pytest.raises(ValueError, match="queries must have 24 columns"):
+        prefetch.search(np.zeros((2, 5), np.float32))
+
+
+def test_qdrant_prefetch_gives_the_local_list(tmp_path, rng):
+    pytest.importorskip("qdrant_client")
+    from qdrant_client import models
+
+    from nnlift.blocks import SparsePrefetch, qdrant_prefetch_search
+    from nnlift.index.qdrant import QdrantIndex
+    from nnlift.qdrant import write_sparse
+
+    data = clustered(rng, n=500)
+    labels = [f"item-{i}" for i in range(500)]
+    torch.manual_seed(1)
+    encoder = BlocksEncoder(24, 4, 8)
+    indices, values = to_sparse(encoder.encode(data), 0.1)
+    local = SparsePrefetch(encoder, threshold=0.1, candidates=60).fit(data, ids=labels)
+    expected = local.search(data[:15], k=5)
+    inside = QdrantIndex("inside", path=tmp_path / "q", using="dense", progress=False)
+    inside.client.create_collection(
+        "inside",
+        vectors_config={"dense": models.VectorParams(size=24, distance=models.Distance.COSINE)},
+        sparse_vectors_config={"blocks": models.SparseVectorParams()},
+    )
+    inside.add(data, labels)
+    write_sparse(inside, indices, values, labels, name="blocks")
+    companion = QdrantIndex("apart", client=inside.client, using="dense", progress=False).add(data, labels)
+    write_sparse(companion, indices, values, labels, name="blocks")
+    assert inside.client.collection_exists("apart_blocks")  # this one's block vectors live in a companion
+    for index in (inside, companion):
+        found = qdrant_prefetch_search(index, encoder, data[:15], k=5, candidates=60)
+        assert found.keys.tolist() == expected.keys.tolist()
+        np.testing.assert_allclose(found.scores, expected.scores, atol=1e-5)
