@@ -27,6 +27,7 @@ __all__ = [
     "plot_k_occurrence",
     "plot_neighbors",
     "plot_walk",
+    "plot_recall_curve",
     "results_table",
     "write_report",
 ]
@@ -466,3 +467,30 @@ def plot_walk(
         ]
         rows.append(((None, f"scale {step.scale:g}\n{len(new)} new"), cells))
     return _grid(rows, _drawer(draw, images, image_shape, labels), path, title)
+
+
+def plot_recall_curve(
+    curves: Any, n_items: int, path: Any, *, k: int = 10, title: str | None = None
+) -> Any:
+    """recall@k against the candidate budget (as % of the collection): one curve, or ``{label: curve}``."""
+    plt = _pyplot()
+    if curves and all(isinstance(key, (int, np.integer)) for key in curves):
+        curves = {"": curves}
+    figure, axes = plt.subplots(figsize=(6, 3.8))
+    for label, curve in curves.items():
+        budgets = np.array(sorted(curve))
+        axes.plot(100 * np.minimum(budgets, n_items) / n_items, [curve[b] for b in budgets], marker="o", label=label)
+    axes.axhline(0.95, color="0.6", linestyle="--", linewidth=0.8)
+    axes.axvline(5.0, color="0.6", linestyle=":", linewidth=0.8)
+    axes.set_xscale("log")
+    axes.set_xlabel("candidates rescored (% of the collection)")
+    axes.set_ylabel(f"recall@{k} vs exact dense search")
+    axes.set_ylim(0, 1.02)
+    if any(curves):
+        axes.legend(fontsize=8)
+    if title:
+        axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120, format="png")
+    plt.close(figure)
+    return path

@@ -349,3 +349,31 @@ def test_qdrant_prefetch_gives_the_local_list(tmp_path, rng):
         found = qdrant_prefetch_search(index, encoder, data[:15], k=5, candidates=60)
         assert found.keys.tolist() == expected.keys.tolist()
         np.testing.assert_allclose(found.scores, expected.scores, atol=1e-5)
+
+
+def test_cli_blocks_search_prints_the_curve_and_writes_the_results(tmp_path, monkeypatch, capsys, rng):
+    pytest.importorskip("matplotlib")
+    from nnlift.blocks import SparsePrefetch
+
+    from ..test_cli import run
+
+    data = clustered(rng, n=800)
+    torch.manual_seed(2)
+    BlocksEncoder(24, 4, 8).save(tmp_path / "enc")
+    np.save(tmp_path / "data.npy", data)
+    np.save(tmp_path / "q.npy", data[:30])
+    code, out = run(monkeypatch, capsys, "blocks", "search", "--model", tmp_path / "enc", "--queries", tmp_path / "q.npy",
+                    "--input", tmp_path / "data.npy", "-k", 5, "--candidates", 80, "--curve", "40,80,800",
+                    "--figure", tmp_path / "curve.png", "--output", tmp_path / "found.npz")  # fmt: skip
+    assert code == 0, out
+    prefetch = SparsePrefetch(nnlift.load(tmp_path / "enc"), candidates=80).fit(data)
+    expected = prefetch.search(data[:30], 5)
+    np.testing.assert_array_equal(np.load(tmp_path / "found.npz")["ids"], expected.ids)
+    curve = prefetch.recall_curve(data[:30], [40, 80, 800], 5)
+    text = " ".join(out.split())
+    for budget, recall in curve.items():
+        assert f"{recall:.4f}" in text
+    assert curve[800] == 1.0 and (tmp_path / "curve.png").stat().st_size > 1000
+    code, out = run(monkeypatch, capsys, "blocks", "search", "--model", tmp_path / "enc", "--queries", tmp_path / "q.npy",
+                    "--collection", "c", "--path", tmp_path / "q", "--curve", "10")  # fmt: skip
+    assert code != 0 and "--curve measures against exact search over --input" in out

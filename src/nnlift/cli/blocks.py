@@ -289,3 +289,86 @@ def blocks_confidence(
             option="--histogram",
         )
         console.print(f"histogram: {histogram}")
+
+
+@blocks_app.command("search")
+def blocks_search(
+    model: Annotated[Path, typer.Option(help="Folder written by `nnlift blocks train`.")],
+    queries: Annotated[Path, typer.Option(help="Query embeddings.")],
+    input: Annotated[Optional[Path], typer.Option("--input", help="The collection's embeddings (or --collection).")] = None,
+    collection: Annotated[
+        Optional[str], typer.Option(help="A Qdrant collection with block vectors from `blocks convert`.")
+    ] = None,
+    url: UrlOption = None,
+    path: PathOption = None,
+    using: UsingOption = None,
+    name: Annotated[str, typer.Option(help="The named sparse vector of the block vectors (Qdrant).")] = "blocks",
+    k: Annotated[int, typer.Option("-k", "--k", min=1)] = 10,
+    candidates: Annotated[int, typer.Option(min=1, help="Items rescored on the dense vectors per query.")] = 1000,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="--input: block entries kept.")] = 0.1,
+    curve: Annotated[
+        Optional[str], typer.Option(help="--input: candidate budgets to measure recall@k at, e.g. 100,500,1000.")
+    ] = None,
+    figure: Annotated[Optional[Path], typer.Option(help="--curve: draw recall against the budget (PNG).")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Write ids and scores to this .npz.")] = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Sparse pre-fetch by block vectors, then exact rescoring on the dense vectors: locally or as one Qdrant query."""
+    from ..blocks import SparsePrefetch, qdrant_prefetch_search
+    from ..datasets import load_embeddings
+    from .common import parse_floats, write_neighbors
+
+    if (collection is None) == (input is None):
+        raise UserError("give either --input (the collection's embeddings) or --collection (a Qdrant collection)")
+    if curve is not None and input is None:
+        raise UserError("--curve measures against exact search over --input; give --input")
+    if figure is not None and curve is None:
+        raise UserError("--figure draws the --curve; give --curve")
+    for target, option in ((output, "--output"), (figure, "--figure")):
+        if target is not None:
+            check_file_target(target, overwrite=overwrite, option=option)
+    budgets = [] if curve is None else [int(b) for b in parse_floats(curve, "--curve")]
+    if any(b < 1 for b in budgets):
+        raise UserError(f"--curve budgets must be positive; got {curve!r}")
+    encoder = open_encoder(model)
+    asked, _ = load_with(queries, "--queries", load_embeddings)
+    if asked.shape[1] != encoder.input_dim:
+        raise UserError(f"the encoder takes {encoder.input_dim} dimensions; --queries have {asked.shape[1]}")
+    if collection is not None:
+        found = qdrant_prefetch_search(
+            open_collection(collection, url, path, using), encoder, asked, k, candidates=candidates, name=name
+        )
+    else:
+        vectors, ids = load_with(input, "--input", load_embeddings)
+        if vectors.shape[1] != encoder.input_dim:
+            raise UserError(f"the encoder takes {encoder.input_dim} dimensions; --input has {vectors.shape[1]}")
+        prefetch = SparsePrefetch(encoder, threshold=threshold, candidates=candidates).fit(
+            vectors, None if ids is None else ids.tolist()
+        )
+        found = prefetch.search(asked, k)
+        console.print(
+            f"{len(vectors):,} items, {prefetch.sparse_.nnz / len(vectors):.1f} block entries each; "
+            f"{candidates:,} candidates per query ({100 * min(candidates, len(vectors)) / len(vectors):.1f}%)"
+        )
+        if budgets:
+            measured = prefetch.recall_curve(asked, budgets, k)
+            table = Table(title=f"recall@{k} against exact dense search, {len(asked):,} queries")
+            for column in ("candidates", "% of the collection", f"recall@{k}"):
+                table.add_column(column, justify="right")
+            for budget, recall in measured.items():
+                table.add_row(f"{budget:,}", f"{100 * min(budget, len(vectors)) / len(vectors):.2f}", f"{recall:.4f}")
+            console.print(table)
+            if figure is not None:
+                from ..plot import plot_recall_curve
+
+                publish_file(
+                    figure,
+                    lambda handle: plot_recall_curve(measured, len(vectors), handle, k=k),
+                    overwrite=overwrite,
+                    option="--figure",
+                )
+                console.print(f"figure: {figure}")
+    labels = found.keys if found.keys is not None else found.ids
+    console.print("first query: " + " ".join(str(label) for label in labels[0] if label is not None))
+    if output is not None:
+        write_neighbors(output, found, overwrite)
