@@ -377,3 +377,57 @@ def test_cli_blocks_search_prints_the_curve_and_writes_the_results(tmp_path, mon
     code, out = run(monkeypatch, capsys, "blocks", "search", "--model", tmp_path / "enc", "--queries", tmp_path / "q.npy",
                     "--collection", "c", "--path", tmp_path / "q", "--curve", "10")  # fmt: skip
     assert code != 0 and "--curve measures against exact search over --input" in out
+
+
+def hand_encoder():
+    """Two blocks of two cells: block 0 reads x0 against x1, block 1 reads x2 against x3 (no dropout, steep)."""
+    encoder = BlocksEncoder(4, 2, 2, dropout=0.0)
+    with torch.no_grad():
+        encoder.linear.weight.copy_(torch.tensor([[9.0, 0, 0, 0], [0, 9.0, 0, 0], [0, 0, 9.0, 0], [0, 0, 0, 9.0]]))
+        encoder.linear.bias.zero_()
+    return encoder
+
+
+def test_describe_features_by_hand():
+    from nnlift.blocks import describe_features
+
+    collection = np.array([[1, 0, 1, 0], [1, 0, 0, 1], [0.9, 0.1, 0, 1], [0, 1, 1, 0]], dtype=np.float32)
+    labels = ["red apple", "red cherry", "red plum", "green pear"]
+    features = describe_features(hand_encoder(), collection, labels, top=2, words=2)
+    by_id = {f.feature: f for f in features}
+    assert sorted(by_id) == [0, 1, 2, 3]
+    assert by_id[0].share == 0.75 and [label for label, _ in by_id[0].items] == ["red apple", "red cherry"]
+    assert by_id[0].words[0][0] == "red"  # in all three winners: lift (3/3)/(3/4)
+    assert by_id[1].share == 0.25 and by_id[1].items[0][0] == "green pear"
+    assert by_id[3].items[0][0] == "red cherry" and "feature 3 (block 1, cell 1" in str(by_id[3])
+    with pytest.raises(ValueError, match=r"features must be in \[0, 4\)"):
+        describe_features(hand_encoder(), collection, labels, features=[7])
+    with pytest.raises(ValueError, match="labels has 3 entries for 4"):
+        describe_features(hand_encoder(), collection, labels[:3])
+
+
+def test_steer_by_hand_and_weight_zero_changes_nothing(rng):
+    from nnlift.blocks import SparsePrefetch, steer
+
+    encoder = hand_encoder()
+    query = np.array([[1.0, 0.0, 0.5, 0.5]], dtype=np.float32)
+    plain = encoder.encode(query)
+    np.testing.assert_array_equal(steer(encoder, query, 3, 0.0), plain)
+    pushed = steer(encoder, query, 3, 1.0)
+    np.testing.assert_allclose(pushed[0, 2:], [0.5 / 2.0, 1.5 / 2.0], atol=1e-6)  # (0.5, 0.5 + 1) renormalised
+    np.testing.assert_array_equal(pushed[0, :2], plain[0, :2])  # the other block untouched
+    data = clustered(rng, n=400, d=24)
+    torch.manual_seed(3)
+    wide = BlocksEncoder(24, 4, 8)
+    prefetch = SparsePrefetch(wide, candidates=20).fit(data)
+    same = prefetch.search(data[:10], 5, blocks=steer(wide, data[:10], 5, 0.0))
+    base = prefetch.search(data[:10], 5)
+    np.testing.assert_array_equal(same.ids, base.ids)
+    np.testing.assert_array_equal(same.scores, base.scores)
+    towards = prefetch.candidates_for(data[:10], 20, blocks=steer(wide, data[:10], 5, 5.0))
+    feature_5 = wide.encode(data)[:, 5]
+    assert feature_5[towards].mean() > feature_5[prefetch.candidates_for(data[:10], 20)].mean()
+    with pytest.raises(ValueError, match=r"feature must be an int in \[0, 32\)"):
+        steer(wide, data[:1], 32, 1.0)
+    with pytest.raises(ValueError, match="removes every probability"):  # block 0 is exactly (1, 0) here
+        steer(encoder, np.array([[30.0, 0.0, 0.5, 0.5]], dtype=np.float32), 0, -5.0)

@@ -72,24 +72,33 @@ class SparsePrefetch:
         self.sparse_ = sparse_matrix(self.encoder.encode(self.vectors_), self.threshold).tocsr().astype(np.float32)
         return self
 
-    def candidates_for(self, queries: Any, budget: int | None = None) -> np.ndarray:
-        """Per query, the positions of its ``budget`` best items by sparse dot product (best first, ties to lower)."""
+    def candidates_for(self, queries: Any, budget: int | None = None, blocks: Any = None) -> np.ndarray:
+        """Per query, the positions of its ``budget`` best items by sparse dot product (best first, ties to lower).
+
+        ``blocks`` replaces the queries' own block vectors (for example :func:`steer`'s).
+        """
         if not hasattr(self, "sparse_"):
             raise InputError("this SparsePrefetch is not fitted; call fit(vectors) first")
         dense = self._dense(queries, "queries")
         budget = min(check_positive_int(budget or self.candidates, "budget"), len(self.vectors_))
-        blocks = self.encoder.encode(dense)
+        width = self.encoder.num_blocks * self.encoder.block_size
+        blocks = self.encoder.encode(dense) if blocks is None else check_array(blocks, "blocks", width=width)
+        if len(blocks) != len(dense):
+            raise InputError(f"blocks has {len(blocks)} rows for {len(dense)} queries")
         out = np.empty((len(dense), budget), dtype=np.int64)
         for lo in range(0, len(dense), 256):  # a (256, n) score block at a time
             scores = np.asarray((self.sparse_ @ blocks[lo : lo + 256].T).T, dtype=np.float32)
             out[lo : lo + 256] = _top_positions(scores, budget)
         return out
 
-    def search(self, queries: Any, k: int = 10, candidates: int | None = None) -> Neighbors:
-        """The top ``k`` of each query's candidates by exact dense score (ties to the lower position)."""
+    def search(self, queries: Any, k: int = 10, candidates: int | None = None, blocks: Any = None) -> Neighbors:
+        """The top ``k`` of each query's candidates by exact dense score (ties to the lower position).
+
+        ``blocks`` (optional) chooses the candidates in place of the queries' own block vectors.
+        """
         k = check_positive_int(k, "k")
         dense = self._dense(queries, "queries")
-        chosen = self.candidates_for(dense, candidates)
+        chosen = self.candidates_for(dense, candidates, blocks)
         scores = np.einsum("qd,qcd->qc", dense.astype(np.float64), self.vectors_[chosen].astype(np.float64))
         found = sort_neighbors(chosen, scores.astype(np.float32))
         ids, scores = found.ids[:, :k], found.scores[:, :k]
