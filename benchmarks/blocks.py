@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table, write_section  # noqa: E402
+from _common import markdown_table, write_section
 
-import nnlift  # noqa: E402
-from nnlift.blocks import SparsePrefetch, train_blocks  # noqa: E402
-from nnlift.outliers import ConfidenceScorer, auroc, fpr_at_tpr, knn_confidence  # noqa: E402
-from nnlift.sampling import split_neighbors  # noqa: E402
+import nnlift
+from nnlift.blocks import SparsePrefetch, train_blocks
+from nnlift.outliers import ConfidenceScorer, auroc, fpr_at_tpr, knn_confidence
+from nnlift.sampling import split_neighbors
 
 
 def main() -> None:

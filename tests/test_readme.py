@@ -71,3 +71,15 @@ def test_the_readme_pictures_block_runs(tmp_path, monkeypatch):
         assert matplotlib.image.imread(tmp_path / name).shape[0] > 200
     for image in re.findall(r"\]\((docs/img/[^)]+\.png)\)", README.read_text(encoding="utf-8")):
         assert (README.parent / image).is_file(), image
+
+
+def test_the_readme_blocks_block_runs():
+    pytest.importorskip("torch")
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    block = next(b for b in blocks if "ConfidenceScorer(" in b)
+    namespace: dict = {}
+    exec(compile(block, str(README), "exec"), namespace)
+    assert namespace["typical"].min() > namespace["strange"].max()
+    curve = namespace["prefetch"].recall_curve(namespace["docs"][:100], [30, 150, 600])
+    assert curve[30] <= curve[150] <= curve[600]
+    assert namespace["nudged"].ids.shape == (1, 5)

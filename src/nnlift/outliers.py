@@ -32,7 +32,7 @@ from .errors import InputError, InputTypeError
 from .index.base import BaseIndex
 from .index.exact import ExactIndex
 
-__all__ = ["knn_confidence", "ConfidenceScorer", "METHODS", "auroc", "fpr_at_tpr"]
+__all__ = ["METHODS", "ConfidenceScorer", "auroc", "fpr_at_tpr", "knn_confidence"]
 
 METHODS = ("knn", "density", "blocks", "combined")
 

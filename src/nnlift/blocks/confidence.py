@@ -9,7 +9,7 @@ import numpy as np
 from .._check import check_array, check_finite_scalar, check_positive_int
 from ..errors import InputError
 
-__all__ = ["confidence", "block_entropy", "to_sparse", "sparse_matrix"]
+__all__ = ["block_entropy", "confidence", "sparse_matrix", "to_sparse"]
 
 
 def _blocks(embeddings: Any, num_blocks: int) -> np.ndarray:

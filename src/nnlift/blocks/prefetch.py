@@ -156,8 +156,8 @@ def qdrant_prefetch_search(
     then the dense rescoring here, restricted to those ids. ``keys`` hold the
     points' ids (the strings nnlift wrote, for string ids), ``ids`` their insertion order.
     """
-    from ..index.qdrant import KEY, SEQ, with_retries
     from .._optional import require
+    from ..index.qdrant import KEY, SEQ, with_retries
 
     models = require("qdrant_client.models", "the Qdrant integration")
     k = check_positive_int(k, "k")
@@ -180,7 +180,7 @@ def qdrant_prefetch_search(
         where = np.flatnonzero(block > 0)
         sparse = models.SparseVector(indices=where.tolist(), values=block[where].astype(float).tolist())
         if inside:
-            call = lambda: client.query_points(  # noqa: E731 - one retried request
+            call = lambda: client.query_points(
                 index.collection,
                 prefetch=models.Prefetch(query=sparse, using=name, limit=candidates),
                 query=query.tolist(),
@@ -194,7 +194,7 @@ def qdrant_prefetch_search(
                 retries=index.retries,
             )
             allowed = [point.id for point in found.points]
-            call = lambda: client.query_points(  # noqa: E731
+            call = lambda: client.query_points(
                 index.collection,
                 query=query.tolist(),
                 using=index.using,

@@ -14,9 +14,9 @@ import scipy.sparse as sp
 from .._artifact import check_target
 from .._check import check_finite_scalar, check_positive_int
 from .._progress import progress_bar
+from ..errors import InputError
 from ..sampling import SampledMatrix
 from .encoder import BlocksEncoder, torch
-from ..errors import InputError
 
 __all__ = ["Triplets", "mine_triplets", "train_blocks"]
 logger = logging.getLogger("nnlift")
