@@ -10,12 +10,18 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_the_readme_quick_start_runs(tmp_path, monkeypatch):
+def run_block(marker: str) -> dict:
+    """Run the README's python block that contains ``marker``; its namespace."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    quick_start = next(block for block in blocks if "import nnlift" in block)
-    monkeypatch.chdir(tmp_path)  # it saves "nnn-model" in the working folder
+    block = next(b for b in blocks if marker in b)
     namespace: dict = {}
-    exec(compile(quick_start, str(README), "exec"), namespace)
+    exec(compile(block, str(README), "exec"), namespace)
+    return namespace
+
+
+def test_the_readme_quick_start_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # it saves "nnn-model" in the working folder
+    namespace = run_block("import nnlift")  # the first block that imports nnlift: the quick start
     assert math.isfinite(namespace["gain"].mean)  # the last lines ran: a paired gain was computed
     assert [c["on"] for c in namespace["big"].checks_][:1] == ["bank"]
     assert (tmp_path / "nnn-model" / "manifest.json").is_file()
@@ -26,20 +32,14 @@ def test_the_readme_quick_start_runs(tmp_path, monkeypatch):
 
 def test_the_readme_engines_block_runs():
     pytest.importorskip("torch")
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    engines_block = next(block for block in blocks if 'engine="torch-bf16"' in block)
-    namespace: dict = {}
-    exec(compile(engines_block, str(README), "exec"), namespace)
+    namespace = run_block('engine="torch-bf16"')
     assert namespace["fast"].scores.tobytes() == namespace["exact"].scores.tobytes()
 
 
 def test_the_readme_upkeep_block_runs(tmp_path, monkeypatch):
     pytest.importorskip("hnswlib")
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    upkeep = next(block for block in blocks if "index.remove(" in block)
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    exec(compile(upkeep, str(README), "exec"), namespace)
+    namespace = run_block("index.remove(")
     index, plain, model = namespace["index"], namespace["plain"], namespace["model"]
     assert len(index) == 998 and "doc-3" not in index.ids.tolist()
     assert plain.ids[:2].tolist() == [1, 2] and plain.ids[-1] == 1000
@@ -48,10 +48,7 @@ def test_the_readme_upkeep_block_runs(tmp_path, monkeypatch):
 
 def test_the_readme_sklearn_block_runs():
     pytest.importorskip("sklearn")
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    block = next(b for b in blocks if "CorrectedKNeighborsTransformer" in b)
-    namespace: dict = {}
-    exec(compile(block, str(README), "exec"), namespace)
+    namespace = run_block("CorrectedKNeighborsTransformer")
     accuracy = namespace["pipeline"].score(namespace["X_test"], namespace["y_test"])
     assert accuracy == pytest.approx(0.9844, abs=1e-3)  # the value the README prints
 
@@ -61,11 +58,8 @@ def test_the_readme_pictures_block_runs(tmp_path, monkeypatch):
     pytest.importorskip("sklearn")
     import matplotlib.image
 
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    pictures = next(block for block in blocks if "plot_walk(" in block)
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    exec(compile(pictures, str(README), "exec"), namespace)
+    namespace = run_block("plot_walk(")
     assert [step.new for step in namespace["steps"]] == [["bay", "lake"], [], ["hill", "plain"]]
     for name in ("neighbors.png", "walk.png"):
         assert matplotlib.image.imread(tmp_path / name).shape[0] > 200
@@ -75,10 +69,7 @@ def test_the_readme_pictures_block_runs(tmp_path, monkeypatch):
 
 def test_the_readme_blocks_block_runs():
     pytest.importorskip("torch")
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    block = next(b for b in blocks if "ConfidenceScorer(" in b)
-    namespace: dict = {}
-    exec(compile(block, str(README), "exec"), namespace)
+    namespace = run_block("ConfidenceScorer(")
     assert namespace["typical"].min() > namespace["strange"].max()
     curve = namespace["prefetch"].recall_curve(namespace["docs"][:100], [30, 150, 600])
     assert curve[30] <= curve[150] <= curve[600]
