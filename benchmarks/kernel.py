@@ -112,6 +112,9 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--section", default="Exact top-k kernel", help="the RESULTS.md section to write (one per kind of CPU)"
+    )
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -226,8 +229,9 @@ def main() -> None:
     )
     print(summary)
     if args.write:
-        command = "OMP_NUM_THREADS=2 python benchmarks/kernel.py --write"
-        write_section("Exact top-k kernel", command, summary)
+        named = "" if args.section == "Exact top-k kernel" else f' --section "{args.section}"'
+        command = f"OMP_NUM_THREADS=2 python benchmarks/kernel.py --write{named}"
+        write_section(args.section, command, summary)
 
 
 if __name__ == "__main__":

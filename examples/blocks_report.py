@@ -66,12 +66,13 @@ def main() -> None:
 
     query_text = "a musical instrument played with a bow"
     query = embed_texts([query_text], progress=False)
-    print(f"\nsteering {query_text!r} (100 candidates):")
-    plain = prefetch.search(query, 5, candidates=100).labels(0)
-    print(f"  as it is:  {plain}")
-    for feature in busiest[:2]:
-        pushed = prefetch.search(query, 5, candidates=100, blocks=steer(encoder, query, feature.feature, 2.0))
-        print(f"  towards feature {feature.feature} ({', '.join(w for w, _ in feature.words[:2])}): {pushed.labels(0)}")
+    print(f"\nsteering {query_text!r}: its 5 best of 10 candidates, as it is and pushed towards a feature")
+    plain = prefetch.search(query, 5, candidates=10).labels(0)
+    print(f"  as it is: {plain}")
+    for feature in busiest[:3]:
+        pushed = prefetch.search(query, 5, candidates=10, blocks=steer(encoder, query, feature.feature, 1.0))
+        new = [label for label in pushed.labels(0) if label not in plain]
+        print(f"  towards {feature.feature} ({', '.join(w for w, _ in feature.words[:3])}): new {new}")
 
 
 if __name__ == "__main__":

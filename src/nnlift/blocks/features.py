@@ -57,9 +57,10 @@ def describe_features(
 
     ``share`` is the fraction of the collection whose block puts its largest
     probability on this cell. The words are those in the labels of the items
-    that win the cell (or of the top items, when none wins it) with the
-    largest lift: their frequency there over their frequency in all labels,
-    counting words seen at least twice there. Features are those given, or
+    that win the cell (or of the top items, when none wins it) that add the
+    most to its Kullback–Leibler divergence from all labels: ``f · ln(f / g)``,
+    with ``f`` a word's frequency there and ``g`` in all labels, counting words
+    seen at least twice there (lift alone favours words seen twice). Features are those given, or
     every feature that wins at least ``min_share`` of the collection.
     """
     top = check_positive_int(top, "top")
@@ -90,10 +91,12 @@ def describe_features(
         members = np.flatnonzero(winners[:, block] == cell)
         pool = members if len(members) else best
         counts = Counter(word for row in pool for word in vocab[row])
-        lift = {
-            word: (count / len(pool)) / (background[word] / len(labels)) for word, count in counts.items() if count >= 2
-        }
-        marked = sorted(lift.items(), key=lambda pair: (-pair[1], pair[0]))[:words]
+        weight = {}
+        for word, count in counts.items():
+            if count >= 2:
+                here = count / len(pool)
+                weight[word] = here * np.log(here / (background[word] / len(labels)))
+        marked = sorted(weight.items(), key=lambda pair: (-pair[1], pair[0]))[:words]
         out.append(
             Feature(
                 feature=feature,
