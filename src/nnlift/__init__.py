@@ -65,6 +65,7 @@ __all__ = [
     "SimilarityModel",
     "algebra",
     "evaluate",
+    "outliers",
     "tune",
     "ArtifactError",
     "NotFittedError",
