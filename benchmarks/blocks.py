@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=150, help="the most epochs; each encoder stops early")
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--figure", type=Path, default=None)
+    parser.add_argument("--section", default="Block embeddings on WordNet", help="the RESULTS.md section to write")
     args = parser.parse_args()
     from nnlift.datasets import load_wordnet
     from nnlift.embed import embed_texts
@@ -116,14 +117,14 @@ def main() -> None:
             "Sparse pre-fetch: recall@10 of the rescored list against exact dense search (1,000 queries), by "
             "candidates rescored as a share of the collection (nnz: block entries kept per item).",
             markdown_table(
-                ["encoder", "τ", "nnz", "queries", *(f"{b:,} ({100 * b / args.n_collection:g}%)" for b in budgets)],
+                ["encoder", "τ", "nnz", "queries", *(f"{b:,} ({100 * b / args.n_collection:.1f}%)" for b in budgets)],
                 curve_rows,
             ),
             "Targets. Confidence (block or combined ≥ the kNN baseline on every outsider kind):\n"
             + "\n".join(f"- {line}" for line in verdicts),
             f"Pre-fetch (recall@10 ≥ 0.95 with at most 5% of the collection as candidates): best {best[0]:.3f} "
-            f"({best[1]}) at {five:,} candidates: {'met' if best[0] >= 0.95 else 'not met'}. "
-            "Figure: docs/img/prefetch_recall.png.",
+            f"({best[1]}) at {five:,} candidates: {'met' if best[0] >= 0.95 else 'not met'}."
+            + ("" if args.figure is None else f" Figure: {args.figure}."),
         ]
     )
     print(body)
@@ -133,8 +134,10 @@ def main() -> None:
         plot_recall_curve(curves, args.n_collection, args.figure, title="sparse pre-fetch on WordNet documents")
         print(f"figure: {args.figure}")
     if args.write:
-        command = "OMP_NUM_THREADS=2 python benchmarks/blocks.py --write --figure docs/img/prefetch_recall.png"
-        write_section("Block embeddings on WordNet", command, body)
+        flags = "" if args.n_collection == 15_000 else f" --n-collection {args.n_collection}"
+        flags += f" --figure {args.figure}" if args.figure is not None else ""
+        flags += "" if args.section == "Block embeddings on WordNet" else f' --section "{args.section}"'
+        write_section(args.section, f"OMP_NUM_THREADS=2 python benchmarks/blocks.py --write{flags}", body)
 
 
 if __name__ == "__main__":
