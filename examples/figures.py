@@ -23,9 +23,7 @@ def digits_figures(output: Path) -> list[Path]:
     digits = load_digits()
     vectors = digits.data.astype(np.float32) - digits.data.mean(axis=0, dtype=np.float32)  # centred pixels
     recommender = nnlift.Recommender().fit(vectors)
-    every = nnlift.Neighbors(
-        *(np.concatenate(parts) for parts in zip(*((n.ids, n.scores) for n in map(recommender.similar, range(400)))))
-    )
+    every = nnlift.Neighbors.concatenate([recommender.similar(row) for row in range(400)])
     # The first four queries with at least three of ten neighbours from another digit: where cosine goes wrong.
     wrong = (digits.target[every.ids] != digits.target[:400, None]).sum(axis=1)
     rows = np.flatnonzero(wrong >= 3)[:4]

@@ -117,6 +117,14 @@ class Neighbors:
             keys = None if keys is None else keys[None]
         return Neighbors(ids, scores, keys)
 
+    @classmethod
+    def concatenate(cls, parts: list[Neighbors]) -> Neighbors:
+        """The rows of several results of one width, in order (keys kept when every part has them)."""
+        if not parts:
+            raise InputError("concatenate needs at least one Neighbors")
+        keys = None if any(p.keys is None for p in parts) else np.concatenate([p.keys for p in parts])
+        return cls(np.concatenate([p.ids for p in parts]), np.concatenate([p.scores for p in parts]), keys)
+
     def __repr__(self) -> str:
         return f"Neighbors(n_queries={len(self)}, k={self.k}, padded={int((~self.valid).sum())})"
 

@@ -386,8 +386,8 @@ def plot_neighbors(
         n = min(len(neighbors), max_rows)
         if n == 0:
             raise InputError("neighbors has no rows to draw")
-        queries = _one_per_row(query, len(neighbors), "query")[:n] if query is not None else [None] * n
-        wanted = _one_per_row(targets, len(neighbors), "targets")[:n] if targets is not None else [None] * n
+        queries = _one_per_row(query, len(neighbors), "query")[:n]
+        wanted = _one_per_row(targets, len(neighbors), "targets")[:n]
         rows = []
         for row in range(n):
             right = set() if wanted[row] is None else set(np.atleast_1d(np.asarray(wanted[row], dtype=object)).tolist())

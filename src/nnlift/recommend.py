@@ -23,7 +23,7 @@ from .index.exact import ExactIndex
 from .neighbors import Neighbors
 from .errors import InputError
 
-__all__ = ["Recommender", "default_index"]
+__all__ = ["Recommender", "default_index", "seed_hnsw"]
 
 # The seed's HNSW: M=30, efConstruction=100, cosine.
 SEED_HNSW = {"M": 30, "ef_construction": 100}
@@ -38,11 +38,7 @@ def default_index(n_items: int, metric: str = "cosine", exact_below: int = 20_00
     except ImportError:
         pass
     else:
-        from .index.faiss import FaissIndex
-
-        return FaissIndex(
-            f"HNSW{SEED_HNSW['M']}", metric=metric, ef_construction=SEED_HNSW["ef_construction"], ef_search=128
-        )
+        return seed_hnsw(metric)
     try:
         importlib.import_module("hnswlib")
     except ImportError:
@@ -52,6 +48,15 @@ def default_index(n_items: int, metric: str = "cosine", exact_below: int = 20_00
     from .index.hnsw import HnswIndex
 
     return HnswIndex(metric, M=SEED_HNSW["M"], ef_construction=SEED_HNSW["ef_construction"], ef_search=128)
+
+
+def seed_hnsw(metric: str = "cosine", ef_search: int = 128) -> BaseIndex:
+    """The seed's graph in faiss: HNSW with M=30 and efConstruction=100 (needs the ``faiss`` extra)."""
+    from .index.faiss import FaissIndex
+
+    return FaissIndex(
+        f"HNSW{SEED_HNSW['M']}", metric=metric, ef_construction=SEED_HNSW["ef_construction"], ef_search=ef_search
+    )
 
 
 class Recommender:

@@ -18,6 +18,8 @@ import numpy as np
 
 from .._check import check_array, check_finite_scalar, check_positive_int, normalize_rows
 from ..errors import InputError
+from ..kernel.keys import decode_keys
+from ..kernel.selection import tile_topk_keys
 from ..neighbors import Neighbors, sort_neighbors
 from .confidence import sparse_matrix
 
@@ -88,7 +90,7 @@ class SparsePrefetch:
         out = np.empty((len(dense), budget), dtype=np.int64)
         for lo in range(0, len(dense), 256):  # a (256, n) score block at a time
             scores = np.asarray((self.sparse_ @ blocks[lo : lo + 256].T).T, dtype=np.float32)
-            out[lo : lo + 256] = _top_positions(scores, budget)
+            out[lo : lo + 256] = decode_keys(tile_topk_keys(scores, budget, 0))[1]  # the kernel's exact top-k
         return out
 
     def search(self, queries: Any, k: int = 10, candidates: int | None = None, blocks: Any = None) -> Neighbors:
@@ -98,7 +100,10 @@ class SparsePrefetch:
         """
         k = check_positive_int(k, "k")
         dense = self._dense(queries, "queries")
-        chosen = self.candidates_for(dense, candidates, blocks)
+        return self._rescored(dense, self.candidates_for(dense, candidates, blocks), k)
+
+    def _rescored(self, dense: np.ndarray, chosen: np.ndarray, k: int) -> Neighbors:
+        """The top ``k`` of the ``chosen`` positions of each row by exact dense score, padded to ``k``."""
         scores = np.einsum("qd,qcd->qc", dense.astype(np.float64), self.vectors_[chosen].astype(np.float64))
         found = sort_neighbors(chosen, scores.astype(np.float32))
         ids, scores = found.ids[:, :k], found.scores[:, :k]
@@ -116,31 +121,14 @@ class SparsePrefetch:
         from ..kernel import topk
 
         truth = topk(dense, self.vectors_, min(k, len(self.vectors_)), metric="ip").ids
+        budgets = [check_positive_int(int(b), "budgets") for b in budgets]
+        # The best `budget` candidates are a prefix of the best `max(budgets)`: one sparse pass serves every budget.
+        widest = self.candidates_for(dense, max(budgets))
         curve = {}
         for budget in budgets:
-            found = self.search(dense, k, candidates=budget).ids
-            curve[int(budget)] = float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, truth)]))
+            found = self._rescored(dense, widest[:, :budget], k).ids
+            curve[budget] = float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, truth)]))
         return curve
-
-
-def _top_positions(scores: np.ndarray, budget: int) -> np.ndarray:
-    """Each row's ``budget`` largest, best first, ties to the lower position."""
-    if budget < scores.shape[1]:
-        part = np.argpartition(-scores, budget - 1, axis=1)[:, :budget]
-        cut = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
-        # the tie group at the cut is taken by position, so the set does not depend on argpartition's order
-        above = scores > cut
-        need = budget - above.sum(axis=1)
-        rows = []
-        for r in range(len(scores)):
-            tied = np.flatnonzero(scores[r] == cut[r, 0])[: need[r]]
-            rows.append(np.r_[np.flatnonzero(above[r]), tied])
-        part = np.asarray(rows)
-    else:
-        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
-    values = np.take_along_axis(scores, part, axis=1)
-    ranked = np.argsort(-values, axis=1, kind="stable")  # part is in position order: ties stay lower first
-    return np.take_along_axis(part, ranked, axis=1)
 
 
 def qdrant_prefetch_search(

@@ -239,7 +239,8 @@ def blocks_confidence(
     """Per-item confidence: low scores flag out-of-collection items (--method blocks, knn or combined)."""
     from ..blocks import confidence
     from ..datasets import load_embeddings
-    from ..outliers import auroc, fpr_at_tpr
+    from ..index import ExactIndex
+    from ..outliers import ConfidenceScorer, auroc, fpr_at_tpr, knn_confidence
 
     if method not in ("blocks", "knn", "combined"):
         raise UserError(f"--method must be blocks, knn or combined; got {method!r}")
@@ -257,15 +258,15 @@ def blocks_confidence(
         width = vectors.shape[1] if encoder is None else encoder.input_dim
         if array is not None and array.shape[1] != width:
             raise UserError(f"{name} has {array.shape[1]} dimensions; expected {width}")
-    if method == "combined":
-        from ..outliers import ConfidenceScorer
-
-        scorer = ConfidenceScorer("combined", k=k, encoder=encoder).fit(collection)
-        scores = scorer.score(vectors)
-        known = None if inside is None else scorer.score(inside)
-    else:
-        scores = confidence(encoder, vectors, method=method, index=collection, k=k)[0]
-        known = None if inside is None else confidence(encoder, inside, method=method, index=collection, k=k)[0]
+    if method == "blocks":
+        score = lambda x: confidence(encoder, x)[0]  # noqa: E731
+    elif method == "knn":  # one index of the collection for the input and the reference
+        index = ExactIndex().add(collection)
+        score = lambda x: knn_confidence(x, index, k)  # noqa: E731
+    else:  # one calibration for both
+        score = ConfidenceScorer("combined", k=k, encoder=encoder).fit(collection).score
+    scores = score(vectors)
+    known = None if inside is None else score(inside)
     quantiles = np.quantile(scores, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
     table = Table(title=f"{method} confidence of {len(scores):,} items")
     for label in ("min", "5%", "25%", "median", "75%", "95%", "max"):

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -27,16 +26,14 @@ def index_command(
 ) -> None:
     """Build and save an index of items by id for `nnlift similar` and `nnlift walk`."""
     from ..datasets import load_embeddings
-    from ..index import ExactIndex, FaissIndex, IVFIndex
-    from ..recommend import SEED_HNSW, Recommender
+    from ..index import ExactIndex, IVFIndex
+    from ..recommend import Recommender, seed_hnsw
 
     choices = {
         "auto": lambda: None,
         "exact": lambda: ExactIndex(),
         "ivf": lambda: IVFIndex(n_probe=16),
-        "hnsw": lambda: FaissIndex(
-            f"HNSW{SEED_HNSW['M']}", ef_construction=SEED_HNSW["ef_construction"], ef_search=128
-        ),
+        "hnsw": seed_hnsw,
     }
     if backend not in choices:
         raise UserError(f"--backend must be one of {', '.join(choices)}; got {backend!r}")
@@ -137,13 +134,11 @@ def similar(
         from ..neighbors import Neighbors
         from ..plot import plot_neighbors
 
-        rows = [n for _, n in found]
-        keys = None if rows[0].keys is None else np.concatenate([n.keys for n in rows])
-        stacked = Neighbors(np.concatenate([n.ids for n in rows]), np.concatenate([n.scores for n in rows]), keys)
+        stacked = Neighbors.concatenate([n for _, n in found])
         queries = [item for item, _ in found]
         save_figure(
             figure,
-            lambda handle: plot_neighbors(queries, stacked, path=handle, max_rows=len(rows), title="similar items"),
+            lambda handle: plot_neighbors(queries, stacked, path=handle, max_rows=len(found), title="similar items"),
             overwrite,
             as_json,
         )
