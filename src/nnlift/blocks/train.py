@@ -159,8 +159,7 @@ def train_blocks(
     val_vectors = torch.from_numpy(np.ascontiguousarray(held.vectors, dtype=np.float32))
     validation = mine_triplets(held.matrix, val_triplets, np.random.default_rng(seed + 1_000_003))
     rng = np.random.default_rng(seed)
-    best, best_state, best_epoch, history = np.inf, None, 0, []
-    reason = f"reached epochs={epochs}"
+    best, best_state, best_epoch, history, plateau = np.inf, None, 0, [], False
     with progress_bar("training block encoder", epochs, enabled=progress) as bar:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
@@ -199,11 +198,15 @@ def train_blocks(
                 best_state = {k: v.clone() for k, v in encoder.state_dict().items()}
             bar.advance(1)
             if epoch - best_epoch >= stop_patience:
-                reason = f"validation loss stopped improving (by {min_delta:g}) for {stop_patience} epochs"
+                plateau = True
                 break
-    if reason.startswith("reached") and best_epoch > epochs - stop_patience:
-        reason += "; the validation loss was still falling: raise epochs"
-        logger.warning("train_blocks %s", reason)
+    if plateau:
+        reason = f"validation loss stopped improving (by {min_delta:g}) for {stop_patience} epochs"
+    else:
+        reason = f"reached epochs={epochs}"
+        if best_epoch > epochs - stop_patience:
+            reason += "; the validation loss was still falling: raise epochs"
+            logger.warning("train_blocks %s", reason)
     encoder.load_state_dict(best_state)
     encoder.eval()
     encoder.history_ = history
