@@ -122,7 +122,7 @@ def embed_texts(
     embedder = get_embedder(model)
     file = None
     if cache_dir is not False:
-        from .datasets.wordnet import default_cache_dir
+        from .datasets.reverse import default_cache_dir
 
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         file = folder / "embeddings" / f"{embedder.name}-{_cache_key(embedder.name, texts)}.npy"

@@ -1,4 +1,4 @@
-"""`nnlift demo` (the WordNet reverse dictionary) and `nnlift eval` (your own embeddings)."""
+"""`nnlift demo` (a reverse dictionary: WordNet, GCIDE or FOLDOC) and `nnlift eval` (your own embeddings)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def report_progress(progress) -> None:
 errors = Console(stderr=True, markup=False, highlight=False)
 
 DEMO_METHODS = "cosine,nnn,dn_nnn,csls,is,qbnorm,dba,dba_nnn"
+DATASETS = {"wordnet": "WordNet", "gcide": "GCIDE", "foldoc": "FOLDOC"}
 
 
 @app.command()
@@ -52,14 +53,24 @@ def demo(
         typer.Option(min=1, help="Shrink the gallery to N documents for a quick look (every query's answer kept)."),
     ] = None,
     methods: Annotated[str, typer.Option(help=METHODS_HELP)] = DEMO_METHODS,
-    wordnet: Annotated[Optional[Path], typer.Option(help="Folder with WordNet's data.* files.")] = None,
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="Reverse dictionary: wordnet (apt-get install wordnet-base), gcide (dict-gcide) or foldoc "
+            "(dict-foldoc, computing terms)."
+        ),
+    ] = "wordnet",
+    data: Annotated[
+        Optional[Path],
+        typer.Option("--data", "--wordnet", help="Folder with the dataset's files, if not in the standard place."),
+    ] = None,
     report: Annotated[Path, typer.Option(help="Folder for report.md, figures and results.json.")] = Path(
         "nnlift-report"
     ),
     seed: int = 0,
 ) -> None:
-    """The WordNet reverse dictionary: find a synset's words from its definition, with and without corrections."""
-    from ..datasets import WordNetNotFound, load_wordnet
+    """A reverse dictionary (WordNet by default): find the words from their definition, with and without corrections."""
+    from ..datasets import DatasetNotFound, load_reverse_dictionary
     from ..errors import InputError
     from ..embed import MODELS, embed_texts
     from ..evaluate.compare import compare_methods
@@ -67,17 +78,21 @@ def demo(
 
     if model not in MODELS:
         raise UserError(f"--model must be one of {', '.join(MODELS)}; got {model!r}")
+    if dataset not in DATASETS:
+        raise UserError(f"--dataset must be one of {', '.join(DATASETS)}; got {dataset!r}")
     names = parse_methods(methods)
     report_folder(report)
+    title = DATASETS[dataset]
     start = time.perf_counter()
     try:
-        with console.status("building the WordNet reverse dictionary"):
-            data = load_wordnet(wordnet, seed=seed, n_bank=n_bank, n_val=n_val, n_test=n_test, n_gallery=n_gallery)
-    except (WordNetNotFound, InputError) as exc:
+        with console.status(f"building the {title} reverse dictionary"):
+            data = load_reverse_dictionary(dataset, data, seed=seed, n_bank=n_bank, n_val=n_val, n_test=n_test,
+                                           n_gallery=n_gallery)  # fmt: skip
+    except (DatasetNotFound, InputError) as exc:
         raise UserError(str(exc)) from None
     sizes = data.summary()
     console.print(
-        f"WordNet reverse dictionary: gallery {sizes['gallery']:,} documents; bank {sizes['bank']:,}, "
+        f"{title} reverse dictionary: gallery {sizes['gallery']:,} documents; bank {sizes['bank']:,}, "
         f"val {sizes['val']:,}, test {sizes['test']:,} queries"
     )
     gallery = embed_texts(data.gallery, model, description="gallery")
@@ -98,9 +113,10 @@ def demo(
             on_done=report_progress,
         )
     seconds = time.perf_counter() - start
-    print_results(results, f"WordNet reverse dictionary, {model}, test split ({sizes['test']:,} queries)")
+    print_results(results, f"{title} reverse dictionary, {model}, test split ({sizes['test']:,} queries)")
     meta = {
-        "title": f"WordNet reverse dictionary ({model})",
+        "title": f"{title} reverse dictionary ({model})",
+        "dataset": dataset,
         "model": model,
         "seed": seed,
         "gallery": sizes["gallery"],
