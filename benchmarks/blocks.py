@@ -7,7 +7,8 @@ are the held-out insiders. The outsiders are random strings through the same emb
 vectors, and WordNet glosses (another text type: definitions, not lemma lists). Two encoders train on a
 10,000-point sample with a disjoint 2,000-point validation sample and early stopping: the seed's 4×64
 and a wider 32×32. Confidence methods: block entropy, the kNN baseline (mean top-10 similarity),
-relative density, and their Fisher combination calibrated on the collection (``ConfidenceScorer``).
+relative density, and their Fisher combination at one scale (k=10) and at two (10 and 3, the default),
+calibrated on the collection (``ConfidenceScorer``), with paired bootstrap intervals of the AUROC gaps.
 Pre-fetch: recall@10 of the rescored list against exact dense search, per candidate budget, for
 gloss queries (the reverse dictionary's real queries) and held-out document queries.
 """
@@ -72,21 +73,24 @@ def main() -> None:
     scorers = {
         "knn (baseline: mean top-10 similarity)": None,
         "density (relative kNN density)": ConfidenceScorer("density").fit(index),
-        "combined: knn + density": ConfidenceScorer("combined").fit(index),
+        "combined at one scale: knn + density (k=10)": ConfidenceScorer("combined", scales=(10,)).fit(index),
+        "combined (default): knn + density at k=10 and 3": ConfidenceScorer("combined").fit(index),
     }
     for name, encoder in encoders.items():
         scorers[f"blocks {name} (1 − entropy)"] = ConfidenceScorer("blocks", encoder=encoder).fit(index)
-        scorers[f"combined: knn + density + blocks {name}"] = ConfidenceScorer("combined", encoder=encoder).fit(index)
-    rows, measured = [], {}
+        scorers[f"combined + blocks {name}"] = ConfidenceScorer("combined", encoder=encoder).fit(index)
+    rows, measured, scored = [], {}, {}
     for name, scorer in scorers.items():
         score = (lambda x: knn_confidence(x, index)) if scorer is None else scorer.score
         inside = score(held)
+        calibrated = "" if scorer is None else f"{np.mean(inside < 0.05):.3f}"
         cells = []
-        for outside in outsiders.values():
+        for kind, outside in outsiders.items():
             values = score(outside)
+            scored[name, kind] = (inside, values)
             measured.setdefault(name, []).append(auroc(inside, values))
-            cells.append(f"{auroc(inside, values):.3f} / {fpr_at_tpr(inside, values):.3f}")
-        rows.append([name, *cells])
+            cells.append(f"{auroc(inside, values):.4f} / {fpr_at_tpr(inside, values):.3f}")
+        rows.append([name, *cells, calibrated])
     budgets = [int(round(args.n_collection * share)) for share in (0.005, 0.01, 0.02, 0.05, 0.1)]
     curves, curve_rows = {}, []
     for name, encoder in encoders.items():
@@ -97,13 +101,18 @@ def main() -> None:
                 curves[f"{name}, τ={threshold:g}, {label}"] = curve
                 curve_rows.append([name, f"{threshold:g}", f"{prefetch.sparse_.nnz / len(collection):.1f}", label,
                                    *(f"{curve[b]:.3f}" for b in budgets)])  # fmt: skip
-    baseline = measured["knn (baseline: mean top-10 similarity)"]
+    baseline_name = "knn (baseline: mean top-10 similarity)"
+    baseline = measured[baseline_name]
     verdicts = []
     for name, values in measured.items():
         if name.startswith(("blocks", "combined")):
-            gaps = ", ".join(f"{v - b:+.3f}" for v, b in zip(values, baseline))
+            gaps = ", ".join(
+                f"{kind} {v - b:+.4f} [{low:+.4f}, {high:+.4f}]"
+                for kind, v, b in zip(outsiders, values, baseline)
+                for low, high in [_paired_gap_ci(scored[name, kind], scored[baseline_name, kind])]
+            )
             verdicts.append(f"{name}: {'≥' if all(v >= b for v, b in zip(values, baseline)) else 'not ≥'} the "
-                            f"baseline on every kind (AUROC minus the baseline's: {gaps})")  # fmt: skip
+                            f"baseline on every kind (AUROC minus the baseline's, 95% paired bootstrap CI: {gaps})")  # fmt: skip
     five = budgets[3]
     best = max((curve[five], label) for label, curve in curves.items())
     body = "\n\n".join(
@@ -112,8 +121,9 @@ def main() -> None:
             f"2,000 held-out documents as insiders, 2,000 outsiders of each kind. Training: 10,000 sampled points, "
             f"limit 100, a disjoint 2,000-point validation sample, early stopping (at most {args.epochs} epochs).",
             markdown_table(["encoder", "epochs run", "kept epoch", "val loss", "why it stopped", "seconds"], training),
-            "Confidence: AUROC / FPR at 95% TPR (insiders: held-out documents).",
-            markdown_table(["method", *outsiders], rows),
+            "Confidence: AUROC / FPR at 95% TPR (insiders: held-out documents). Calibration: the share of the "
+            "held-out insiders whose confidence is below 0.05 (a calibrated p-value puts 0.05 there).",
+            markdown_table(["method", *outsiders, "insiders < 0.05"], rows),
             "Sparse pre-fetch: recall@10 of the rescored list against exact dense search (1,000 queries), by "
             "candidates rescored as a share of the collection (nnz: block entries kept per item).",
             markdown_table(
@@ -138,6 +148,17 @@ def main() -> None:
         flags += f" --figure {args.figure}" if args.figure is not None else ""
         flags += "" if args.section == "Block embeddings on WordNet" else f' --section "{args.section}"'
         write_section(args.section, f"OMP_NUM_THREADS=2 python benchmarks/blocks.py --write{flags}", body)
+
+
+def _paired_gap_ci(method: tuple, baseline: tuple, draws: int = 400) -> tuple[float, float]:
+    """95% bootstrap interval of AUROC(method) − AUROC(baseline), resampling the same insiders and outsiders for both."""
+    rng = np.random.default_rng(0)
+    gaps = []
+    for _ in range(draws):
+        i, o = rng.integers(0, len(method[0]), len(method[0])), rng.integers(0, len(method[1]), len(method[1]))
+        gaps.append(auroc(method[0][i], method[1][o]) - auroc(baseline[0][i], baseline[1][o]))
+    low, high = np.quantile(gaps, [0.025, 0.975])
+    return float(low), float(high)
 
 
 if __name__ == "__main__":

@@ -28,11 +28,36 @@ def test_density_leaves_each_item_out_by_hand():
     # left out, is the 0-degree point at cos 10°, so density = cos10° - cos10° = 0
     assert raw["density"][0] == pytest.approx(0.0, abs=1e-6)
     own = scorer._own_knn(np.arange(3))
-    np.testing.assert_allclose(own, np.cos(np.radians([10.0, 10.0, 20.0])), atol=1e-6)
+    np.testing.assert_allclose(own[:, 0], np.cos(np.radians([10.0, 10.0, 20.0])), atol=1e-6)
+
+
+def test_combined_scores_knn_and_density_at_two_scales_by_hand():
+    # Angles 0, 10, 30, 60 degrees; query at 20, k=2, scales (2, 1).
+    angles = np.radians([0.0, 10.0, 30.0, 60.0])
+    collection = np.c_[np.cos(angles), np.sin(angles)].astype(np.float32)
+    scorer = ConfidenceScorer("combined", k=2, scales=(1, 2), sample=4).fit(collection)
+    assert scorer._parts() == ("knn", "density", "knn@1", "density@1")
+    raw = scorer._raw(np.array([[np.cos(np.radians(20)), np.sin(np.radians(20))]], dtype=np.float32))
+    cos = lambda degrees: np.cos(np.radians(degrees))
+    # nearest two: 10 and 30 degrees (both 10 away); 10's own nearest two (itself out): 0 and 30 (10, 20 away);
+    # 30's: 10 and 60 (20, 30 away)
+    assert raw["knn"][0] == pytest.approx(cos(10), abs=1e-6)
+    assert raw["density"][0] == pytest.approx(
+        cos(10) - ((cos(10) + cos(20)) / 2 + (cos(20) + cos(30)) / 2) / 2, abs=1e-6
+    )
+    # scale 1: nearest is 10 degrees (the tie goes to the lower id), whose own nearest is 0 degrees
+    assert raw["knn@1"][0] == pytest.approx(cos(10), abs=1e-6)
+    assert raw["density@1"][0] == pytest.approx(0.0, abs=1e-6)
+    assert ConfidenceScorer(k=10).scales == (10, 3)
+    assert ConfidenceScorer(k=2).scales == (2, 1) and ConfidenceScorer(k=1).scales == (1,)
+    assert ConfidenceScorer("knn", k=10).scales == (10,)
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.floats(-5, 5), min_size=3, max_size=40, unique=True), st.lists(st.floats(-20, 20), min_size=1, max_size=30))
+@given(
+    st.lists(st.floats(-5, 5), min_size=3, max_size=40, unique=True),
+    st.lists(st.floats(-20, 20), min_size=1, max_size=30),
+)
 def test_calibrated_p_values_are_monotone_continuous_and_below_one(reference, values):
     reference = np.sort(np.asarray(reference))
     values = np.sort(np.asarray(values))
@@ -64,6 +89,9 @@ def test_combined_confidence_ranks_outsiders_below_the_collection(rng):
         (lambda c: ConfidenceScorer("entropy"), "method must be one of"),
         (lambda c: ConfidenceScorer("blocks"), "needs encoder="),
         (lambda c: ConfidenceScorer(k=0), "k must be"),
+        (lambda c: ConfidenceScorer(k=5, scales=(3, 2)), "must include k=5 as the largest"),
+        (lambda c: ConfidenceScorer(k=5, scales=(5, 0)), "scales must be >= 1"),
+        (lambda c: ConfidenceScorer(k=5, scales=5), "non-empty tuple"),
         (lambda c: ConfidenceScorer().score(c), "not fitted"),
         (lambda c: ConfidenceScorer(k=50).fit(c), "needs more than 51"),
         (lambda c: ConfidenceScorer().fit(c).score(c[:, :3]), "3 columns|columns"),
