@@ -31,6 +31,8 @@ from .correct import (
     MutualProximity,
     QBNorm,
     WithDN,
+    MeanBias,
+    Fusion,
 )
 from . import algebra, engines, evaluate, outliers
 from .engines import set_engine
@@ -78,6 +80,8 @@ __all__ = [
     "NNN",
     "DistributionNormalization",
     "WithDN",
+    "MeanBias",
+    "Fusion",
     "CSLS",
     "InvertedSoftmax",
     "QBNorm",

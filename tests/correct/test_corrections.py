@@ -22,6 +22,10 @@ ALL = [
     lambda: nnlift.LocalScaling(k=3, variant="nicdm"),
     lambda: nnlift.MutualProximity(k=3),
     lambda: nnlift.MutualProximity(k=3, method="empiric"),
+    lambda: nnlift.MeanBias(),
+    lambda: nnlift.MeanBias(nnlift.NNN(k=4), mode="projection"),
+    lambda: nnlift.Fusion([nnlift.NNN(k=4), nnlift.CSLS(k=4)], depth=20),
+    lambda: nnlift.Fusion([nnlift.NNN(k=4), nnlift.LocalScaling(k=3)], method="zscore", depth=20),
 ]
 
 
@@ -68,6 +72,7 @@ SAVED = ALL + [
     lambda: nnlift.AugmentedDatabase(),
     lambda: nnlift.AugmentedDatabase(correction=nnlift.NNN(k=4)),
     lambda: nnlift.AugmentedDatabase(nnlift.NeighborhoodBlender(thresholds=(0.2,), k=4, progress=False)),
+    lambda: nnlift.Fusion([nnlift.NNN(k=4), nnlift.CSLS(k=4)], index=nnlift.IVFIndex(n_lists=4, n_probe=1)),
 ]
 
 

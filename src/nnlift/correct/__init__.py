@@ -3,7 +3,8 @@
 from .augment import AugmentedDatabase
 from .base import Baseline, Correction
 from .csls import CSLS
-from .dn import DistributionNormalization, WithDN
+from .dn import DistributionNormalization, MeanBias, WithDN
+from .fusion import Fusion
 from .nnn import NNN
 from .rerank import LocalScaling, MutualProximity
 from .softmax import DBNorm, InvertedSoftmax, QBNorm
@@ -14,6 +15,8 @@ __all__ = [
     "NNN",
     "DistributionNormalization",
     "WithDN",
+    "MeanBias",
+    "Fusion",
     "CSLS",
     "InvertedSoftmax",
     "QBNorm",

@@ -1,4 +1,4 @@
-"""Distribution normalisation (DN): shift items and queries by a fraction of their dev means."""
+"""Distribution normalisation (DN) and mean-bias renormalisation: remove each side's mean (or its direction)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,20 @@ from .._artifact import ArtifactError
 from .._base import Estimator, check_is_fitted, clone
 from .._check import check_array, check_finite_scalar, check_metric, normalize_rows
 from ..index.base import BaseIndex
-from .base import Correction, WrapsCorrection
+from .base import Baseline, Correction, WrapsCorrection
 from .nnn import NNN
 from ..errors import InputError
 
-__all__ = ["DistributionNormalization", "WithDN"]
+__all__ = ["DistributionNormalization", "WithDN", "MeanBias"]
+MODES = ("shift", "projection")
 
 
 class DistributionNormalization(Estimator):
     """``x ← x − λ·mean(X_dev)`` and ``q, r ← q − λ·mean(Q_dev)`` (inputs normalised first for cosine).
+
+    ``mode="projection"`` removes only the component along each side's mean
+    direction ``u = μ/‖μ‖``: ``x ← x − λ·(x·u)·u``. ``renormalize=True``
+    rescales the results to unit length again.
 
     Examples
     --------
@@ -30,9 +35,13 @@ class DistributionNormalization(Estimator):
 
     _artifact_arrays = ("database_mean_", "query_mean_")
 
-    def __init__(self, lambda_: float = 0.5, metric: str = "cosine") -> None:
+    def __init__(
+        self, lambda_: float = 0.5, metric: str = "cosine", mode: str = "shift", renormalize: bool = False
+    ) -> None:
         self.lambda_ = lambda_
         self.metric = metric
+        self.mode = mode
+        self.renormalize = renormalize
 
     def _prepare(self, array: Any, name: str, width: int | None = None) -> np.ndarray:
         out = check_array(array, name, width=width)
@@ -41,6 +50,8 @@ class DistributionNormalization(Estimator):
     def fit(self, database_dev: Any, queries_dev: Any) -> DistributionNormalization:
         """Learn the dev means of the database side and the query side."""
         check_finite_scalar(self.lambda_, "lambda_")
+        if self.mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         database = self._prepare(database_dev, "database_dev")
         queries = self._prepare(queries_dev, "queries_dev", width=database.shape[1])
         self.database_mean_ = database.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -56,14 +67,26 @@ class DistributionNormalization(Estimator):
 
     def transform_database(self, database: Any) -> np.ndarray:
         check_is_fitted(self)
-        array = self._prepare(database, "database", width=len(self.database_mean_))
-        return (array - np.float32(self.lambda_) * self.database_mean_).astype(np.float32)
+        return self._remove(self._prepare(database, "database", width=len(self.database_mean_)), self.database_mean_)
 
     def transform_queries(self, queries: Any) -> np.ndarray:
         """Shift queries (and a bank, which holds queries) by the query-side mean."""
         check_is_fitted(self)
-        array = self._prepare(queries, "queries", width=len(self.query_mean_))
-        return (array - np.float32(self.lambda_) * self.query_mean_).astype(np.float32)
+        return self._remove(self._prepare(queries, "queries", width=len(self.query_mean_)), self.query_mean_)
+
+    def _remove(self, array: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        lam = np.float32(self.lambda_)
+        if getattr(self, "mode", "shift") == "projection":
+            length = float(np.linalg.norm(mean.astype(np.float64)))
+            direction = (mean / length).astype(np.float32) if length > 0 else np.zeros_like(mean)
+            out = array - lam * (array @ direction)[:, None] * direction[None, :]
+        else:
+            out = array - lam * mean
+        out = out.astype(np.float32)
+        if getattr(self, "renormalize", False):
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out = np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)  # a row equal to the mean stays 0
+        return out
 
 
 class WithDN(WrapsCorrection):
@@ -109,7 +132,7 @@ class WithDN(WrapsCorrection):
     ) -> WithDN:
         if bank is None and queries_dev is None:
             raise InputError("WithDN needs a bank or queries_dev to estimate the query-side mean")
-        self.dn_ = DistributionNormalization(self.lambda_, self.metric).fit(
+        self.dn_ = self._normalization().fit(
             database if database_dev is None else database_dev,
             bank if queries_dev is None else queries_dev,
         )
@@ -120,6 +143,9 @@ class WithDN(WrapsCorrection):
         self.correction_ = inner.fit(self.dn_.transform_database(database), shifted_bank, **kwargs)
         self.database_ = self.correction_.database_
         return self
+
+    def _normalization(self) -> DistributionNormalization:
+        return DistributionNormalization(self.lambda_, self.metric)
 
     def set_params(self, **params: Any) -> WithDN:
         if self.correction is None and any(key.startswith("correction__") for key in params):
@@ -138,3 +164,55 @@ class WithDN(WrapsCorrection):
             raise ArtifactError("WithDN artifact: its part 'dn' must be a fitted DistributionNormalization")
         super()._restore_parts(parts)
         self.dn_ = parts["dn"]
+
+
+class MeanBias(WithDN):
+    """Mean-bias renormalisation (arXiv 2511.11041): remove each side's mean, renormalise, then search.
+
+    Text embedders add a common component to every vector, which inflates
+    every similarity alike and favours the items nearest to it (hubs). Here
+    the query side's mean comes from the bank (a sample of queries) and the
+    database side's from the database, and ``λ`` of it is removed:
+    ``mode="shift"`` subtracts ``λ·μ``; ``mode="projection"`` removes only the
+    component along ``μ``'s direction, ``x − λ·(x·u)·u`` with ``u = μ/‖μ‖``.
+    Either way each vector is rescaled to unit length, so the ``correction``
+    after it (cosine by default; NNN or any other) scores directions. It is
+    DN (:class:`WithDN`) with full strength and renormalisation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> common = np.array([3.0, 0.0, 0.0])
+    >>> database = common + np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    >>> bank = common + np.array([[0.0, 1.0, 0.1], [0.0, 0.1, 1.0]])
+    >>> model = MeanBias().fit(database, bank)
+    >>> model.search(common + np.array([[0.0, 1.0, 0.0]]), k=1).ids.tolist()
+    [[0]]
+    """
+
+    def _inner_template(self) -> Correction:
+        return Baseline() if self.correction is None else self.correction
+
+    def __init__(
+        self,
+        correction: Correction | None = None,
+        mode: str = "shift",
+        lambda_: float = 1.0,
+        metric: str = "cosine",
+        index: BaseIndex | None = None,
+    ) -> None:
+        super().__init__(correction, lambda_, metric, index)
+        self.mode = mode
+
+    def _normalization(self) -> DistributionNormalization:
+        return DistributionNormalization(self.lambda_, self.metric, mode=self.mode, renormalize=True)
+
+    def fit(self, database: Any, bank: Any = None, **kwargs: Any) -> MeanBias:
+        if self.correction is None:
+            self.correction = Baseline()
+        return super().fit(database, bank, **kwargs)
+
+    def set_params(self, **params: Any) -> MeanBias:
+        if self.correction is None and any(key.startswith("correction__") for key in params):
+            self.correction = Baseline()
+        return super().set_params(**params)

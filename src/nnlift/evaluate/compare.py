@@ -10,7 +10,18 @@ from typing import Any
 
 import numpy as np
 
-from ..correct import CSLS, NNN, AugmentedDatabase, Baseline, Correction, InvertedSoftmax, QBNorm, WithDN
+from ..correct import (
+    CSLS,
+    NNN,
+    AugmentedDatabase,
+    Baseline,
+    Correction,
+    Fusion,
+    InvertedSoftmax,
+    MeanBias,
+    QBNorm,
+    WithDN,
+)
 from ..correct.rerank import LocalScaling, MutualProximity
 from ..neighbors import Neighbors
 from .bootstrap import PairedDifference, paired_bootstrap
@@ -49,6 +60,17 @@ METHODS: dict[str, MethodSpec] = {
     "dba_nnn": MethodSpec("DBA+NNN", lambda: AugmentedDatabase(_dba(), NNN(k=16)), {"correction__alpha": [0.75, 1.0]}),
     "local_scaling": MethodSpec("local scaling", LocalScaling, {"k": [5, 10]}),
     "mutual_proximity": MethodSpec("mutual proximity", MutualProximity, {"k": [5, 10]}),
+    "mean_bias": MethodSpec("mean-bias", MeanBias, {"mode": ["shift", "projection"], "lambda_": [0.5, 1.0]}),
+    "mean_bias_nnn": MethodSpec(
+        "mean-bias+NNN",
+        lambda: MeanBias(NNN(k=16)),
+        {"mode": ["shift", "projection"], "correction__alpha": [0.75, 1.0]},
+    ),
+    "fusion": MethodSpec(
+        "fusion (NNN, CSLS, IS)",
+        lambda: Fusion([NNN(k=16), CSLS(k=10), InvertedSoftmax(beta=20.0)]),
+        {"method": ["rrf", "zscore"]},
+    ),
 }
 
 
