@@ -33,6 +33,7 @@ from .correct import (
     WithDN,
     MeanBias,
     Fusion,
+    OnlineBank,
 )
 from . import algebra, engines, evaluate, outliers
 from .engines import set_engine
@@ -82,6 +83,7 @@ __all__ = [
     "WithDN",
     "MeanBias",
     "Fusion",
+    "OnlineBank",
     "CSLS",
     "InvertedSoftmax",
     "QBNorm",

@@ -5,6 +5,7 @@ from .base import Baseline, Correction
 from .csls import CSLS
 from .dn import DistributionNormalization, MeanBias, WithDN
 from .fusion import Fusion
+from .online import OnlineBank
 from .nnn import NNN
 from .rerank import LocalScaling, MutualProximity
 from .softmax import DBNorm, InvertedSoftmax, QBNorm
@@ -17,6 +18,7 @@ __all__ = [
     "WithDN",
     "MeanBias",
     "Fusion",
+    "OnlineBank",
     "CSLS",
     "InvertedSoftmax",
     "QBNorm",
