@@ -107,22 +107,23 @@ def cpu_model_and_flags() -> tuple[str, str]:
     return model, " ".join(f for f in wanted if f in flags) or "no AVX2"
 
 
-def write_section(name: str, command: str, body: str) -> None:
-    """Replace (or append) the section ``name`` of benchmarks/RESULTS.md."""
+def write_section(name: str, command: str, body: str, file: Path | None = None) -> None:
+    """Replace (or append) the section ``name`` of benchmarks/RESULTS.md (or of ``file``)."""
+    results = RESULTS if file is None else file
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     section = (
         f"<!-- {name}:start -->\n## {name}\n\nCommand: `{command}`  \nRun: {stamp} on {machine()}\n\n{body.strip()}\n"
         f"<!-- {name}:end -->"
     )
     text = (
-        RESULTS.read_text()
-        if RESULTS.exists()
+        results.read_text()
+        if results.exists()
         else "# Benchmark results\n\nEach section is the latest output of its benchmark, written by the benchmark itself.\n"
     )
     pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
-    print(f"updated {RESULTS} [{name}]", file=sys.stderr)
+    results.write_text(text)
+    print(f"updated {results} [{name}]", file=sys.stderr)
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

@@ -74,3 +74,11 @@ def test_the_readme_blocks_block_runs():
     curve = namespace["prefetch"].recall_curve(namespace["docs"][:100], [30, 150, 600])
     assert curve[30] <= curve[150] <= curve[600]
     assert namespace["nudged"].ids.shape == (1, 5)
+
+
+def test_the_readme_combining_block_runs():
+    namespace = run_block("nnlift.Fusion(")
+    assert namespace["top"].ids.shape == (5, 10)
+    assert namespace["online"].seen_ == 600 and len(namespace["online"].reservoir_) == 600
+    assert namespace["online"].correction_ is not None
+    assert isinstance(namespace["mean_bias"].correction_, namespace["nnlift"].NNN)

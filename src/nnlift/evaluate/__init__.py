@@ -1,5 +1,6 @@
 """Measuring the gain: retrieval metrics, hubness, paired bootstrap CIs and tuning on held-out data."""
 
+from .bank import BankReport, BankWarning, bank_report
 from .compare import METHODS, MethodResult, MethodSpec, compare_methods
 from .bootstrap import PairedDifference, paired_bootstrap
 from .hubness import gini_index, hub_occurrence, hubness, k_occurrence
@@ -16,6 +17,9 @@ from .metrics import (
 from .tune import TuneResult, expand_grid, metric_per_query, tune
 
 __all__ = [
+    "bank_report",
+    "BankReport",
+    "BankWarning",
     "hit_rate_at_k",
     "recall_at_k",
     "precision_at_k",
