@@ -186,3 +186,19 @@ def test_recommender_remove_and_update_survive_save_and_load(tmp_path, rng):
     again = nnlift.load(tmp_path / "rec")
     assert len(again) == 29 and again.similar("item-0", k=1).labels() == ["item-1"]
     assert neighbour not in again.similar("item-0", k=28).labels()
+
+
+@pytest.mark.parametrize("backend", ["exact", "ivf", "hnswlib", "faiss-ivf", "faiss-hnsw"])
+def test_update_keeps_each_vector_with_its_own_id_whatever_the_positions(backend):
+    # Hypothesis found it: after update([0]) id 0 sits last, so update([0, 1]) met its positions in the other
+    # order and stored each new vector under the other id.
+    rng = np.random.default_rng(3)
+    index = BACKENDS[backend]().add(unit(rng, 40, 8), ids=list(range(40)))
+    index.update([0], unit(rng, 1, 8))
+    rows = unit(rng, 3, 8)
+    index.update([0, 1, 20], rows)
+    np.testing.assert_allclose(index.get([0, 1, 20]), rows, atol=1e-6)
+    found = index.search(rows, 1)
+    assert found.ids[:, 0].tolist() == [0, 1, 20]
+    index.update(np.array([20, 0]), rows[[0, 2]])  # an array of ids, in another order again
+    np.testing.assert_allclose(index.get([20, 0]), rows[[0, 2]], atol=1e-6)

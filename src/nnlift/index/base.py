@@ -170,7 +170,9 @@ class BaseIndex(ABC):
             raise InputError(f"update got {len(positions)} ids but {array.shape[0]} vectors; give one vector per id")
         if len(positions) == 0:
             return self
-        keys = self.ids[positions] if self._external is not None else positions
+        # the rows follow the caller's order of ids, not their positions' (which _unique_positions sorts)
+        given = self.positions(np.asarray(ids).tolist() if isinstance(ids, np.ndarray) else _listed(ids))
+        keys = self.ids[given] if self._external is not None else given
         self.remove(keys)
         # Rows are already prepared (normalised): add them as they are.
         self._add(array)
@@ -424,3 +426,8 @@ def quiet(index: BaseIndex, enabled: bool = False) -> Iterator[BaseIndex]:
     finally:
         for owner, value in zip(owners, before):
             owner.progress = value
+
+
+def _listed(ids: Any) -> list:
+    """One id or several, as a list."""
+    return [ids] if isinstance(ids, (str, int, np.integer)) else list(ids)
