@@ -34,6 +34,7 @@ from .correct import (
     MeanBias,
     Fusion,
     OnlineBank,
+    InvGC,
 )
 from . import algebra, engines, evaluate, outliers
 from .engines import set_engine
@@ -84,6 +85,7 @@ __all__ = [
     "MeanBias",
     "Fusion",
     "OnlineBank",
+    "InvGC",
     "CSLS",
     "InvertedSoftmax",
     "QBNorm",

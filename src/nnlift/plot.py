@@ -139,6 +139,8 @@ def results_table(results: Sequence[MethodResult]) -> list[dict[str, str]]:
     for r in results:
         if r.name == "cosine":
             setting = "—"
+        elif r.name == "auto" and r.kept_baseline:
+            setting = "cosine: no method beat it on validation"
         elif r.kept_baseline:
             setting = f"cosine kept (best on val {_setting(r.best_params)}: not significant)"
         else:

@@ -123,8 +123,10 @@ def print_results(results, title: str) -> None:
         table.add_row(*(row[c] for c in columns))
     console.print(table)
     console.print("settings chosen on the validation split:")
-    for row in rows[1:]:
+    for row, result in zip(rows[1:], results[1:]):
         console.print(f"  {row['method']}: {row['setting (chosen on val)']}")
+        for line in getattr(result, "warnings", []):
+            console.print(f"    warning: {line}", markup=False)
 
 
 # Short names for --methods, beside the full ones.
@@ -136,14 +138,15 @@ def method_choices() -> str:
     from ..evaluate.compare import METHODS
 
     short = {full: alias for alias, full in METHOD_ALIASES.items()}
-    return ", ".join(f"{name} ({short[name]})" if name in short else name for name in METHODS)
+    names = ", ".join(f"{name} ({short[name]})" if name in short else name for name in METHODS)
+    return f"{names}; or auto (every method tuned, the best on validation reported as auto)"
 
 
 def parse_methods(methods: str) -> list[str]:
     from ..evaluate.compare import METHODS
 
     names = [METHOD_ALIASES.get(m.strip(), m.strip()) for m in methods.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METHODS]
+    unknown = [m for m in names if m not in METHODS and m != "auto"]
     if unknown:
         raise UserError(f"--methods: unknown {unknown}; choose from {method_choices()}")
     return list(dict.fromkeys(names))

@@ -5,6 +5,7 @@ from .base import Baseline, Correction
 from .csls import CSLS
 from .dn import DistributionNormalization, MeanBias, WithDN
 from .fusion import Fusion
+from .invgc import InvGC
 from .online import OnlineBank
 from .nnn import NNN
 from .rerank import LocalScaling, MutualProximity
@@ -19,6 +20,7 @@ __all__ = [
     "MeanBias",
     "Fusion",
     "OnlineBank",
+    "InvGC",
     "CSLS",
     "InvertedSoftmax",
     "QBNorm",

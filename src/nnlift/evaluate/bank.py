@@ -84,8 +84,9 @@ def bank_report(
     --------
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> database = rng.normal(size=(500, 8))
-    >>> like = bank_report(rng.normal(size=(300, 8)), rng.normal(size=(300, 8)), database, warn=False)
+    >>> centres = 2 * rng.normal(size=(10, 8))
+    >>> def draw(n): return centres[rng.integers(0, 10, n)] + 0.5 * rng.normal(size=(n, 8))
+    >>> like = bank_report(draw(300), draw(300), draw(500), warn=False)
     >>> like.likely_to_hurt, like.bias_agreement > 0.5
     (False, True)
     """

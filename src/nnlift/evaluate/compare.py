@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from ..correct import (
     Correction,
     Fusion,
     InvertedSoftmax,
+    InvGC,
     MeanBias,
     QBNorm,
     WithDN,
@@ -27,7 +29,7 @@ from ..neighbors import Neighbors
 from .bootstrap import PairedDifference, paired_bootstrap
 from .hubness import hubness
 from .metrics import check_targets, hit_rate_at_k, retrieval_metrics
-from .tune import expand_grid, tune
+from .tune import TuneWarning, expand_grid, tune
 from ..errors import InputError
 
 __all__ = ["METHODS", "MethodSpec", "MethodResult", "MethodProgress", "compare_methods", "method_grid"]
@@ -66,6 +68,7 @@ METHODS: dict[str, MethodSpec] = {
         lambda: MeanBias(NNN(k=16)),
         {"mode": ["shift", "projection"], "correction__alpha": [0.75, 1.0]},
     ),
+    "invgc": MethodSpec("InvGC (LocalAdj)", InvGC, {"gallery_weight": [0.0, 0.1, 0.2], "bank_weight": [0.1, 0.2, 0.4]}),
     "fusion": MethodSpec(
         "fusion (NNN, CSLS, IS)",
         lambda: Fusion([NNN(k=16), CSLS(k=10), InvertedSoftmax(beta=20.0)]),
@@ -90,6 +93,7 @@ class MethodResult:
     per_query_hit1: np.ndarray = field(repr=False)
     seconds: float = 0.0
     note: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -159,9 +163,12 @@ def compare_methods(
     :class:`MethodProgress` as it ends (the time left is estimated per
     fitted setting, from the settings done so far).
     """
+    auto = AUTO in methods
+    if auto:  # choose among every method: all of them are tuned, and the best on validation is reported as auto
+        methods = [m for m in methods if m != AUTO] + [m for m in METHODS if m not in methods]
     unknown = [m for m in list(methods) + list(grids or {}) if m not in METHODS]
     if unknown:
-        raise InputError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+        raise InputError(f"unknown method(s) {unknown}; choose from {sorted(METHODS)} or {AUTO!r}")
     check_targets(test_targets, len(test_queries), len(database), "test_targets")
     order = ["cosine"] + [m for m in methods if m != "cosine"]
     method_grids = {name: method_grid(name, (grids or {}).get(name)) if tune_methods else {} for name in order}
@@ -171,6 +178,7 @@ def compare_methods(
             logger.warning("skipping %s: it needs a bank of reference queries", METHODS[name].label)
     settings = {name: max(1, len(expand_grid(method_grids[name])) if method_grids[name] else 1) for name in runnable}
     results: list[MethodResult] = []
+    chosen: dict[str, Correction] = {}
     baseline_hits = None
     began, settings_done = time.perf_counter(), 0
     for name in runnable:
@@ -180,12 +188,15 @@ def compare_methods(
             on_method(spec.label)
         start = time.perf_counter()
         params, best_params, kept, note = None, None, False, ""
+        edges: list[str] = []
         if grid:
-            result = tune(
-                spec.make(), grid, database, bank, val_queries, val_targets, metric=metric, k=k, progress=False
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", TuneWarning)  # kept on the result, and shown with it
+                result = tune(
+                    spec.make(), grid, database, bank, val_queries, val_targets, metric=metric, k=k, progress=False
+                )
             estimator, params, kept, note = result.estimator, result.params, result.kept_baseline, result.message
-            best_params = result.best_params
+            best_params, edges = result.best_params, result.warnings
             note += f" (val gain {result.gain})"
         else:
             estimator = spec.make()
@@ -209,8 +220,10 @@ def compare_methods(
                 per_query_hit1=hits,
                 seconds=time.perf_counter() - start,
                 note=note,
+                warnings=edges,
             )
         )
+        chosen[name] = estimator
         settings_done += settings[name]
         if on_done is not None:
             elapsed = time.perf_counter() - began
@@ -226,4 +239,58 @@ def compare_methods(
                     remaining=elapsed / settings_done * left,
                 )
             )
+    if auto:
+        results.append(_auto(results, chosen, val_queries, val_targets, metric, k))
     return results
+
+
+AUTO = "auto"
+
+
+def _auto(
+    results: list[MethodResult], chosen: Mapping[str, Correction], val_queries, val_targets, metric: str, k: int
+) -> MethodResult:
+    """The method (and setting) best on validation among those that beat cosine there; cosine if none did.
+
+    Its test numbers are that method's. A warning says when validation cannot separate it from the runner-up
+    (their paired difference on validation has a CI that includes 0).
+    """
+    from .tune import metric_per_query
+
+    scored = {}
+    for result in results:
+        if result.name == "cosine" or not result.kept_baseline:
+            found = chosen[result.name].search(val_queries, k, progress=False)
+            scored[result.name] = metric_per_query(metric, found, val_targets)
+    ranking = sorted(scored, key=lambda name: (-scored[name].mean(), name != "cosine"))
+    best = next(r for r in results if r.name == ranking[0])
+    lines = []
+    if len(ranking) > 1:
+        runner = ranking[1]
+        gap = paired_bootstrap(scored[runner], scored[best.name])
+        if gap.low <= 0:
+            lines.append(
+                f"validation ({len(val_queries):,} queries) cannot separate {best.label} from "
+                f"{next(r.label for r in results if r.name == runner)} ({metric} gap {gap}); a larger validation "
+                "split would make the choice surer"
+            )
+    label = f"auto → {best.label}" + ("" if best.params is None else f" ({_short(best.params)})")
+    return MethodResult(
+        name=AUTO,
+        label=label,
+        params=best.params,
+        kept_baseline=best.name == "cosine",
+        best_params=best.best_params,
+        metrics=best.metrics,
+        hubness=best.hubness,
+        gain=best.gain,
+        neighbors=best.neighbors,
+        per_query_hit1=best.per_query_hit1,
+        seconds=sum(r.seconds for r in results),
+        note=f"chose {best.label} on validation among {len(scored)} that beat cosine there or are cosine",
+        warnings=lines + best.warnings,
+    )
+
+
+def _short(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{name.removeprefix('correction__')}={value}" for name, value in params.items())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +24,36 @@ from .bootstrap import PairedDifference, paired_bootstrap
 from .metrics import check_targets, hit_rate_at_k, map_at_r, mrr, ndcg_at_k, precision_at_k, recall_at_k
 from ..errors import InputError
 
-__all__ = ["tune", "TuneResult", "metric_per_query", "expand_grid"]
+__all__ = ["tune", "TuneResult", "TuneWarning", "metric_per_query", "expand_grid", "edge_warnings"]
 logger = logging.getLogger("nnlift")
+
+
+class TuneWarning(UserWarning):
+    """The choice made on validation is less certain than it looks (an edge of the grid, too few queries)."""
+
+
+def edge_warnings(grid: Any, chosen: Mapping[str, Any] | None) -> list[str]:
+    """One line per numeric parameter whose chosen value is the smallest or largest of three or more in ``grid``.
+
+    Examples
+    --------
+    >>> edge_warnings({"k": [8, 16, 32], "alpha": [0.5, 1.0]}, {"k": 32, "alpha": 1.0})
+    ['k=32 is the largest value of its grid [8, 16, 32]: the best may lie beyond it; widen the grid']
+    """
+    if not isinstance(grid, Mapping) or not chosen:
+        return []
+    lines = []
+    for name, values in grid.items():
+        numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if name not in chosen or len(set(numeric)) < 3 or len(numeric) != len(values):
+            continue
+        for edge, word in ((min(numeric), "smallest"), (max(numeric), "largest")):
+            if chosen[name] == edge:
+                lines.append(
+                    f"{name}={chosen[name]} is the {word} value of its grid {sorted(numeric)}: "
+                    "the best may lie beyond it; widen the grid"
+                )
+    return lines
 
 
 def metric_per_query(name: str, ranked: Any, targets: Any) -> np.ndarray:
@@ -79,6 +108,8 @@ class TuneResult:
     gain : PairedDifference
         Best setting minus baseline on validation, with its bootstrap interval.
     message : str
+    warnings : list of str
+        Why the choice is less certain than it looks (a chosen value on the edge of its grid).
     """
 
     estimator: Correction
@@ -90,6 +121,7 @@ class TuneResult:
     gain: PairedDifference
     metric: str
     message: str = field(default="")
+    warnings: list[str] = field(default_factory=list)
 
     def table(self) -> list[dict[str, Any]]:
         return [{**params, self.metric: score} for params, score in self.scores]
@@ -192,7 +224,12 @@ def tune(
             f"chose {best[1]}: {metric} {best[0]:.4f} vs baseline {float(base_values.mean()):.4f} "
             f"on validation (gain {gain})"
         )
-        return TuneResult(chosen, best[1], best[1], False, scores, float(base_values.mean()), gain, metric, message)
+        edges = edge_warnings(grid, best[1])
+        for line in edges:
+            warnings.warn(f"{type(correction).__name__}: {line}", TuneWarning, stacklevel=2)
+        return TuneResult(
+            chosen, best[1], best[1], False, scores, float(base_values.mean()), gain, metric, message, edges
+        )
     message = (
         f"kept the baseline: the best setting {best[1]} scored {best[0]:.4f} vs {float(base_values.mean()):.4f}, "
         f"a gain of {gain} that is within noise"
