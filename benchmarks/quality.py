@@ -33,7 +33,7 @@ from nnlift.evaluate.metrics import hit_rate_at_k
 QUALITY = Path(__file__).with_name("QUALITY.md")
 TITLES = {"wordnet": "WordNet", "gcide": "GCIDE", "foldoc": "FOLDOC"}
 ORDER = ["cosine", "nnn", "dn_nnn", "csls", "is", "qbnorm", "dba", "dba_nnn", "local_scaling", "mutual_proximity",
-         "mean_bias", "mean_bias_nnn", "invgc", "fusion", "auto"]  # fmt: skip
+         "sinkhorn", "mean_bias", "mean_bias_nnn", "invgc", "fusion", "auto"]  # fmt: skip
 
 
 def gain(d) -> str:

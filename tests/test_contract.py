@@ -53,6 +53,7 @@ METHODS = {
     "DBNorm": searched(lambda index: nnlift.DBNorm(beta=20, index=index)),
     "LocalScaling": searched(lambda index: nnlift.LocalScaling(k=5, candidates=30, index=index)),
     "MutualProximity": searched(lambda index: nnlift.MutualProximity(k=5, candidates=30, index=index)),
+    "SinkhornNorm": searched(lambda index: nnlift.SinkhornNorm(beta=20, iterations=3, index=index)),
     "InvGC": searched(lambda index: nnlift.InvGC(k=6, index=index)),
     "MeanBias": searched(lambda index: nnlift.MeanBias(nnlift.NNN(k=8), index=index)),
     "Fusion": searched(lambda index: nnlift.Fusion([nnlift.NNN(k=8), nnlift.CSLS(k=8)], depth=20, index=index)),

@@ -35,6 +35,7 @@ from .correct import (
     Fusion,
     OnlineBank,
     InvGC,
+    SinkhornNorm,
 )
 from . import algebra, engines, evaluate, outliers
 from .engines import set_engine
@@ -86,6 +87,7 @@ __all__ = [
     "Fusion",
     "OnlineBank",
     "InvGC",
+    "SinkhornNorm",
     "CSLS",
     "InvertedSoftmax",
     "QBNorm",

@@ -24,6 +24,7 @@ ALL = [
     lambda: nnlift.MutualProximity(k=3, method="empiric"),
     lambda: nnlift.MeanBias(),
     lambda: nnlift.InvGC(k=4),
+    lambda: nnlift.SinkhornNorm(beta=10, iterations=4),
     lambda: nnlift.InvGC(k=4, bank_weight=0.0, weighting="similarity"),
     lambda: nnlift.MeanBias(nnlift.NNN(k=4), mode="projection"),
     lambda: nnlift.Fusion([nnlift.NNN(k=4), nnlift.CSLS(k=4)], depth=20),

@@ -9,7 +9,7 @@ from .invgc import InvGC
 from .online import OnlineBank
 from .nnn import NNN
 from .rerank import LocalScaling, MutualProximity
-from .softmax import DBNorm, InvertedSoftmax, QBNorm
+from .softmax import DBNorm, InvertedSoftmax, QBNorm, SinkhornNorm
 
 __all__ = [
     "Correction",
@@ -21,6 +21,7 @@ __all__ = [
     "Fusion",
     "OnlineBank",
     "InvGC",
+    "SinkhornNorm",
     "CSLS",
     "InvertedSoftmax",
     "QBNorm",

@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from .._check import check_k, check_finite_scalar
+from .._artifact import ArtifactError
+from .._check import check_finite_scalar, check_k, check_positive_int
 from ..index.base import BaseIndex
 from ..neighbors import Neighbors
 from .base import Correction
 from ..errors import InputError
 
-__all__ = ["InvertedSoftmax", "QBNorm", "DBNorm"]
+__all__ = ["InvertedSoftmax", "QBNorm", "DBNorm", "SinkhornNorm"]
 
 
 def _check_beta(beta: Any) -> float:
@@ -170,3 +171,79 @@ class DBNorm(Correction):
         gallery_side = gallery_beta * _softmax_bias(self, "gallery", gallery_index, database, gallery_beta, progress)
         query_side, gallery_side = query_side.astype(np.float64), gallery_side.astype(np.float64)
         self.bias_ = (np.logaddexp(query_side, gallery_side) / beta).astype(np.float32)
+
+
+class SinkhornNorm(Correction):
+    """Sinkhorn normalisation of the bank × database similarities (DBSN, ACM MM 2025, arXiv 2508.02538).
+
+    Inverted softmax normalises each database item's column of ``exp(β·S)``
+    over the bank once. Sinkhorn alternates that with normalising each bank
+    row over the database, so every bank query spreads the same mass and
+    every item receives the same mass: a hub cannot take more than its share.
+    In log space, with potentials in units of similarity (``F`` per bank row,
+    ``G`` per item, both starting at 0), each iteration is::
+
+        G_j = −(1/β)·log Σ_i exp(β·(s(r_i, x_j) + F_i)) − (1/β)·log n      (columns)
+        F_i = −(1/β)·log Σ_j exp(β·(s(r_i, x_j) + G_j)) − (1/β)·log m      (rows)
+
+    and search ranks by ``s(q, x_j) + G_j`` (``bias_ = −G``), from the last
+    column step. ``iterations=1`` is inverted softmax (its bias, plus a constant). Each log-sum-exp is the index's streaming
+    reduction over vectors with one extra coordinate, ``[x, G]`` against
+    ``[r, 1]``, so no bank × database matrix is built. ``gallery_bank`` (a
+    sample of database-like items) joins the bank's rows, as in DBNorm.
+
+    Attributes
+    ----------
+    row_error_ : float
+        After the last iteration, the largest relative deviation of a bank
+        row's mass from its share (0 when converged).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> model = SinkhornNorm(beta=10, iterations=5).fit(rng.normal(size=(40, 4)), rng.normal(size=(30, 4)))
+    >>> model.search(rng.normal(size=(1, 4)), k=2).ids.shape, model.row_error_ < 0.2
+    ((1, 2), True)
+    """
+
+    def __init__(
+        self, beta: float = 20.0, iterations: int = 3, metric: str = "cosine", index: BaseIndex | None = None
+    ) -> None:
+        self.beta = beta
+        self.iterations = iterations
+        self.metric = metric
+        self.index = index
+
+    def _lse(self, stored: np.ndarray, offsets: np.ndarray, queries: np.ndarray, beta: float, progress: bool):
+        """``(1/β)·log Σ_j exp(β·(q·s_j + offsets_j))`` per query: an index over ``[s, offsets]``, queries ``[q, 1]``."""
+        index = self._build_index(np.c_[stored, offsets.astype(np.float32)].astype(np.float32))
+        lifted = np.c_[queries, np.ones(len(queries), dtype=np.float32)].astype(np.float32)
+        return self._reduce("sinkhorn", index, "logsumexp", lifted, beta, progress=progress).astype(np.float64)
+
+    def _fit(self, database, bank, gallery_bank: Any = None, progress: bool = True) -> None:
+        beta = _check_beta(self.beta)
+        iterations = check_positive_int(self.iterations, "SinkhornNorm.iterations")
+        rows = bank if gallery_bank is None else np.r_[bank, self._prepare(gallery_bank, "gallery_bank", bank.shape[1])]
+        m, n = len(rows), len(database)
+        row_share, column_share = np.log(m) / beta, np.log(n) / beta
+        row_potential = np.zeros(m)
+        for step in range(iterations):
+            if step:
+                row_potential = -self._lse(database, column_potential, rows, beta, progress) - row_share
+            column_potential = -self._lse(rows, row_potential, database, beta, progress) - column_share
+        # the columns were just normalised; how far is each row from its share?
+        mass = np.exp(beta * (self._lse(database, column_potential, rows, beta, progress) + row_potential + row_share))
+        self.row_error_ = float(np.abs(mass - 1.0).max())
+        self.bias_ = (-column_potential).astype(np.float32)
+        self._db_index = self._build_index(database)
+
+    def _artifact_extra(self) -> dict[str, Any]:
+        return {**super()._artifact_extra(), "row_error": self.row_error_}
+
+    def _restore_extra(self, extra: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        super()._restore_extra(extra, arrays)
+        error = extra.get("row_error")
+        if not isinstance(error, float) or not np.isfinite(error) or error < 0:
+            raise ArtifactError("SinkhornNorm artifact: extra.row_error must be a finite number >= 0")
+        self.row_error_ = error

@@ -22,6 +22,7 @@ from ..correct import (
     InvGC,
     MeanBias,
     QBNorm,
+    SinkhornNorm,
     WithDN,
 )
 from ..correct.rerank import LocalScaling, MutualProximity
@@ -68,6 +69,7 @@ METHODS: dict[str, MethodSpec] = {
         lambda: MeanBias(NNN(k=16)),
         {"mode": ["shift", "projection"], "correction__alpha": [0.75, 1.0]},
     ),
+    "sinkhorn": MethodSpec("Sinkhorn (DBSN)", SinkhornNorm, {"beta": [10.0, 20.0, 40.0], "iterations": [3, 10]}),
     "invgc": MethodSpec("InvGC (LocalAdj)", InvGC, {"gallery_weight": [0.0, 0.1, 0.2], "bank_weight": [0.1, 0.2, 0.4]}),
     "fusion": MethodSpec(
         "fusion (NNN, CSLS, IS)",
