@@ -14,7 +14,7 @@ def dense_sinkhorn(bank, database, beta, iterations):
     """The textbook form on the dense kernel K = exp(β·S): v = (1/n) / Kᵀu, u = (1/m) / Kv, alternately."""
     kernel = np.exp(beta * (bank.astype(np.float64) @ database.T.astype(np.float64)))
     m, n = kernel.shape
-    u = np.ones(m)
+    u, v = np.ones(m), np.ones(n)
     for step in range(iterations):
         if step:
             u = (1.0 / m) / (kernel @ v)

@@ -227,7 +227,7 @@ class SinkhornNorm(Correction):
         rows = bank if gallery_bank is None else np.r_[bank, self._prepare(gallery_bank, "gallery_bank", bank.shape[1])]
         m, n = len(rows), len(database)
         row_share, column_share = np.log(m) / beta, np.log(n) / beta
-        row_potential = np.zeros(m)
+        row_potential, column_potential = np.zeros(m), np.zeros(n)
         for step in range(iterations):
             if step:
                 row_potential = -self._lse(database, column_potential, rows, beta, progress) - row_share
