@@ -1,7 +1,5 @@
 """GCIDE and FOLDOC reverse dictionaries from dictd databases, on fixtures in the real file format."""
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,17 +8,9 @@ import pytest
 from nnlift.datasets import DatasetNotFound, load_foldoc, load_gcide, load_reverse_dictionary
 from nnlift.datasets.dictd import find_dictd, parse_foldoc, parse_gcide, read_dictd
 
+from .make_dictd_fixtures import b64, dictzip
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
-
-def b64(number):
-    digits = ""
-    while True:
-        number, digit = divmod(number, 64)
-        digits = LETTERS[digit] + digits
-        if not number:
-            return digits
 
 
 def write_dictd(folder, name, entries):
@@ -31,12 +21,7 @@ def write_dictd(folder, name, entries):
         index.append(f"{headword}\t{b64(len(text))}\t{b64(len(data))}")
         text += data
     (folder / f"{name}.index").write_text("\n".join(index) + "\n")
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
-    body = compressor.compress(text) + compressor.flush()
-    ra = struct.pack("<HHHH", 1, 58315, 1, len(body))
-    extra = b"RA" + struct.pack("<H", len(ra)) + ra
-    header = b"\x1f\x8b\x08\x04" + bytes(4) + b"\x02\x03" + struct.pack("<H", len(extra)) + extra
-    (folder / f"{name}.dict.dz").write_bytes(header + body + struct.pack("<II", zlib.crc32(text), len(text)))
+    (folder / f"{name}.dict.dz").write_bytes(dictzip(text))
     return folder
 
 
