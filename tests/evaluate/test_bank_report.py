@@ -63,3 +63,20 @@ def test_bad_input_is_named(call, message, rng):
     with pytest.raises(ValueError, match=message):
         call(bank, queries, database)
     np.testing.assert_array_equal(bank, before)
+
+
+def test_the_command_line_reports_and_exits_1_on_a_bad_bank(monkeypatch, capsys, tmp_path, rng):
+    from ..test_cli import run
+
+    centres = unit(rng, 15, 16) * 2
+    database, queries = clustered(rng, centres, 800), clustered(rng, centres[:5], 400)
+    good, bad = clustered(rng, centres[:5], 400), clustered(rng, centres[10:], 400, shift=1.5 * unit(rng, 1, 16))
+    for name, array in (("database", database), ("queries", queries), ("good", good), ("bad", bad)):
+        np.save(tmp_path / f"{name}.npy", array)
+    common = ["--queries", tmp_path / "queries.npy", "--database", tmp_path / "database.npy"]
+    code, out = run(monkeypatch, capsys, "bank-report", "--bank", tmp_path / "good.npy", *common)
+    assert code == 0 and "agreement of NNN's bias" in out and "warning" not in out
+    code, out = run(monkeypatch, capsys, "bank-report", "--bank", tmp_path / "bad.npy", *common)
+    assert code == 1 and "warning: " in out and "may hurt" in out
+    code, out = run(monkeypatch, capsys, "bank-report", "--bank", tmp_path / "none.npy", *common)
+    assert code != 0 and "--bank" in out

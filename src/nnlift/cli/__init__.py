@@ -25,7 +25,9 @@ def main() -> None:
     Any other exception is a bug and keeps its traceback.
     """
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(code) comes back as its return value
+        if isinstance(code, int) and not isinstance(code, bool) and code:
+            sys.exit(code)
     except MissingExtraError as exc:
         _say_error(str(exc))
         sys.exit(3)

@@ -208,3 +208,29 @@ def eval_command(
             {"title": str(database), "queries": str(queries), "bank": str(bank)},
         )
         console.print(f"report: {path}")
+
+
+@app.command("bank-report")
+def bank_report_command(
+    bank: Annotated[Path, typer.Option(help="The bank of reference queries (.npy/.npz/.parquet).")],
+    queries: Annotated[Path, typer.Option(help="A sample of the real queries (no labels needed).")],
+    database: Annotated[Path, typer.Option(help="The database embeddings.")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours for the similarities and NNN's bias.")] = 10,
+    sample: Annotated[int, typer.Option(min=2, help="Rows sampled from the bank and from the queries.")] = 2000,
+    seed: int = 0,
+) -> None:
+    """Is this bank like the queries? Warns, and exits with code 1, when NNN or QB-Norm are likely to hurt."""
+    from ..datasets import load_embeddings
+    from ..errors import InputError
+    from ..evaluate import bank_report
+
+    arrays = {name: load_with(path, f"--{name}", load_embeddings)[0]
+              for name, path in (("bank", bank), ("queries", queries), ("database", database))}  # fmt: skip
+    try:
+        report = bank_report(arrays["bank"], arrays["queries"], arrays["database"], k=k, sample=sample, seed=seed,
+                             warn=False)  # fmt: skip
+    except InputError as exc:
+        raise UserError(str(exc)) from None
+    console.print(report.summary(), markup=False)
+    if report.likely_to_hurt:
+        raise typer.Exit(1)
