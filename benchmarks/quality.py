@@ -1,6 +1,7 @@
 """Every correction on real reverse dictionaries: test hit@1, MRR, N10 skew, and paired gains with 95% CIs.
 
     python benchmarks/quality.py [--sets wordnet,gcide,foldoc] [--write]
+    python benchmarks/quality.py --sets fashion [--epochs 5] --write      # needs torch (the dev extra)
 
 For each set (WordNet, GCIDE, FOLDOC; wordllama embeddings), the same split and sizes as ``nnlift demo``
 (bank 10,000, val 2,000, test 3,000; the whole gallery): every method is tuned on val with the do-no-harm
@@ -10,6 +11,11 @@ on the served test queries themselves (batches of 500, no curated bank), with an
 its own bank, against NNN with the disjoint curated bank. Bank diagnostics (``bank_report``): the curated bank
 against a bank of the wrong kind (10,000 gallery documents), each with NNN's test hit@1. Writes
 benchmarks/QUALITY.md.
+
+``--sets fashion``: corrections on *learned* image embeddings. A SimilarityModel (an MLP, multi-similarity
+loss) trains on 50,000 Fashion-MNIST training images; the other 10,000 are the gallery; of the 10,000 test
+images, 3,000 are the bank, 2,000 validation and 5,000 test queries. A query is answered by any gallery
+image of its class (hit@1: the nearest is of its class).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from nnlift.evaluate.compare import METHODS, compare_methods
 from nnlift.evaluate.metrics import hit_rate_at_k
 
 QUALITY = Path(__file__).with_name("QUALITY.md")
-TITLES = {"wordnet": "WordNet", "gcide": "GCIDE", "foldoc": "FOLDOC"}
+TITLES = {"wordnet": "WordNet", "gcide": "GCIDE", "foldoc": "FOLDOC", "fashion": "Fashion-MNIST"}
 ORDER = ["cosine", "nnn", "dn_nnn", "csls", "is", "qbnorm", "dba", "dba_nnn", "local_scaling", "mutual_proximity",
          "sinkhorn", "mean_bias", "mean_bias_nnn", "invgc", "fusion", "auto"]  # fmt: skip
 
@@ -65,19 +71,69 @@ def bank_rows(nnn_params, gallery, bank, test, targets, documents):
     return rows
 
 
+class _Split:
+    """The labelled parts ``compare_methods`` needs, shaped like a reverse dictionary's."""
+
+    def __init__(self, gallery_labels, val_labels, test_labels, n_bank):
+        self.val_targets = _class_targets(val_labels, gallery_labels)
+        self.test_targets = _class_targets(test_labels, gallery_labels)
+        self.sizes = {"gallery": len(gallery_labels), "bank": n_bank, "val": len(val_labels), "test": len(test_labels)}
+
+    def summary(self):
+        return self.sizes
+
+
+def _class_targets(labels, gallery_labels):
+    """Every gallery row of each query's class, padded with -1."""
+    rows = [np.flatnonzero(gallery_labels == label) for label in range(10)]
+    width = max(len(r) for r in rows)
+    table = np.full((10, width), -1, dtype=np.int64)
+    for label, r in enumerate(rows):
+        table[label, : len(r)] = r
+    return table[labels]
+
+
+def fashion_split(epochs: int):
+    import torch
+
+    from nnlift.datasets import load_fashion_mnist
+    from nnlift.metric import SimilarityModel
+
+    data = load_fashion_mnist()
+    train, test = data.flat("train"), data.flat("test")
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128), torch.nn.ReLU())
+    model = SimilarityModel(backbone, embedding_dim=64, epochs=epochs, lr=2e-3, seed=0, progress=False)
+    started = time.perf_counter()
+    model.fit(train[:50_000], data.train_labels[:50_000])
+    trained = time.perf_counter() - started
+    order = np.random.default_rng(0).permutation(len(test))
+    bank_rows_, val_rows, test_rows = order[:3_000], order[3_000:5_000], order[5_000:]
+    gallery = model.embed(train[50_000:])
+    split = _Split(data.train_labels[50_000:], data.test_labels[val_rows], data.test_labels[test_rows], 3_000)
+    arrays = (gallery, model.embed(test[bank_rows_]), model.embed(test[val_rows]), model.embed(test[test_rows]))
+    line = f"an MLP 784-256-128 → 64, multi-similarity loss, {epochs} epochs on 50,000 images ({trained:.0f} s)"
+    return split, arrays, line
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", default="wordnet,gcide,foldoc")
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--epochs", type=int, default=5, help="training epochs for --sets fashion")
     args = parser.parse_args()
     from nnlift.datasets import load_reverse_dictionary
     from nnlift.embed import embed_texts
 
     for name in args.sets.split(","):
         start = time.perf_counter()
-        data = load_reverse_dictionary(name, n_bank=10_000, n_val=2_000, n_test=3_000)
-        gallery, bank, val, test = (embed_texts(texts, progress=False) for texts in
-                                    (data.gallery, data.bank, data.val_queries, data.test_queries))  # fmt: skip
+        if name == "fashion":
+            data, (gallery, bank, val, test), model_line = fashion_split(args.epochs)
+        else:
+            data = load_reverse_dictionary(name, n_bank=10_000, n_val=2_000, n_test=3_000)
+            gallery, bank, val, test = (embed_texts(texts, progress=False) for texts in
+                                        (data.gallery, data.bank, data.val_queries, data.test_queries))  # fmt: skip
+            model_line = "wordllama"
         methods = [m for m in ORDER if m in METHODS or m == "auto"]
         results = compare_methods(methods, gallery, bank, val, data.val_targets, test, data.test_targets)
         by_name = {r.name: r for r in results}
@@ -94,19 +150,21 @@ def main() -> None:
             ])  # fmt: skip
         online = online_rows(by_name["nnn"].params or {"k": 16, "alpha": 1.0}, gallery, bank, test,
                              data.test_targets, cosine_hits, nnn_hits)  # fmt: skip
-        picked = np.random.default_rng(1).choice(len(data.gallery), min(10_000, len(data.gallery)), replace=False)
+        picked = np.random.default_rng(1).choice(len(gallery), min(10_000, len(gallery)), replace=False)
         diagnosed = bank_rows(by_name["nnn"].params or {"k": 16, "alpha": 1.0}, gallery, bank, test,
                               data.test_targets, gallery[np.sort(picked)])  # fmt: skip
         auto = by_name["auto"]
         auto_gap = 100 * (auto.metrics["hit_rate@1"] - by_name["cosine"].metrics["hit_rate@1"])
         over_nnn = paired_bootstrap(nnn_hits, auto.per_query_hit1)
         sizes = data.summary()
+        what = "Fashion-MNIST, learned embeddings" if name == "fashion" else f"{TITLES[name]} reverse dictionary"
         body = "\n\n".join([
-            f"{TITLES[name]} reverse dictionary, wordllama: gallery {sizes['gallery']:,}, bank {sizes['bank']:,}, "
+            f"{what}, {model_line}: gallery {sizes['gallery']:,}, bank {sizes['bank']:,}, "
             f"val {sizes['val']:,}, test {sizes['test']:,}. hit@1 and MRR in %, skew: N10 skewness; gains in points "
             "of hit@1 with paired 95% bootstrap CIs; settings chosen on val with the do-no-harm rule.",
             markdown_table(["method", "hit@1", "MRR", "skew", "Δ vs cosine", "Δ vs tuned NNN", "setting"], rows),
-            "The online bank, NNN with tuned NNN's setting and no curated bank (test queries served in batches of "
+            ("Bank of the wrong kind below: 10,000 gallery items used as the bank." if name == "fashion" else "")
+            + "The online bank, NNN with tuned NNN's setting and no curated bank (test queries served in batches of "
             "500, refitted every 500):",
             markdown_table(["bank", "hit@1", "Δ vs cosine", "Δ vs NNN with the curated bank"],
                            [["curated, disjoint (NNN above)", f"{100 * nnn_hits.mean():.1f}",
@@ -125,7 +183,8 @@ def main() -> None:
         print(body)
         if args.write:
             flags = "" if args.sets == "wordnet,gcide,foldoc" else f" --sets {args.sets}"
-            write_section(f"{TITLES[name]} (wordllama)", f"OMP_NUM_THREADS=2 python benchmarks/quality.py --write{flags}",
+            flags += f" --epochs {args.epochs}" if name == "fashion" else ""
+            write_section(f"{TITLES[name]} ({'learned' if name == 'fashion' else 'wordllama'})", f"OMP_NUM_THREADS=2 python benchmarks/quality.py --write{flags}",
                           body, file=QUALITY)  # fmt: skip
 
 
