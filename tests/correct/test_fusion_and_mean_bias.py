@@ -145,3 +145,15 @@ def test_mean_bias_equals_a_dense_reference_and_wraps_nnn(tmp_path, rng):
     assert isinstance(tuned.correction, Baseline) and tuned.mode == "projection"
     with pytest.raises(ValueError, match="needs a bank or queries_dev"):
         MeanBias().fit(database)
+
+
+def test_withdn_models_saved_before_mean_bias_still_load():
+    # an artifact's parameters must match its class's exactly: DN's own stay (lambda_, metric), and MeanBias
+    # keeps its mode in a subclass
+    from nnlift._artifact import init_parameters
+    from nnlift.correct.dn import DistributionNormalization, MeanRemoval
+
+    assert list(init_parameters(DistributionNormalization)) == ["lambda_", "metric"]
+    rng = np.random.default_rng(0)
+    model = MeanBias(mode="projection").fit(rng.normal(size=(20, 4)), rng.normal(size=(10, 4)))
+    assert type(model.dn_) is MeanRemoval and model.dn_.mode == "projection"

@@ -14,16 +14,12 @@ from .base import Baseline, Correction, WrapsCorrection
 from .nnn import NNN
 from ..errors import InputError
 
-__all__ = ["DistributionNormalization", "WithDN", "MeanBias"]
+__all__ = ["DistributionNormalization", "MeanRemoval", "WithDN", "MeanBias"]
 MODES = ("shift", "projection")
 
 
 class DistributionNormalization(Estimator):
     """``x ← x − λ·mean(X_dev)`` and ``q, r ← q − λ·mean(Q_dev)`` (inputs normalised first for cosine).
-
-    ``mode="projection"`` removes only the component along each side's mean
-    direction ``u = μ/‖μ‖``: ``x ← x − λ·(x·u)·u``. ``renormalize=True``
-    rescales the results to unit length again.
 
     Examples
     --------
@@ -35,13 +31,9 @@ class DistributionNormalization(Estimator):
 
     _artifact_arrays = ("database_mean_", "query_mean_")
 
-    def __init__(
-        self, lambda_: float = 0.5, metric: str = "cosine", mode: str = "shift", renormalize: bool = False
-    ) -> None:
+    def __init__(self, lambda_: float = 0.5, metric: str = "cosine") -> None:
         self.lambda_ = lambda_
         self.metric = metric
-        self.mode = mode
-        self.renormalize = renormalize
 
     def _prepare(self, array: Any, name: str, width: int | None = None) -> np.ndarray:
         out = check_array(array, name, width=width)
@@ -50,8 +42,6 @@ class DistributionNormalization(Estimator):
     def fit(self, database_dev: Any, queries_dev: Any) -> DistributionNormalization:
         """Learn the dev means of the database side and the query side."""
         check_finite_scalar(self.lambda_, "lambda_")
-        if self.mode not in MODES:
-            raise InputError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         database = self._prepare(database_dev, "database_dev")
         queries = self._prepare(queries_dev, "queries_dev", width=database.shape[1])
         self.database_mean_ = database.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -75,18 +65,39 @@ class DistributionNormalization(Estimator):
         return self._remove(self._prepare(queries, "queries", width=len(self.query_mean_)), self.query_mean_)
 
     def _remove(self, array: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        return (array - np.float32(self.lambda_) * mean).astype(np.float32)
+
+
+class MeanRemoval(DistributionNormalization):
+    """DN's shift with a choice of what is removed, and unit rows after: mean-bias renormalisation's transform.
+
+    ``mode="shift"`` subtracts ``λ·μ``; ``mode="projection"`` removes only the
+    component along each side's mean direction ``u = μ/‖μ‖``:
+    ``x ← x − λ·(x·u)·u``. Either way the rows are rescaled to unit length (a
+    row equal to what was removed stays 0). A class of its own, so that
+    ``DistributionNormalization``'s saved parameters, and WithDN models saved
+    before it, stay as they were.
+    """
+
+    def __init__(self, lambda_: float = 1.0, metric: str = "cosine", mode: str = "shift") -> None:
+        super().__init__(lambda_, metric)
+        self.mode = mode
+
+    def fit(self, database_dev: Any, queries_dev: Any) -> MeanRemoval:
+        if self.mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        return super().fit(database_dev, queries_dev)
+
+    def _remove(self, array: np.ndarray, mean: np.ndarray) -> np.ndarray:
         lam = np.float32(self.lambda_)
-        if getattr(self, "mode", "shift") == "projection":
+        if self.mode == "projection":
             length = float(np.linalg.norm(mean.astype(np.float64)))
             direction = (mean / length).astype(np.float32) if length > 0 else np.zeros_like(mean)
-            out = array - lam * (array @ direction)[:, None] * direction[None, :]
+            out = (array - lam * (array @ direction)[:, None] * direction[None, :]).astype(np.float32)
         else:
-            out = array - lam * mean
-        out = out.astype(np.float32)
-        if getattr(self, "renormalize", False):
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
-            out = np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)  # a row equal to the mean stays 0
-        return out
+            out = super()._remove(array, mean)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
 
 
 class WithDN(WrapsCorrection):
@@ -205,7 +216,7 @@ class MeanBias(WithDN):
         self.mode = mode
 
     def _normalization(self) -> DistributionNormalization:
-        return DistributionNormalization(self.lambda_, self.metric, mode=self.mode, renormalize=True)
+        return MeanRemoval(self.lambda_, self.metric, mode=self.mode)
 
     def fit(self, database: Any, bank: Any = None, **kwargs: Any) -> MeanBias:
         if self.correction is None:
