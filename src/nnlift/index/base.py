@@ -164,15 +164,13 @@ class BaseIndex(ABC):
         Equal to ``remove(ids)`` then ``add(vectors, ids)``: every id must
         exist, and the vectors are validated before anything changes.
         """
-        positions = self._unique_positions(ids, "ids")
+        positions = self._unique_positions(ids, "ids", ascending=False)  # row i of vectors is the i-th id's
         array = self._prepare(vectors, "vectors")
         if array.shape[0] != len(positions):
             raise InputError(f"update got {len(positions)} ids but {array.shape[0]} vectors; give one vector per id")
         if len(positions) == 0:
             return self
-        # the rows follow the caller's order of ids, not their positions' (which _unique_positions sorts)
-        given = self.positions(np.asarray(ids).tolist() if isinstance(ids, np.ndarray) else _listed(ids))
-        keys = self.ids[given] if self._external is not None else given
+        keys = self.ids[positions] if self._external is not None else positions
         self.remove(keys)
         # Rows are already prepared (normalised): add them as they are.
         self._add(array)
@@ -180,8 +178,8 @@ class BaseIndex(ABC):
         self._lookup = None
         return self
 
-    def _unique_positions(self, ids: Any, name: str) -> np.ndarray:
-        """Positions of ids that must all exist and not repeat, ascending."""
+    def _unique_positions(self, ids: Any, name: str, *, ascending: bool = True) -> np.ndarray:
+        """Positions of ids that must all exist and not repeat: ascending, or in the order of ``ids``."""
         if isinstance(ids, (str, int, np.integer)):
             ids = [ids]
         values = np.asarray(ids).tolist() if isinstance(ids, np.ndarray) else list(ids)
@@ -193,7 +191,7 @@ class BaseIndex(ABC):
                     repeated.append(value)
                 seen.add(value)
             raise InputError(f"{name} repeats id(s) {repeated[:3]}; give each id once")
-        return np.sort(positions)
+        return np.sort(positions) if ascending else positions
 
     def remove_positions(self, positions: np.ndarray) -> None:
         """For methods: forget rows by position (validated, unique, ascending); later rows move up."""
@@ -426,8 +424,3 @@ def quiet(index: BaseIndex, enabled: bool = False) -> Iterator[BaseIndex]:
     finally:
         for owner, value in zip(owners, before):
             owner.progress = value
-
-
-def _listed(ids: Any) -> list:
-    """One id or several, as a list."""
-    return [ids] if isinstance(ids, (str, int, np.integer)) else list(ids)
