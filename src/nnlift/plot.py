@@ -14,7 +14,7 @@ import numpy as np
 
 from ._optional import require
 from .errors import InputError, InputTypeError
-from .evaluate.compare import MethodResult
+from .evaluate.compare import AUTO, MethodResult
 from .evaluate.hubness import k_occurrence
 from .evaluate.metrics import hit_rate_at_k
 from .neighbors import Neighbors
@@ -139,7 +139,7 @@ def results_table(results: Sequence[MethodResult]) -> list[dict[str, str]]:
     for r in results:
         if r.name == "cosine":
             setting = "—"
-        elif r.name == "auto" and r.kept_baseline:
+        elif r.name == AUTO and r.kept_baseline:
             setting = "cosine: no method beat it on validation"
         elif r.kept_baseline:
             setting = f"cosine kept (best on val {_setting(r.best_params)}: not significant)"

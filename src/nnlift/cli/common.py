@@ -143,10 +143,10 @@ def method_choices() -> str:
 
 
 def parse_methods(methods: str) -> list[str]:
-    from ..evaluate.compare import METHODS
+    from ..evaluate.compare import AUTO, METHODS
 
     names = [METHOD_ALIASES.get(m.strip(), m.strip()) for m in methods.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METHODS and m != "auto"]
+    unknown = [m for m in names if m not in METHODS and m != AUTO]
     if unknown:
         raise UserError(f"--methods: unknown {unknown}; choose from {method_choices()}")
     return list(dict.fromkeys(names))

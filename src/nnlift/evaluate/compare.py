@@ -35,6 +35,7 @@ from ..errors import InputError
 
 __all__ = ["METHODS", "MethodSpec", "MethodResult", "MethodProgress", "compare_methods", "method_grid"]
 logger = logging.getLogger("nnlift")
+AUTO = "auto"  # the method name that stands for "the best of all on validation"
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ def compare_methods(
     settings = {name: max(1, len(expand_grid(method_grids[name])) if method_grids[name] else 1) for name in runnable}
     results: list[MethodResult] = []
     chosen: dict[str, Correction] = {}
+    val_values: dict[str, np.ndarray] = {}  # per-query validation values of what each method chose, from tune
     baseline_hits = None
     began, settings_done = time.perf_counter(), 0
     for name in runnable:
@@ -199,6 +201,9 @@ def compare_methods(
                 )
             estimator, params, kept, note = result.estimator, result.params, result.kept_baseline, result.message
             best_params, edges = result.best_params, result.warnings
+            val_values.setdefault("cosine", result.baseline_values)
+            if not kept:
+                val_values[name] = result.best_values
             note += f" (val gain {result.gain})"
         else:
             estimator = spec.make()
@@ -242,28 +247,35 @@ def compare_methods(
                 )
             )
     if auto:
-        results.append(_auto(results, chosen, val_queries, val_targets, metric, k))
+        results.append(_auto(results, chosen, val_values, val_queries, val_targets, metric, k))
     return results
 
 
-AUTO = "auto"
-
-
 def _auto(
-    results: list[MethodResult], chosen: Mapping[str, Correction], val_queries, val_targets, metric: str, k: int
+    results: list[MethodResult],
+    chosen: Mapping[str, Correction],
+    val_values: Mapping[str, np.ndarray],
+    val_queries,
+    val_targets,
+    metric: str,
+    k: int,
 ) -> MethodResult:
     """The method (and setting) best on validation among those that beat cosine there; cosine if none did.
 
     Its test numbers are that method's. A warning says when validation cannot separate it from the runner-up
-    (their paired difference on validation has a CI that includes 0).
+    (their paired difference on validation has a CI that includes 0). The validation values come from
+    tuning; a method that was not tuned is searched on validation here.
     """
     from .tune import metric_per_query
 
     scored = {}
     for result in results:
         if result.name == "cosine" or not result.kept_baseline:
-            found = chosen[result.name].search(val_queries, k, progress=False)
-            scored[result.name] = metric_per_query(metric, found, val_targets)
+            if result.name in val_values:
+                scored[result.name] = val_values[result.name]
+            else:
+                found = chosen[result.name].search(val_queries, k, progress=False)
+                scored[result.name] = metric_per_query(metric, found, val_targets)
     ranking = sorted(scored, key=lambda name: (-scored[name].mean(), name != "cosine"))
     best = next(r for r in results if r.name == ranking[0])
     lines = []

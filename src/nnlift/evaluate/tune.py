@@ -110,6 +110,8 @@ class TuneResult:
     message : str
     warnings : list of str
         Why the choice is less certain than it looks (a chosen value on the edge of its grid).
+    best_values, baseline_values : numpy.ndarray
+        Per-query validation values of the best setting and of the baseline (for paired comparisons).
     """
 
     estimator: Correction
@@ -122,6 +124,8 @@ class TuneResult:
     metric: str
     message: str = field(default="")
     warnings: list[str] = field(default_factory=list)
+    best_values: np.ndarray | None = field(default=None, repr=False)
+    baseline_values: np.ndarray | None = field(default=None, repr=False)
 
     def table(self) -> list[dict[str, Any]]:
         return [{**params, self.metric: score} for params, score in self.scores]
@@ -228,11 +232,15 @@ def tune(
         for line in edges:
             warnings.warn(f"{type(correction).__name__}: {line}", TuneWarning, stacklevel=2)
         return TuneResult(
-            chosen, best[1], best[1], False, scores, float(base_values.mean()), gain, metric, message, edges
-        )
+            chosen, best[1], best[1], False, scores, float(base_values.mean()), gain, metric, message, edges,
+            best[2], base_values,
+        )  # fmt: skip
     message = (
         f"kept the baseline: the best setting {best[1]} scored {best[0]:.4f} vs {float(base_values.mean()):.4f}, "
         f"a gain of {gain} that is within noise"
     )
     logger.info(message)
-    return TuneResult(base_fitted, None, best[1], True, scores, float(base_values.mean()), gain, metric, message)
+    return TuneResult(
+        base_fitted, None, best[1], True, scores, float(base_values.mean()), gain, metric, message,
+        best_values=best[2], baseline_values=base_values,
+    )  # fmt: skip
