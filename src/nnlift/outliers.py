@@ -19,9 +19,9 @@ encoder, blocks, joined by Fisher's statistic, ``T = −2 Σ ln p_i``. The
 scores are correlated, so ``T``'s p-value is not read from ``χ²(2m)`` (that
 would call 14% of the collection's own items atypical at the 5% level) but
 calibrated like each score, on the same leave-one-out sample: the confidence
-is the share of the collection's own items that look at least this atypical. Two scales, as the local outlier factor's
-authors advise (a range of MinPts rather than one), because no one ``k`` suits
-every kind of outsider: on WordNet the 3-neighbour scores separate random
+is the share of the collection's own items that look at least this atypical.
+Two scales, as the local outlier factor's authors advise (a range of MinPts
+rather than one), because no one ``k`` suits every kind of outsider: on WordNet the 3-neighbour scores separate random
 strings and glosses better than the 10-neighbour ones, which are surer on
 random vectors. The references are the local outlier factor (Breunig et al.,
 SIGMOD 2000) and Fisher's combined probability test (1925); each method is
@@ -128,11 +128,14 @@ class ConfidenceScorer:
         """The scores this method joins: ``knn``/``density`` at ``k``, ``knn@s``/``density@s`` at a smaller scale s."""
         if self.method != "combined":
             return (self.method,)
-        at = [("" if s == self.k else f"@{s}") for s in self.scales]
         return (
-            *(f"{name}{a}" for a in at for name in ("knn", "density")),
+            *(f"{name}{self._at(s)}" for s in self.scales for name in ("knn", "density")),
             *(("blocks",) if self.encoder is not None else ()),
         )
+
+    def _at(self, scale: int) -> str:
+        """A score's name suffix for its scale: none at ``k``, ``@s`` at a smaller one."""
+        return "" if scale == self.k else f"@{scale}"
 
     def fit(self, collection: Any) -> ConfidenceScorer:
         """Index the collection (or take its index) and calibrate on a leave-one-out sample of it."""
@@ -181,7 +184,7 @@ class ConfidenceScorer:
             positions, scores = self._neighbours(vectors, rows)
             knn = _scale_means(scores, self.scales)
             for j, s in enumerate(self.scales):
-                at = "" if s == self.k else f"@{s}"
+                at = self._at(s)
                 out[f"knn{at}"] = knn[:, j]
                 if f"density{at}" in parts:  # the neighbours' own knn at the same scale, over the same s neighbours
                     out[f"density{at}"] = knn[:, j] - self._own_knn(positions[:, :s])[..., j].mean(axis=1)

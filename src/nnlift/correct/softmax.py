@@ -187,8 +187,9 @@ class SinkhornNorm(Correction):
         F_i = −(1/β)·log Σ_j exp(β·(s(r_i, x_j) + G_j)) − (1/β)·log m      (rows)
 
     and search ranks by ``s(q, x_j) + G_j`` (``bias_ = −G``), from the last
-    column step. ``iterations=1`` is inverted softmax (its bias, plus a constant). Each log-sum-exp is the index's streaming
-    reduction over vectors with one extra coordinate, ``[x, G]`` against
+    column step. ``iterations=1`` is inverted softmax (its bias, plus a
+    constant). Each log-sum-exp is the index's streaming reduction over
+    vectors with one extra coordinate, ``[x, G]`` against
     ``[r, 1]``, so no bank × database matrix is built. ``gallery_bank`` (a
     sample of database-like items) joins the bank's rows, as in DBNorm.
 
