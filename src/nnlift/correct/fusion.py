@@ -107,16 +107,12 @@ class Fusion(Correction):
         if self.method not in FUSION_METHODS:
             raise InputError(f"Fusion.method must be one of {', '.join(FUSION_METHODS)}; got {self.method!r}")
         check_positive_int(self.depth, "Fusion.depth")
-        check_finite_scalar(self.rrf_k, "Fusion.rrf_k")
-        if self.rrf_k < 0:
-            raise InputError(f"Fusion.rrf_k must be >= 0; got {self.rrf_k}")
+        check_finite_scalar(self.rrf_k, "Fusion.rrf_k", low=0.0)
         templates = self._templates()
         self._weights(len(templates))
         overrides = {} if self.index is None else {"index": self.index}
-        self.corrections_ = [
-            clone(c, **{k: v for k, v in overrides.items() if k in c.get_params(deep=False)}).fit(
-                database, bank if c.needs_bank else None
-            )
+        self.corrections_ = [  # a bank-free member ignores the bank, as every correction does
+            clone(c, **{k: v for k, v in overrides.items() if k in c.get_params(deep=False)}).fit(database, bank)
             for c in templates
         ]
 
