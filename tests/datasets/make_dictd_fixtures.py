@@ -10,7 +10,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from nnlift.datasets.dictd import _DIGITS, find_dictd
+from nnlift.datasets.dictd import _DIGITS, _number, find_dictd
 
 KEEP = {
     "gcide": ["00-database-short", "Detract", "Terrier", "Granger stocks", "bluejacket", "Blue-john", "0", "Way"],
@@ -57,7 +57,8 @@ def main() -> None:
         placed = {}
         for word, start, length in chosen:
             if (start, length) not in placed:
-                s, n = _number(start), _number(length)
+                entry = f"{word}\t{start}\t{length}"  # for the error message only
+                s, n = _number(start, entry), _number(length, entry)
                 placed[start, length] = (len(text), n)
                 text += data[s : s + n]
             at, n = placed[start, length]
@@ -65,13 +66,6 @@ def main() -> None:
         (out / f"{name}.index").write_text("\n".join(sorted(new_index)) + "\n", encoding="utf-8")
         (out / f"{name}.dict.dz").write_bytes(dictzip(text))
         print(name, len(new_index), "index lines,", len(placed), "entries,", len(text), "bytes")
-
-
-def _number(text: str) -> int:
-    value = 0
-    for character in text:
-        value = value * 64 + _DIGITS[character]
-    return value
 
 
 if __name__ == "__main__":
