@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from .._artifact import ArtifactError
 from .._base import check_is_fitted, clone
 from .._check import check_finite_scalar, check_k, check_positive_int, normalize_rows
 from ..errors import InputError
@@ -125,8 +124,3 @@ class InvGC(WrapsCorrection):
     def _prepare_queries(self, queries: Any) -> np.ndarray:
         check_is_fitted(self, "correction_")
         return self._prepare(queries, "queries", width=self.database_.shape[1])
-
-    def _restore_parts(self, parts: dict[str, Any]) -> None:
-        if not isinstance(parts.get("correction"), Correction):
-            raise ArtifactError("InvGC artifact: its part 'correction' must be a fitted correction")
-        super()._restore_parts(parts)
