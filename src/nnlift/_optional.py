@@ -23,6 +23,7 @@ _EXTRA = {
     "rich": "cli",
     "pyarrow": "parquet",
     "sklearn": "sklearn",
+    "ray": "ray",
 }
 
 

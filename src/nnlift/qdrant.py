@@ -199,19 +199,21 @@ def _digest(point: int | str, vector: Any, payload: dict) -> str:
     return digest.hexdigest()[:32]
 
 
-def _written(index: QdrantIndex, destination: Destination, key: str) -> dict[str, str]:
-    """Each point's current marker under ``key`` (point id as a string -> digest)."""
-    done, offset = {}, None
-    while True:
-        points, offset = with_retries(
-            lambda: index.client.scroll(
-                destination.collection, limit=1024, offset=offset, with_payload=[key], with_vectors=False
-            ),
+def _written(index: QdrantIndex, destination: Destination, key: str, points: list) -> dict[str, str]:
+    """The current marker under ``key`` of each of ``points`` that exists (point id as a string -> digest).
+
+    Only these points are fetched, so a writer working on one batch of a
+    large collection (a distributed worker) reads that batch, not the collection.
+    """
+    done: dict[str, str] = {}
+    for lo in range(0, len(points), 1024):
+        chunk = points[lo : lo + 1024]
+        found = with_retries(
+            lambda: index.client.retrieve(destination.collection, ids=chunk, with_payload=[key], with_vectors=False),
             retries=index.retries,
         )
-        done.update({str(p.id): (p.payload or {}).get(key) for p in points})
-        if offset is None:
-            return done
+        done.update({str(p.id): (p.payload or {}).get(key) for p in found})
+    return done
 
 
 def _refuse_source(index: QdrantIndex, name: str) -> None:
@@ -250,7 +252,7 @@ def _write(
             own = {SEQ: seq, **({KEY: ids[r]} if isinstance(ids[r], str) and ids[r] != points[r] else {}), **own}
         return own
 
-    done = _written(index, destination, key)
+    done = _written(index, destination, key, points)
     payloads = [full_payload(r) for r in range(len(ids))]
     digests = [_digest(points[r], vector(r), payloads[r]) for r in range(len(ids))]
     todo = [r for r in range(len(ids)) if done.get(str(points[r])) != digests[r]]

@@ -14,7 +14,7 @@ from ..index.base import build_index, quiet
 from ..index.exact import ExactIndex
 from ..neighbors import Neighbors, sort_neighbors
 
-__all__ = ["neighbor_graph", "default_lists", "check_threshold", "check_thresholds", "unit_rows"]
+__all__ = ["neighbor_graph", "with_self", "default_lists", "check_threshold", "check_thresholds", "unit_rows"]
 
 
 def check_threshold(thresh: Any, name: str = "thresh") -> float:
@@ -74,19 +74,28 @@ def neighbor_graph(
     else:
         with quiet(built, progress):
             found = built.self_join(others, threshold=threshold)
-    ids, scores = found.ids, found.scores
+    return with_self(unit, np.arange(n, dtype=np.int64), found, threshold), built
+
+
+def with_self(unit: np.ndarray, positions: np.ndarray, others: Neighbors, threshold: float | None) -> Neighbors:
+    """Rows ``positions`` (vectors ``unit``): each one itself, first, then its ``others`` above the threshold.
+
+    ``others`` come sorted, padding last. Self goes first unless a neighbour
+    ties or beats it (an exact duplicate, or rounding), and only such rows are
+    sorted again, ties to the lower id.
+    """
+    ids, scores = others.ids, others.scores
     if threshold is not None:
         drop = scores <= threshold
         ids, scores = np.where(drop, -1, ids), np.where(drop, -np.inf, scores)
     self_scores = np.einsum("ij,ij->i", unit, unit).astype(np.float32)
-    # Rows come sorted, padding last; self goes first unless a neighbour ties or beats it
-    # (an exact duplicate, or rounding), and only such rows need sorting again.
     unsorted = np.flatnonzero(scores[:, 0] >= self_scores) if scores.shape[1] else np.empty(0, np.int64)
-    ids = np.concatenate([np.arange(n, dtype=np.int64)[:, None], ids], axis=1)
+    ids = np.concatenate([np.asarray(positions, dtype=np.int64)[:, None], ids], axis=1)
     scores = np.concatenate([self_scores[:, None], scores], axis=1)
     if len(unsorted):
         again = sort_neighbors(ids[unsorted], scores[unsorted])
         ids[unsorted], scores[unsorted] = again.ids, again.scores
+    return Neighbors(ids, scores)
     return Neighbors(ids, scores), built
 
 

@@ -15,14 +15,20 @@ __all__ = ["blend_rows", "weighted_rows"]
 logger = logging.getLogger("nnlift")
 
 
-def blend_rows(unit: np.ndarray, graph: sp.csr_matrix, out: np.ndarray | None = None) -> np.ndarray:
-    """``normalize(W·X)``, into ``out`` if given; a row whose weights cancel to zero keeps its input vector."""
+def blend_rows(
+    unit: np.ndarray, graph: sp.csr_matrix, out: np.ndarray | None = None, *, inputs: np.ndarray | None = None
+) -> np.ndarray:
+    """``normalize(W·X)``, into ``out`` if given; a row whose weights cancel to zero keeps its input vector.
+
+    ``graph``'s rows are ``inputs`` (default: all of ``unit``, whose rows its columns name).
+    """
     mixed = weighted_rows(unit, graph, out)
+    inputs = unit if inputs is None else inputs
     norms = row_norms(mixed)
     zero = norms <= 1e-12
     if zero.any():
         logger.warning("%d row(s) blended to zero (negative weights cancelled); they keep their input", zero.sum())
-        mixed[zero] = unit[zero]
+        mixed[zero] = inputs[zero]
         norms[zero] = 1.0
     mixed /= norms[:, None]
     return mixed

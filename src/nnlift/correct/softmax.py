@@ -169,8 +169,13 @@ class DBNorm(Correction):
         else:
             gallery_index = self._build_index(self._prepare(gallery_bank, "gallery_bank", database.shape[1]))
         gallery_side = gallery_beta * _softmax_bias(self, "gallery", gallery_index, database, gallery_beta, progress)
-        query_side, gallery_side = query_side.astype(np.float64), gallery_side.astype(np.float64)
-        self.bias_ = (np.logaddexp(query_side, gallery_side) / beta).astype(np.float32)
+        self.bias_ = dbnorm_bias(query_side, gallery_side, beta)
+
+
+def dbnorm_bias(query_side: np.ndarray, gallery_side: np.ndarray, beta: float) -> np.ndarray:
+    """DBNorm's bias from the two banks' scaled log-sum-exps: ``logaddexp(β·lse_R, β_g·lse_G) / β``."""
+    query_side, gallery_side = query_side.astype(np.float64), gallery_side.astype(np.float64)
+    return (np.logaddexp(query_side, gallery_side) / beta).astype(np.float32)
 
 
 class SinkhornNorm(Correction):

@@ -48,11 +48,28 @@ def load_embeddings(
         column = key or "embedding"
         if column not in table.column_names:
             raise InputError(f"{path}: no column {column!r} (columns: {table.column_names})")
-        matrix = np.asarray(table.column(column).to_pylist(), dtype=np.float32)
+        matrix = _list_column(table.column(column), path, column)
         ids_name = ids_key or ("id" if "id" in table.column_names else None)
-        ids = np.asarray(table.column(ids_name).to_pylist()) if ids_name else None
+        ids = table.column(ids_name).to_numpy() if ids_name else None
         return _as_matrix(matrix, path), ids
     raise InputError(f"{path}: unsupported file type {suffix!r}; use .npy, .npz or .parquet")
+
+
+def _list_column(column: Any, path: Path, name: str) -> np.ndarray:
+    """A parquet list column as a (rows, width) matrix, from its flat values (no Python lists)."""
+    pa = require("pyarrow", "reading parquet embeddings")
+    compute = require("pyarrow.compute", "reading parquet embeddings")
+    array = column.combine_chunks()
+    if not (pa.types.is_list(array.type) or pa.types.is_large_list(array.type) or pa.types.is_fixed_size_list(array.type)):
+        raise InputError(f"{path}: column {name!r} must hold one list of numbers per row; it is {array.type}")
+    if array.null_count:
+        raise InputError(f"{path}: column {name!r} has {array.null_count} empty (null) rows")
+    lengths = np.asarray(compute.list_value_length(array))
+    if len(lengths) and (lengths != lengths[0]).any():
+        raise InputError(f"{path}: column {name!r} has rows of different lengths ({lengths.min()}..{lengths.max()})")
+    width = int(lengths[0]) if len(lengths) else 0
+    values = np.asarray(array.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    return values.reshape(len(array), width)
 
 
 def _as_matrix(array: Any, path: Path) -> np.ndarray:
