@@ -147,6 +147,13 @@ def test_bad_input_names_the_argument(collection, tmp_path):
         D.nnn_bias(collection["glob"], bank[:3], 4)
     with pytest.raises(InputError, match="dimensions|columns"):
         D.collect(D.nnn_bias(collection["glob"], bank[:, :16], 4))
+    # A Dataset's columns are known only on the workers: their error is raised again as itself, with its message.
+    with pytest.raises(InputError, match="on a Ray worker: dataset has no column 'id'"):
+        D.collect(D.nnn_bias(ray.data.from_items([{"key": 0, "embedding": bank[0]}]), bank, 4))
+    with pytest.raises(InputError, match="on a Ray worker: .*32 columns|on a Ray worker: .*dimensions"):
+        D.collect(D.nnn_bias(ray.data.from_items([{"id": 0, "embedding": bank[0]}]), bank[:, :16], 4))
+    with pytest.raises(TypeError, match="index= does not apply"):
+        D.softmax_bias(collection["glob"], bank, 20.0, index=IVFIndex())
     with pytest.raises(InputError, match="gallery_bank is required"):
         D.dbnorm_bias(collection["glob"], bank, None)
     with pytest.raises(InputError, match="shard files"):

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from .._check import check_positive_int
 from .._optional import require
+from .. import errors
 from ..errors import InputError
 
-__all__ = ["start", "Pool", "pool"]
+__all__ = ["start", "Pool", "pool", "worker_errors"]
 logger = logging.getLogger("nnlift.distributed")
 
 
@@ -55,6 +59,29 @@ def start(address: str | None = None, *, num_cpus: int | None = None, progress: 
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     return ray
+
+
+# How a worker's nnlift error reads in Ray's report of the failed task: class, then message up to a blank line.
+_RAISED = re.compile(r"^nnlift\.errors\.(\w+): (.*?)(?=\n\s*\n|\Z)", re.M | re.S)
+
+
+@contextmanager
+def worker_errors() -> Iterator[None]:
+    """Re-raise an nnlift error that a Ray worker raised as itself, not wrapped in Ray's ``RayTaskError``.
+
+    Ray Data reports a failed batch as ``RayTaskError(UserCodeException)``
+    whose chain no longer holds the original exception, only its text; the
+    first nnlift error in that text is raised again here, with its message.
+    """
+    ray = ray_module()
+    try:
+        yield
+    except ray.exceptions.RayTaskError as exc:
+        found = _RAISED.search(str(exc))
+        kind = getattr(errors, found.group(1), None) if found else None
+        if not (isinstance(kind, type) and issubclass(kind, errors.NnliftError)):
+            raise
+        raise kind(f"on a Ray worker: {found.group(2).strip()}") from None
 
 
 def _cores() -> int:

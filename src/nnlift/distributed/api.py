@@ -23,7 +23,7 @@ from ..errors import InputError, InputTypeError
 from ..index.base import BaseIndex, build_index, quiet
 from ..index.exact import ExactIndex
 from ..neighbors import Neighbors
-from ._ray import start
+from ._ray import start, worker_errors
 from .jobs import JobReport, map_dataset, run_shards
 from .sources import Columns, as_dataset, digest, is_dataset, read_tables, table_columns
 from .sources import batch_rows as read_batch
@@ -74,7 +74,8 @@ def _bank_index(template: BaseIndex | None, bank: np.ndarray) -> BaseIndex:
 
 def _sample(source: Any, columns: Columns, rows: int, width: int) -> np.ndarray:
     """The first ``rows`` rows of the source, for a ``Checked`` index's measurement on the driver."""
-    found = as_dataset(source, columns).limit(rows).take_batch(rows, batch_format="numpy")
+    with worker_errors():
+        found = as_dataset(source, columns, width).limit(rows).take_batch(rows, batch_format="numpy")
     return read_batch(found, columns, width)[1]
 
 
@@ -114,7 +115,7 @@ def _job(
     batch_rows = check_positive_int(batch_rows, "batch_rows")
     ref = ray.put(state)
     if output is None:
-        dataset = as_dataset(dataset, columns)
+        dataset = as_dataset(dataset, columns, width)
         return map_dataset(dataset, ref, task, columns=columns, width=width, batch=batch_rows, workers=workers)
     report = run_shards(
         dataset,
@@ -133,23 +134,24 @@ def _job(
 
 
 def _bank_job(
-    dataset,
-    bank,
-    task,
+    dataset: Any,
+    bank: Any,
+    task: Any,
     statistic: str,
     *,
-    metric,
-    index,
-    checks,
-    gallery=None,
-    measure=None,
-    id_column,
-    embedding_column,
-    batch_rows,
-    workers,
-    output,
-    overwrite,
-):
+    metric: str = "cosine",
+    index: BaseIndex | None = None,
+    checks: list | None = None,
+    gallery: Any = None,
+    measure: Any = None,
+    id_column: str | None = None,
+    embedding_column: str | None = None,
+    batch_rows: int = BATCH_ROWS,
+    workers: int | None = None,
+    output: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Any:
+    """A per-row statistic of the bank (``task``) over the dataset; the options are :func:`nnn_bias`'s."""
     metric = check_metric(metric)
     start()
     bank_array = _prepare_bank(bank, metric)
@@ -276,62 +278,35 @@ def csls_bias(dataset: Any, bank: Any, k: int = 10, **options: Any) -> Any:
     return nnn_bias(dataset, bank, k, **options)
 
 
-def softmax_bias(
-    dataset: Any,
-    bank: Any,
-    beta: float = 20.0,
-    *,
-    metric: str = "cosine",
-    id_column: str | None = None,
-    embedding_column: str | None = None,
-    batch_rows: int = BATCH_ROWS,
-    workers: int | None = None,
-    output: str | os.PathLike | None = None,
-    overwrite: bool = False,
-) -> Any:
+def softmax_bias(dataset: Any, bank: Any, beta: float = 20.0, **options: Any) -> Any:
     """The inverted softmax's normaliser ``(1/β)·log Σ_r exp(β·s(r, x))`` per row (:class:`~nnlift.InvertedSoftmax`).
 
     A log-sum-exp is a sum, not a selection, so it is a float32 reduction:
     it equals the single-machine ``bias_`` within a few units in the last place
     (the bank's blocks are summed in an order that follows the batch's size).
-    Returns a Dataset of ``(id, bias)``; the options are :func:`nnn_bias`'s.
+    Returns a Dataset of ``(id, bias)``; the options (``metric``, ``id_column``,
+    ``embedding_column``, ``batch_rows``, ``workers``, ``output``,
+    ``overwrite``) are :func:`nnn_bias`'s.
     """
-    return _bank_job(
-        dataset,
-        bank,
-        BankLogSumExp(_check_beta(beta)),
-        "softmax",
-        metric=metric,
-        index=None,
-        checks=None,
-        id_column=id_column,
-        embedding_column=embedding_column,
-        batch_rows=batch_rows,
-        workers=workers,
-        output=output,
-        overwrite=overwrite,
-    )
+    _exact_only(options)
+    return _bank_job(dataset, bank, BankLogSumExp(_check_beta(beta)), "softmax", **options)
+
+
+def _exact_only(options: dict[str, Any]) -> None:
+    """A log-sum-exp sums over the whole bank: an approximate index has nothing to prune."""
+    for name in ("index", "checks", "gallery", "measure"):
+        if name in options:
+            raise InputTypeError(f"{name}= does not apply here: the statistic sums over every bank row")
 
 
 def dbnorm_bias(
-    dataset: Any,
-    bank: Any,
-    gallery_bank: Any,
-    beta: float = 20.0,
-    gallery_beta: float | None = None,
-    *,
-    metric: str = "cosine",
-    id_column: str | None = None,
-    embedding_column: str | None = None,
-    batch_rows: int = BATCH_ROWS,
-    workers: int | None = None,
-    output: str | os.PathLike | None = None,
-    overwrite: bool = False,
+    dataset: Any, bank: Any, gallery_bank: Any, beta: float = 20.0, gallery_beta: float | None = None, **options: Any
 ) -> Any:
     """DBNorm's bias from a query bank and a gallery bank (:class:`~nnlift.DBNorm` with ``gallery_bank``).
 
     At scale the gallery bank is a sample of the database, held like the bank;
-    the database itself is never held whole. Returns a Dataset of ``(id, bias)``.
+    the database itself is never held whole. Returns a Dataset of ``(id, bias)``;
+    the options are :func:`softmax_bias`'s.
     """
     if gallery_bank is None:
         raise InputError(
@@ -340,29 +315,15 @@ def dbnorm_bias(
         )
     beta = _check_beta(beta)
     gallery_beta = beta if gallery_beta is None else _check_beta(gallery_beta)
-    return _bank_job(
-        dataset,
-        bank,
-        DBNormBias(beta, gallery_beta),
-        "dbnorm",
-        metric=metric,
-        index=None,
-        checks=None,
-        gallery=gallery_bank,
-        id_column=id_column,
-        embedding_column=embedding_column,
-        batch_rows=batch_rows,
-        workers=workers,
-        output=output,
-        overwrite=overwrite,
-    )
+    _exact_only(options)
+    return _bank_job(dataset, bank, DBNormBias(beta, gallery_beta), "dbnorm", gallery=gallery_bank, **options)
 
 
 def _held_topk(dataset: Any, held: np.ndarray, k: int, metric: str, columns: Columns, batch: int, workers) -> Neighbors:
     """Each held row's exact top-k over the whole dataset: per-batch top-k on the workers, merged on the driver."""
     ray = start()
     ref = ray.put(Bank(build_index(ExactIndex(progress=False), held), metric))
-    source = as_dataset(dataset, columns)
+    source = as_dataset(dataset, columns, held.shape[1])
     triples = map_dataset(source, ref, TopKOfHeld(k), columns=columns, width=held.shape[1], batch=batch, workers=workers)
 
     def batches():
@@ -374,7 +335,8 @@ def _held_topk(dataset: Any, held: np.ndarray, k: int, metric: str, columns: Col
                 )
             yield part
 
-    return merge_topk(batches(), len(held), k)
+    with worker_errors():
+        return merge_topk(batches(), len(held), k)
 
 
 def qbnorm_activation(
@@ -493,7 +455,8 @@ def collect(dataset: Any, *, order_by: str | None = "id") -> dict[str, np.ndarra
     from .._optional import require
 
     pa = require("pyarrow", "collecting a Dataset")
-    tables = ray.get(dataset.to_arrow_refs())
+    with worker_errors():
+        tables = ray.get(dataset.to_arrow_refs())
     out = table_columns(pa.concat_tables(tables)) if tables else {}
     if order_by is not None and order_by in out:
         order = np.argsort(out[order_by], kind="stable")
@@ -553,8 +516,9 @@ def blend(
             workers=workers,
         )
         out = np.empty_like(current)
-        for part in blended.iter_batches(batch_format="numpy", batch_size=None):
-            out[np.asarray(part["position"], np.int64)] = np.asarray(part["embedding"], np.float32)
+        with worker_errors():
+            for part in blended.iter_batches(batch_format="numpy", batch_size=None):
+                out[np.asarray(part["position"], np.int64)] = np.asarray(part["embedding"], np.float32)
         current = out
     flat = pa.FixedSizeListArray.from_arrays(pa.array(current.ravel()), current.shape[1])
     return ray.data.from_arrow(pa.table({columns.id_name: pa.array(ids), columns.embedding_name: flat}))

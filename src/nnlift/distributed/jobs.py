@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ._ray import Pool, pool, ray_module
+from ._ray import Pool, pool, ray_module, worker_errors
 from .sources import Columns, Shard, batch_rows, find_shards, is_dataset
 
 __all__ = ["map_dataset", "run_shards", "JobReport", "Task"]
@@ -221,7 +221,7 @@ def run_shards(
             "(paths or globs); for a ray.data.Dataset, leave output unset and write the returned Dataset"
         )
     ray = ray_module()
-    shards = find_shards(source, columns)
+    shards = find_shards(source, columns, width)
     output = Path(output)
     manifest = {"job": job, "columns": [columns.id, columns.embedding], "inputs": [s.fingerprint() for s in shards]}
     _prepare_output(output, manifest, overwrite)
@@ -242,13 +242,14 @@ def run_shards(
             **layout.map_args(),
         )
         per_worker: dict[str, dict[str, float]] = defaultdict(lambda: {"shards": 0, "rows": 0, "seconds": 0.0})
-        for row in done.iter_rows():
-            worker = per_worker[str(row["worker"])]
-            worker["shards"] += 1
-            worker["rows"] += int(row["rows"])
-            worker["seconds"] += float(row["seconds"])
-            report.written.append(int(row["shard"]))
-            report.rows += int(row["rows"])
+        with worker_errors():
+            for row in done.iter_rows():
+                worker = per_worker[str(row["worker"])]
+                worker["shards"] += 1
+                worker["rows"] += int(row["rows"])
+                worker["seconds"] += float(row["seconds"])
+                report.written.append(int(row["shard"]))
+                report.rows += int(row["rows"])
         for worker in per_worker.values():
             worker["rows_per_second"] = worker["rows"] / max(worker["seconds"], 1e-9)
         report.workers = dict(per_worker)

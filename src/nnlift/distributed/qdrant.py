@@ -18,7 +18,7 @@ from .._check import check_positive_int
 from ..errors import InputError
 from ..index.qdrant import QdrantIndex
 from ..qdrant import Destination, _destination, _refuse_source, _write
-from ._ray import pool, start
+from ._ray import pool, start, worker_errors
 from .jobs import _limit_threads
 from .sources import Columns, as_dataset, batch_rows
 
@@ -113,7 +113,8 @@ def write_qdrant(
     start()
     columns = Columns(id_column, vector)
     source = as_dataset(dataset, columns)
-    first = source.take_batch(1, batch_format="numpy")
+    with worker_errors():
+        first = source.take_batch(1, batch_format="numpy")
     width = batch_rows(first, columns, None)[1].shape[1]
     connection = {"collection": collection, "url": url, "api_key": api_key, "path": path, "using": using}
     driver = QdrantIndex(**connection, progress=False)
@@ -130,7 +131,8 @@ def write_qdrant(
         **layout.map_args(),
     )
     totals = {"points": 0, "written": 0, "skipped": 0}
-    for part in counts.iter_batches(batch_format="numpy", batch_size=None):
-        for key in totals:
-            totals[key] += int(np.sum(part[key]))
+    with worker_errors():
+        for part in counts.iter_batches(batch_format="numpy", batch_size=None):
+            for key in totals:
+                totals[key] += int(np.sum(part[key]))
     return {**totals, "destination": destination}

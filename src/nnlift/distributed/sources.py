@@ -74,8 +74,13 @@ def is_dataset(value: Any) -> bool:
     return type(value).__module__.startswith("ray.data") and hasattr(value, "map_batches")
 
 
-def find_shards(source: Any, columns: Columns = Columns()) -> list[Shard]:
-    """The shard files of ``source`` (a path, glob, folder, or a list of them), sorted, with row counts and offsets."""
+def find_shards(source: Any, columns: Columns = Columns(), width: int | None = None) -> list[Shard]:
+    """The shard files of ``source`` (a path, glob, folder, or a list of them), sorted, with row counts and offsets.
+
+    Each shard's header or metadata is read here, on the driver: a missing
+    column, or rows whose width differs from ``width`` (the bank's), is an
+    error now, naming the file, not a failed task on a worker later.
+    """
     entries = [source] if isinstance(source, (str, os.PathLike)) else source
     if not isinstance(entries, (list, tuple)) or not entries:
         raise InputTypeError(
@@ -102,23 +107,41 @@ def find_shards(source: Any, columns: Columns = Columns()) -> list[Shard]:
         raise InputError("dataset names a shard more than once")
     shards, offset = [], 0
     for number, path in enumerate(paths):
-        rows = count_rows(path, columns)
+        rows, found_width = describe(path, columns)
+        if width is not None and found_width is not None and found_width != width and rows:
+            raise InputError(f"dataset: {path} has rows of {found_width} dimensions; the job needs {width}")
         shards.append(Shard(os.path.abspath(path), number, rows, offset))
         offset += rows
     return shards
 
 
-def count_rows(path: str, columns: Columns) -> int:
-    """Rows of a shard from its metadata or header, without reading its vectors."""
+def describe(path: str, columns: Columns) -> tuple[int, int | None]:
+    """A shard's rows and width (``None`` where its format does not say) from its header, without reading vectors.
+
+    Names a missing embedding or id column the way the loader would.
+    """
     suffix = Path(path).suffix.lower()
     if suffix == ".npy":
-        return int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        if len(shape) != 2:
+            raise InputError(f"{path}: expected a 2-D (rows, dimensions) array; got shape {shape}")
+        return int(shape[0]), int(shape[1])
     if suffix == ".parquet":
         from .._optional import require
 
-        return int(require("pyarrow.parquet", "reading parquet shards").ParquetFile(path).metadata.num_rows)
+        pa = require("pyarrow", "reading parquet shards")
+        metadata = require("pyarrow.parquet", "reading parquet shards").ParquetFile(path).metadata
+        schema = metadata.schema.to_arrow_schema()
+        for name in (columns.embedding or "embedding", columns.id):
+            if name is not None and name not in schema.names:
+                raise InputError(f"{path}: no column {name!r} (columns: {schema.names})")
+        kind = schema.field(columns.embedding or "embedding").type
+        width = kind.list_size if pa.types.is_fixed_size_list(kind) else None
+        return int(metadata.num_rows), width
     with zipfile.ZipFile(path) as archive:
         members = {name[:-4]: name for name in archive.namelist() if name.endswith(".npy")}
+        if columns.id is not None and columns.id not in members:
+            raise InputError(f"{path}: no array {columns.id!r} (arrays: {sorted(members)})")
         wanted = columns.embedding or ("embeddings" if "embeddings" in members else None)
         for name in [wanted] if wanted else list(members):
             if name not in members:
@@ -127,7 +150,7 @@ def count_rows(path: str, columns: Columns) -> int:
                 version = np.lib.format.read_magic(handle)
                 shape = np.lib.format._read_array_header(handle, version)[0]
             if len(shape) == 2:
-                return int(shape[0])
+                return int(shape[0]), int(shape[1])
         raise InputError(f"{path}: no 2-D array (arrays: {sorted(members)})")
 
 
@@ -181,12 +204,12 @@ def read_tables(paths: list[str]) -> Any:
     )
 
 
-def as_dataset(source: Any, columns: Columns = Columns()) -> Any:
+def as_dataset(source: Any, columns: Columns = Columns(), width: int | None = None) -> Any:
     """A Ray Dataset of ``(id, embedding)`` rows: ``source`` itself, or its shard files read one task each."""
     if is_dataset(source):
         return source
     ray = ray_module()
-    shards = find_shards(source, columns)
+    shards = find_shards(source, columns, width)
     items = [{"path": s.path, "number": s.number, "rows": s.rows, "offset": s.offset} for s in shards]
     return ray.data.from_items(items).map_batches(
         _read_shard_batch, fn_kwargs={"columns": columns}, batch_size=1, batch_format="numpy", num_cpus=READ_CPUS
