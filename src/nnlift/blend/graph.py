@@ -96,7 +96,6 @@ def with_self(unit: np.ndarray, positions: np.ndarray, others: Neighbors, thresh
         again = sort_neighbors(ids[unsorted], scores[unsorted])
         ids[unsorted], scores[unsorted] = again.ids, again.scores
     return Neighbors(ids, scores)
-    return Neighbors(ids, scores), built
 
 
 def default_lists(n: int) -> int:

@@ -183,6 +183,7 @@ def _prepare_output(output: Path, manifest: dict[str, Any], overwrite: bool) -> 
         except (OSError, ValueError) as exc:
             raise InputError(f"output={str(output)!r}: {MANIFEST} cannot be read ({exc})") from None
         if before == manifest:
+            _remove_leftovers(output)
             return
         if not overwrite:
             raise InputError(
@@ -194,6 +195,12 @@ def _prepare_output(output: Path, manifest: dict[str, Any], overwrite: bool) -> 
         shutil.rmtree(output / STATS, ignore_errors=True)
     output.mkdir(parents=True, exist_ok=True)
     _write_json(target, manifest)
+
+
+def _remove_leftovers(output: Path) -> None:
+    """Temporary files of writers killed before their rename (a resumed job writes those shards again)."""
+    for path in [*output.glob(".part-*.tmp"), *(output / STATS).glob(".*.tmp")]:
+        path.unlink(missing_ok=True)
 
 
 def finished(output: Path, number: int) -> bool:

@@ -20,7 +20,8 @@ from ..index.qdrant import QdrantIndex
 from ..qdrant import Destination, _destination, _refuse_source, _write
 from ._ray import pool, start, worker_errors
 from .jobs import _limit_threads
-from .sources import Columns, as_dataset, batch_rows
+from .sources import Columns, as_dataset
+from .sources import batch_rows as read_batch
 
 __all__ = ["write_qdrant"]
 
@@ -36,7 +37,7 @@ class QdrantWriter:
         self.destination, self.kind, self.columns, self.vector = destination, kind, columns, vector
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        ids, vectors = batch_rows(batch, Columns(self.columns.id, self.vector), None)
+        ids, vectors = read_batch(batch, Columns(self.columns.id, self.vector), None)
         ids = [i.item() if hasattr(i, "item") else i for i in ids]
         if self.destination.companion and not all(isinstance(i, int) for i in ids):
             raise InputError(
@@ -115,7 +116,7 @@ def write_qdrant(
     source = as_dataset(dataset, columns)
     with worker_errors():
         first = source.take_batch(1, batch_format="numpy")
-    width = batch_rows(first, columns, None)[1].shape[1]
+    width = read_batch(first, columns, None)[1].shape[1]
     connection = {"collection": collection, "url": url, "api_key": api_key, "path": path, "using": using}
     driver = QdrantIndex(**connection, progress=False)
     _refuse_source(driver, name)
