@@ -40,12 +40,30 @@ def nnn_fit(
         int | None, typer.Option(min=1, help="--index hnsw: the graph's search breadth (default 128).")
     ] = None,
     overwrite: OverwriteOption = False,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run on Ray Data: --database is shard files or a glob; --output gets one part-NNNNN.parquet of "
+            "(id, bias) per shard, and a rerun resumes.",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None, typer.Option(help="--ray: the cluster (default RAY_ADDRESS, else a local Ray on this machine).")
+    ] = None,
+    fold: Annotated[bool, typer.Option(help="--ray: also write the folded [x, b(x)] vectors, for Qdrant.")] = False,
 ) -> None:
     """Learn each database item's bias (mean of its k most similar bank queries) and save the model."""
     from ..correct import NNN
 
+    chosen = approximate_index("ivf" if approximate else index, n_probe, ef_search)
+    if ray:
+        fit_on_ray(str(database), bank, output, k, chosen, ray_address, fold, overwrite)
+        return
+    if ray_address is not None or fold:
+        raise UserError("--ray-address and --fold apply to --ray")
     check_target(output, overwrite=overwrite, option="--output")
-    model = NNN(k=k, alpha=alpha, index=approximate_index("ivf" if approximate else index, n_probe, ef_search))
+    model = NNN(k=k, alpha=alpha, index=chosen)
     model.fit(load_matrix(database, "--database"), load_matrix(bank, "--bank"))
     model.save(output, overwrite=overwrite)
     checks = "".join(
@@ -57,6 +75,23 @@ def nnn_fit(
     console.print(
         f"fitted NNN on {model.n_database:,} items (bias mean {model.bias_.mean():.4f}{checks}); saved to {output}"
     )
+
+
+def fit_on_ray(database: str, bank: Path, output: Path, k: int, index, address, fold: bool, overwrite: bool) -> None:
+    """``nnlift nnn fit --ray``: the bias as a resumable Ray Data job, one parquet part per input shard."""
+    from .. import distributed
+
+    distributed.start(address)
+    checks: list = []
+    distributed.nnn_bias(
+        database, load_matrix(bank, "--bank"), k, fold=fold, index=index, checks=checks, output=output,
+        overwrite=overwrite,
+    )
+    for line in distributed.last_report().lines():
+        console.print(line)
+    for record in checks:
+        console.print(f"bank index measured: {record}")
+    console.print(f"NNN bias written to {output} as parquet parts (id, bias{', folded' if fold else ''})")
 
 
 def approximate_index(kind: str, n_probe: int | None, ef_search: int | None):

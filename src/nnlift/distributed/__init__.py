@@ -6,7 +6,18 @@ for how each partitions its work and what crosses the network.
 """
 
 from ._ray import start
-from .api import blend, collect, csls_bias, dbnorm_bias, last_report, nnn_bias, qbnorm_activation, search, softmax_bias
+from .api import (
+    blend,
+    collect,
+    csls_bias,
+    dbnorm_bias,
+    last_report,
+    nnn_bias,
+    qbnorm_activation,
+    read_output,
+    search,
+    softmax_bias,
+)
 from .jobs import JobReport
 from .qdrant import write_qdrant
 
@@ -21,6 +32,7 @@ __all__ = [
     "blend",
     "collect",
     "last_report",
+    "read_output",
     "JobReport",
     "write_qdrant",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from ..index.base import BaseIndex, build_index, quiet
 from ..index.exact import ExactIndex
 from ..neighbors import Neighbors
 from ._ray import start, worker_errors
-from .jobs import JobReport, map_dataset, run_shards
+from .jobs import MANIFEST, JobReport, map_dataset, run_shards
 from .sources import Columns, as_dataset, digest, is_dataset, read_tables, table_columns
 from .sources import batch_rows as read_batch
 from .tasks import (
@@ -49,6 +50,7 @@ __all__ = [
     "blend",
     "collect",
     "last_report",
+    "read_output",
 ]
 logger = logging.getLogger("nnlift.distributed")
 
@@ -59,6 +61,15 @@ _reports: list[JobReport] = []
 def last_report() -> JobReport | None:
     """What the last job with ``output=`` did in this process: shards written and skipped, rows/s per worker."""
     return _reports[-1] if _reports else None
+
+
+def read_output(output: str | os.PathLike) -> Any:
+    """A finished job's ``output=`` folder, read back as a Dataset of its rows (one reading task per part file)."""
+    folder = Path(output)
+    if not (folder / MANIFEST).is_file():
+        raise InputError(f"output={str(folder)!r} holds no nnlift job ({MANIFEST} is missing)")
+    start()
+    return read_tables([str(path) for path in sorted(folder.glob("part-*.parquet"))])
 
 
 def _prepare_bank(bank: Any, metric: str, name: str = "bank") -> np.ndarray:

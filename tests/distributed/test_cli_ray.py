@@ -1,0 +1,36 @@
+"""`nnlift nnn fit --ray`: the bias as a resumable Ray Data job from the command line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray")
+pytest.importorskip("typer")
+
+from nnlift import NNN  # noqa: E402
+from nnlift.distributed import collect, read_output  # noqa: E402
+
+from ..test_cli import run  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def test_nnn_fit_ray_writes_resumable_parts_equal_to_fit(monkeypatch, capsys, collection, tmp_path):
+    bank = tmp_path / "bank.npy"
+    np.save(bank, collection["bank"])
+    output = tmp_path / "out"
+    args = ["nnn", "fit", "--database", collection["glob"], "--bank", bank, "--output", output, "-k", "8", "--ray"]
+    code, text = run(monkeypatch, capsys, *args, "--fold")
+    assert code == 0, text
+    assert "8 shard(s) written, 0 already done" in text and "rows/s" in text
+    out = collect(read_output(output))
+    model = NNN(k=8).fit(collection["database"], collection["bank"])
+    assert np.array_equal(out["bias"], model.bias_) and np.array_equal(out["folded"], model.folded_database())
+    code, text = run(monkeypatch, capsys, *args, "--fold")
+    assert code == 0 and "0 shard(s) written, 8 already done" in text
+    code, text = run(monkeypatch, capsys, *args)  # other parameters (no --fold) into the same folder
+    assert code != 0 and "--overwrite" in text
+    code, text = run(monkeypatch, capsys, "nnn", "fit", "--database", collection["glob"], "--bank", bank,
+                     "--output", tmp_path / "m", "--fold")
+    assert code != 0 and "apply to --ray" in text
