@@ -34,3 +34,25 @@ def test_nnn_fit_ray_writes_resumable_parts_equal_to_fit(monkeypatch, capsys, co
     code, text = run(monkeypatch, capsys, "nnn", "fit", "--database", collection["glob"], "--bank", bank,
                      "--output", tmp_path / "m", "--fold")
     assert code != 0 and "apply to --ray" in text
+
+
+def test_blend_ray_writes_the_blenders_vectors(monkeypatch, capsys, collection, tmp_path):
+    from nnlift import NeighborhoodBlender
+
+    out = tmp_path / "blended.npy"
+    code, text = run(monkeypatch, capsys, "blend", "--input", collection["glob"], "--output", out,
+                     "--thresholds", "0.6", "-k", "6", "--ray")
+    assert code == 0, text
+    reference = NeighborhoodBlender((0.6,), k=6, progress=False).fit_transform(collection["database"])
+    assert np.abs(np.load(out) - reference).max() <= 1e-6
+    table = tmp_path / "blended.parquet"
+    code, text = run(monkeypatch, capsys, "blend", "--input", collection["glob"], "--output", table,
+                     "--thresholds", "0.6", "-k", "6", "--ray")
+    assert code == 0, text
+    from nnlift.datasets import load_embeddings
+
+    vectors, ids = load_embeddings(table)
+    assert np.array_equal(ids, np.arange(6000)) and np.array_equal(vectors, np.load(out))
+    code, text = run(monkeypatch, capsys, "blend", "--input", collection["glob"], "--output", out,
+                     "--thresholds", "auto", "--ray", "--overwrite")
+    assert code != 0 and "numeric --thresholds" in text

@@ -43,12 +43,32 @@ def blend(
         int, typer.Option(min=1, help="--approximate: rows sampled per pass to measure recall against exact search.")
     ] = 1000,
     overwrite: OverwriteOption = False,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Blend exactly on Ray Data: --input is shard files or a glob; --output (.npy in id order, or "
+            ".parquet of id and embedding) is written on this machine.",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        Optional[str], typer.Option(help="--ray: the cluster (default RAY_ADDRESS, else a local Ray on this machine).")
+    ] = None,
 ) -> None:
     """Iterative neighbourhood blending: each row becomes the similarity-weighted mean of its neighbours."""
     from ..blend import NeighborhoodBlender, default_lists
     from ..index import Checked, IVFIndex
 
     values = parse_thresholds(thresholds)
+    if ray:
+        if inspect or approximate or "auto" in values:
+            raise UserError("--ray blends exactly with numeric --thresholds; --inspect, --approximate and 'auto' run without it")
+        if output is None:
+            raise UserError("--output is required")
+        blend_on_ray(str(input), output, values, k, ray_address, overwrite)
+        return
+    if ray_address is not None:
+        raise UserError("--ray-address applies to --ray")
     if inspect:
         emb = load_matrix(input, "--input")
         if k > len(emb):
@@ -92,6 +112,24 @@ def blend(
         if redone:
             console.print(f"recall below {index.min_recall} from pass {redone[0]}: answered by exact search")
     console.print(f"wrote {output}")
+
+
+def blend_on_ray(source: str, output: Path, values: tuple, k: int, address: str | None, overwrite: bool) -> None:
+    """``nnlift blend --ray``: exact blending with each pass's rows spread over the Ray workers."""
+    from .. import distributed
+    from .._optional import require
+    from ..distributed.jobs import arrow_table
+
+    check_file_target(output, overwrite=overwrite, option="--output")
+    distributed.start(address)
+    columns = distributed.collect(distributed.blend(source, values, k))
+    if output.suffix.lower() == ".parquet":
+        parquet = require("pyarrow.parquet", "writing parquet")
+        write = lambda handle: parquet.write_table(arrow_table(columns), handle)  # noqa: E731
+    else:
+        write = lambda handle: np.save(handle, columns["embedding"])  # noqa: E731
+    publish_file(output, write, overwrite=overwrite, option="--output")
+    console.print(f"blended {len(columns['id']):,} rows in {len(values)} pass(es) on Ray; wrote {output}")
 
 
 def parse_thresholds(text: str) -> tuple:

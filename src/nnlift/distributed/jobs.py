@@ -141,12 +141,11 @@ class ShardWorker:
         return {key: np.asarray([value]) for key, value in stats.items()}
 
 
-def write_parquet(path: Path, columns: dict[str, np.ndarray]) -> None:
-    """Columns (1-D, or 2-D as fixed-size lists) to ``path``, through a temporary file and a rename."""
+def arrow_table(columns: dict[str, np.ndarray]) -> Any:
+    """Columns (1-D, or 2-D as fixed-size lists) as an arrow table."""
     from .._optional import require
 
     pa = require("pyarrow", "writing parquet shards")
-    parquet = require("pyarrow.parquet", "writing parquet shards")
     arrays = {}
     for name, values in columns.items():
         values = np.asarray(values)
@@ -155,8 +154,16 @@ def write_parquet(path: Path, columns: dict[str, np.ndarray]) -> None:
             arrays[name] = pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
         else:
             arrays[name] = pa.array(values)
+    return pa.table(arrays)
+
+
+def write_parquet(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """Columns (1-D, or 2-D as fixed-size lists) to ``path``, through a temporary file and a rename."""
+    from .._optional import require
+
+    parquet = require("pyarrow.parquet", "writing parquet shards")
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    parquet.write_table(pa.table(arrays), temporary)
+    parquet.write_table(arrow_table(columns), temporary)
     os.replace(temporary, path)
 
 
