@@ -250,11 +250,28 @@ def _log_p(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
     ``1/(n+1)`` there, so far outsiders still rank below near ones.
     """
     n = len(reference)
-    ranks = np.interp(values, reference, np.arange(1.0, n + 1.0))
+    ranks = _interpolated_ranks(reference, values)
     log_p = np.log(ranks / (n + 1.0))
     mean, spread = float(reference.mean()), float(reference.std()) or 1.0
     tail = stats.norm.logcdf((values - mean) / spread) - stats.norm.logcdf((reference[0] - mean) / spread)
     return np.where(values < reference[0], np.minimum(tail, 0.0) - np.log(n + 1.0), log_p)
+
+
+def _interpolated_ranks(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each value's rank among the sorted ``reference``, linear between neighbours, clipped to ``[1, n]``.
+
+    ``np.interp`` divides the rank step by the gap first, and a subnormal gap
+    makes that slope infinite; the share of the gap is taken here instead, which
+    stays within [0, 1] for any gap (a tie counts as the upper rank).
+    """
+    n = len(reference)
+    if n == 1:
+        return np.ones(values.shape)
+    upper = np.clip(np.searchsorted(reference, values, side="right"), 1, n - 1)
+    low, high = reference[upper - 1], reference[upper]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(high > low, (values - low) / (high - low), 1.0)
+    return upper + np.clip(share, 0.0, 1.0)
 
 
 def auroc(inside: Any, outside: Any) -> float:
