@@ -468,6 +468,8 @@ def collect(dataset: Any, *, order_by: str | None = "id") -> dict[str, np.ndarra
     pa = require("pyarrow", "collecting a Dataset")
     with worker_errors():
         tables = ray.get(dataset.to_arrow_refs())
+    # A shuffle's empty partitions come back as tables without columns: they hold nothing to join.
+    tables = [table for table in tables if table.num_rows] or tables[:1]
     out = table_columns(pa.concat_tables(tables)) if tables else {}
     if order_by is not None and order_by in out:
         order = np.argsort(out[order_by], kind="stable")
@@ -484,21 +486,79 @@ def blend(
     embedding_column: str | None = None,
     batch_rows: int = 4096,
     workers: int | None = None,
+    lists: int | str | None = None,
+    n_probe: int = 8,
+    check_sample: int = 1000,
+    min_recall: float = 0.99,
+    on_low: str = "warn",
+    checks: list | None = None,
+    seed: int = 0,
+    graph: bool = False,
 ) -> Any:
-    """Exact iterative blending, each pass's rows blended in parallel batches: :class:`~nnlift.NeighborhoodBlender`'s result.
+    """Iterative blending on Ray Data, exact or on an IVF partition join: :class:`~nnlift.NeighborhoodBlender`'s passes.
 
-    Per pass the pass's matrix is held once in the object store; workers get
-    row positions, find each row's exact neighbours among all rows and write
-    ``normalize(W·X)``. The driver gathers each pass (the next pass needs all
-    of it), so this mode is bounded by one machine's memory while its work
-    runs on every worker; numeric thresholds only (``"auto"`` needs every
-    row's similarities at once). Returns a Dataset of ``(id, embedding)``,
-    equal to ``NeighborhoodBlender(thresholds, k).fit_transform`` within 1e-6.
+    **Exact** (``lists=None``): per pass the pass's matrix is held once in
+    the object store; workers get row positions, find each row's exact
+    neighbours among all rows and write ``normalize(W·X)``. The driver gathers
+    each pass (the next pass needs all of it), so this mode is bounded by one
+    machine's memory while its work runs on every worker. The result equals
+    ``NeighborhoodBlender(thresholds, k).fit_transform`` within 1e-6.
+
+    **Partitioned** (``lists=`` a number, or ``"auto"`` for ``2√n``): no pass
+    is gathered. k-means on a sample gives the lists, each row joins its
+    nearest list and is a candidate of its ``n_probe`` nearest, and each
+    list's members are blended over its candidates on a worker (see
+    :mod:`nnlift.distributed.partition`). Integer ids are needed. Each pass's
+    recall against exact search is measured on ``check_sample`` rows (drawn
+    by a hash of their ids, disjoint from the k-means sample) and appended to
+    ``checks`` as ``{"pass", "recall", "standard_error", "rows", "action"}``;
+    below ``min_recall`` it warns (``on_low="warn"``) or raises
+    :class:`~nnlift.LowRecallError` (``"raise"``), naming ``n_probe``. With
+    ``n_probe`` equal to ``lists`` it is exact blending. ``graph=True`` keeps
+    a ``neighbors`` column: each row's last-pass graph row as ids (itself
+    included, padded with -1).
+
+    Numeric thresholds only (``"auto"`` needs every row's similarities at
+    once). Returns a Dataset of ``(id, embedding)``; ids keep the input's.
+
+    Examples
+    --------
+    >>> import numpy as np, nnlift.distributed as nd  # doctest: +SKIP
+    >>> rows = {"id": np.arange(5000), "embedding": np.random.default_rng(0).normal(size=(5000, 32))}  # doctest: +SKIP
+    >>> checks = []  # doctest: +SKIP
+    >>> out = nd.blend(nd.start().data.from_numpy(rows), (0.5,), lists=64, n_probe=8, checks=checks)  # doctest: +SKIP
+    >>> checks[0]["recall"] > 0.9  # doctest: +SKIP
+    True
     """
     values = check_thresholds(thresholds)
     k = check_positive_int(k, "k")
     ray = start()
     columns = Columns(id_column, embedding_column)
+    if lists is None and (graph or checks is not None):
+        raise InputError("graph= and checks= apply to partitioned blending (lists=); exact blending has no recall to report")
+    if lists is not None:
+        from .partition import partition_blend
+
+        with worker_errors():
+            out = partition_blend(
+                as_dataset(dataset, columns),
+                values,
+                k,
+                columns=columns,
+                lists=lists,
+                n_probe=n_probe,
+                check_sample=check_sample,
+                min_recall=min_recall,
+                on_low=on_low,
+                checks=checks,
+                seed=check_positive_int(seed, "seed", minimum=0),
+                batch_rows=check_positive_int(batch_rows, "batch_rows"),
+                workers=workers,
+                graph=bool(graph),
+            )
+        if columns.id_name != "id" or columns.embedding_name != "embedding":
+            out = out.rename_columns({"id": columns.id_name, "embedding": columns.embedding_name})
+        return out
     gathered = collect(as_dataset(dataset, columns), order_by=None)
     ids, rows = read_batch(gathered, columns, None)
     current = normalize_rows(rows, "dataset rows")

@@ -24,7 +24,7 @@ from ..index.base import BaseIndex, build_index, quiet
 from ..index.exact import ExactIndex
 from ..neighbors import Neighbors
 
-__all__ = ["Bank", "BankMean", "BankLogSumExp", "DBNormBias", "TopKOfHeld", "SearchModel", "BlendPass", "merge_topk"]
+__all__ = ["Bank", "BankMean", "BankLogSumExp", "DBNormBias", "TopKOfHeld", "SearchModel", "BlendPass", "blend_members", "merge_topk"]
 
 
 @dataclass
@@ -167,38 +167,47 @@ class PassState:
 
 @dataclass(frozen=True)
 class BlendPass:
-    """One pass of exact blending for a batch of row positions: ``normalize(W·X)`` as :class:`~nnlift.NeighborhoodBlender`.
-
-    Each row's other neighbours are its top-k among all rows (itself taken
-    out), which is the exact self-join's top-(k−1): canonical scores are
-    symmetric and ties go to the lower id in both.
-    """
+    """One pass of exact blending for a batch of row positions: ``normalize(W·X)`` as :class:`~nnlift.NeighborhoodBlender`."""
 
     k: int
     threshold: float
     positions_only = True  # the batch holds positions; the rows are the held matrix's
 
     def __call__(self, state: PassState, ids: np.ndarray, rows: np.ndarray | None) -> dict[str, np.ndarray]:
-        positions = np.asarray(ids, dtype=np.int64)
-        unit = state.unit[positions]
-        others = self.k - 1
-        if others == 0 or not len(positions):
-            found = Neighbors(np.empty((len(positions), 0), np.int64), np.empty((len(positions), 0), np.float32))
-        else:
-            width = min(others + 1, len(state.unit))
-            top = _run(state.index, "search_arrays", unit, width, threshold=self.threshold)
-            is_self = top.ids == positions[:, None]
-            # Drop self where found, else the last entry: what is left is the top-(k−1) of the other rows.
-            drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), width - 1)
-            keep = np.ones(top.ids.shape, dtype=bool)
-            keep[np.arange(len(positions)), drop] = False
-            shape = (len(positions), width - 1)
-            found = Neighbors(top.ids[keep].reshape(shape), top.scores[keep].reshape(shape))
-            if width - 1 < others:  # fewer rows than k: pad as the self-join does
-                pad = others - (width - 1)
-                found = Neighbors(
-                    np.pad(found.ids, ((0, 0), (0, pad)), constant_values=-1),
-                    np.pad(found.scores, ((0, 0), (0, pad)), constant_values=-np.inf),
-                )
-        graph = with_self(unit, positions, found, self.threshold).to_csr(n_columns=len(state.unit))
-        return {"embedding": blend_rows(state.unit, graph, inputs=unit)}
+        _, blended = blend_members(state.unit, state.index, np.asarray(ids, dtype=np.int64), self.k, self.threshold)
+        return {"embedding": blended}
+
+
+def blend_members(
+    unit: np.ndarray, index: BaseIndex, positions: np.ndarray, k: int, threshold: float
+) -> tuple[Neighbors, np.ndarray]:
+    """One blending pass for rows ``positions`` of ``unit`` (``index`` holds ``unit``): their graph rows and ``normalize(W·X)``.
+
+    Each row's other neighbours are its top-k among all rows with itself
+    taken out, which is the exact self-join's top-(k−1): canonical scores are
+    symmetric and ties go to the lower position in both. Returns each row's
+    neighbours, itself included (positions of ``unit``, padded with -1), and
+    the blended rows.
+    """
+    members = unit[positions]
+    others = k - 1
+    if others == 0 or not len(positions):
+        found = Neighbors(np.empty((len(positions), 0), np.int64), np.empty((len(positions), 0), np.float32))
+    else:
+        width = min(others + 1, len(unit))
+        top = _run(index, "search_arrays", members, width, threshold=threshold)
+        is_self = top.ids == positions[:, None]
+        # Drop self where found, else the last entry: what is left is the top-(k−1) of the other rows.
+        drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), width - 1)
+        keep = np.ones(top.ids.shape, dtype=bool)
+        keep[np.arange(len(positions)), drop] = False
+        shape = (len(positions), width - 1)
+        found = Neighbors(top.ids[keep].reshape(shape), top.scores[keep].reshape(shape))
+        if width - 1 < others:  # fewer rows than k: pad as the self-join does
+            pad = others - (width - 1)
+            found = Neighbors(
+                np.pad(found.ids, ((0, 0), (0, pad)), constant_values=-1),
+                np.pad(found.scores, ((0, 0), (0, pad)), constant_values=-np.inf),
+            )
+    found = with_self(members, positions, found, threshold)
+    return found, blend_rows(unit, found.to_csr(n_columns=len(unit)), inputs=members)
