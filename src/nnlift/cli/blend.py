@@ -47,8 +47,9 @@ def blend(
         bool,
         typer.Option(
             "--ray",
-            help="Blend exactly on Ray Data: --input is shard files or a glob; --output (.npy in id order, or "
-            ".parquet of id and embedding) is written on this machine.",
+            help="Blend on Ray Data: --input is shard files or a glob; --output (.npy in id order, or "
+            ".parquet of id and embedding) is written on this machine. With --approximate each pass's graph "
+            "comes from an IVF partition join (--n-lists, --n-probe) and its recall is measured.",
         ),
     ] = False,
     ray_address: Annotated[
@@ -61,11 +62,12 @@ def blend(
 
     values = parse_thresholds(thresholds)
     if ray:
-        if inspect or approximate or "auto" in values:
-            raise UserError("--ray blends exactly with numeric --thresholds; --inspect, --approximate and 'auto' run without it")
+        if inspect or "auto" in values:
+            raise UserError("--ray blends with numeric --thresholds; --inspect and 'auto' run without it")
         if output is None:
             raise UserError("--output is required")
-        blend_on_ray(str(input), output, values, k, ray_address, overwrite)
+        partition = {"lists": n_lists or "auto", "n_probe": n_probe, "check_sample": check_sample} if approximate else None
+        blend_on_ray(str(input), output, values, k, ray_address, overwrite, partition)
         return
     if ray_address is not None:
         raise UserError("--ray-address applies to --ray")
@@ -114,21 +116,30 @@ def blend(
     console.print(f"wrote {output}")
 
 
-def blend_on_ray(source: str, output: Path, values: tuple, k: int, address: str | None, overwrite: bool) -> None:
-    """``nnlift blend --ray``: exact blending with each pass's rows spread over the Ray workers."""
+def blend_on_ray(
+    source: str, output: Path, values: tuple, k: int, address: str | None, overwrite: bool, partition: dict | None
+) -> None:
+    """``nnlift blend --ray``: exact blending on the Ray workers, or (``partition``) on an IVF partition join."""
     from .. import distributed
     from .._optional import require
     from ..distributed.jobs import arrow_table
 
     check_file_target(output, overwrite=overwrite, option="--output")
     distributed.start(address)
-    columns = distributed.collect(distributed.blend(source, values, k))
+    checks: list = []
+    options = {} if partition is None else {**partition, "checks": checks}
+    columns = distributed.collect(distributed.blend(source, values, k, **options))
     if output.suffix.lower() == ".parquet":
         parquet = require("pyarrow.parquet", "writing parquet")
         write = lambda handle: parquet.write_table(arrow_table(columns), handle)  # noqa: E731
     else:
         write = lambda handle: np.save(handle, columns["embedding"])  # noqa: E731
     publish_file(output, write, overwrite=overwrite, option="--output")
+    if checks:
+        console.print(
+            f"neighbour recall per pass ({checks[0]['rows']} sampled rows, ± standard error): "
+            + ", ".join(f"{c['recall']:.4f} ± {c['standard_error']:.4f}" for c in checks)
+        )
     console.print(f"blended {len(columns['id']):,} rows in {len(values)} pass(es) on Ray; wrote {output}")
 
 
