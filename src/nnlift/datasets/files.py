@@ -55,20 +55,24 @@ def load_embeddings(
     raise InputError(f"{path}: unsupported file type {suffix!r}; use .npy, .npz or .parquet")
 
 
-def _list_column(column: Any, path: Path, name: str) -> np.ndarray:
-    """A parquet list column as a (rows, width) matrix, from its flat values (no Python lists)."""
+def _list_column(column: Any, path: Path | None, name: str, dtype: Any = np.float32) -> np.ndarray:
+    """A list column as a (rows, width) matrix, from its flat values (no Python lists); ``dtype=None`` keeps the values'.
+
+    A null row or rows of unequal lengths are an error naming the column (and the file, ``path``), never misaligned rows.
+    """
     pa = require("pyarrow", "reading parquet embeddings")
     compute = require("pyarrow.compute", "reading parquet embeddings")
-    array = column.combine_chunks()
+    where = f"{path}: " if path is not None else ""
+    array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
     if not (pa.types.is_list(array.type) or pa.types.is_large_list(array.type) or pa.types.is_fixed_size_list(array.type)):
-        raise InputError(f"{path}: column {name!r} must hold one list of numbers per row; it is {array.type}")
+        raise InputError(f"{where}column {name!r} must hold one list of numbers per row; it is {array.type}")
     if array.null_count:
-        raise InputError(f"{path}: column {name!r} has {array.null_count} empty (null) rows")
+        raise InputError(f"{where}column {name!r} has {array.null_count} empty (null) rows")
     lengths = np.asarray(compute.list_value_length(array))
     if len(lengths) and (lengths != lengths[0]).any():
-        raise InputError(f"{path}: column {name!r} has rows of different lengths ({lengths.min()}..{lengths.max()})")
-    width = int(lengths[0]) if len(lengths) else 0
-    values = np.asarray(array.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+        raise InputError(f"{where}column {name!r} has rows of different lengths ({lengths.min()}..{lengths.max()})")
+    width = int(lengths[0]) if len(lengths) else getattr(array.type, "list_size", 0)
+    values = np.asarray(array.flatten().to_numpy(zero_copy_only=False), dtype=dtype)
     return values.reshape(len(array), width)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from .._check import check_array
 from ..datasets import load_embeddings
+from ..datasets.files import _list_column
 from ..errors import InputError, InputTypeError
 from ._ray import ray_module
 
@@ -188,8 +189,7 @@ def table_columns(table: Any) -> dict[str, np.ndarray]:
             if isinstance(column.type, pa.ExtensionType) and hasattr(column, "to_numpy_ndarray"):
                 parts.append(column.to_numpy_ndarray())
             elif pa.types.is_fixed_size_list(column.type) or pa.types.is_list(column.type):
-                values = np.asarray(column.flatten().to_numpy(zero_copy_only=False))
-                parts.append(values.reshape(len(column), -1) if len(column) else values.reshape(0, 0))
+                parts.append(_list_column(column, None, name, dtype=None))
             else:
                 parts.append(column.to_numpy(zero_copy_only=False))
         out[name] = np.concatenate(parts) if parts else np.empty(0)
