@@ -10,11 +10,11 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def run_block(marker: str) -> dict:
-    """Run the README's python block that contains ``marker``; its namespace."""
+def run_block(marker: str, given: dict | None = None) -> dict:
+    """Run the README's python block that contains ``marker`` (with the names ``given`` defined); its namespace."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
     block = next(b for b in blocks if marker in b)
-    namespace: dict = {}
+    namespace: dict = dict(given or {})
     exec(compile(block, str(README), "exec"), namespace)
     return namespace
 

@@ -9,6 +9,7 @@ pytest.importorskip("ray")
 pytest.importorskip("typer")
 
 from nnlift import NNN  # noqa: E402
+from nnlift import distributed as D  # noqa: E402
 from nnlift.distributed import collect, read_output  # noqa: E402
 
 from ..test_cli import run  # noqa: E402
@@ -71,3 +72,19 @@ def test_blend_ray_approximate_runs_the_partition_join_and_prints_its_recall(mon
     code, text = run(monkeypatch, capsys, "blend", "--input", collection["glob"], "--output", out, "--thresholds",
                      "0.6", "--ray", "--approximate", "--n-lists", "4", "--n-probe", "5", "--overwrite")
     assert code != 0 and "n_probe=5 is more than the 4 lists" in text
+
+
+def test_the_readme_ray_block_runs(collection, tmp_path, monkeypatch):
+    from ..test_readme import run_block
+    from .conftest import write_parquet_shards
+
+    monkeypatch.chdir(tmp_path)
+    write_parquet_shards(tmp_path / "shards", collection["database"][:3000], 3)
+    namespace = run_block("distributed.blend(", {"bank": collection["bank"]})
+    bias = collect(namespace["bias"])
+    assert np.array_equal(bias["bias"], NNN(k=16).fit(collection["database"][:3000], collection["bank"]).bias_)
+    assert (tmp_path / "nnn-out" / "_job.json").is_file()
+    # The folder was given relative to the driver's working folder; workers run elsewhere, and read it back too.
+    assert np.array_equal(collect(D.read_output("nnn-out"))["bias"], bias["bias"])
+    assert len(collect(namespace["blended"])["id"]) == 3000
+    assert [c["pass"] for c in namespace["checks"]] == [0, 1]

@@ -236,7 +236,7 @@ def run_shards(
         )
     ray = ray_module()
     shards = find_shards(source, columns, width)
-    output = Path(output)
+    output = Path(output).absolute()  # workers run in their own folders: a relative path would land there
     manifest = {"job": job, "columns": [columns.id, columns.embedding], "inputs": [s.fingerprint() for s in shards]}
     _prepare_output(output, manifest, overwrite)
     todo = [s for s in shards if not finished(output, s.number)]

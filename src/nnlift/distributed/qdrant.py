@@ -117,6 +117,8 @@ def write_qdrant(
     with worker_errors():
         first = source.take_batch(1, batch_format="numpy")
     width = read_batch(first, columns, None)[1].shape[1]
+    # Workers run in their own folders: a relative local-mode path is made absolute here, on the driver.
+    path = None if path is None else os.path.abspath(path)
     connection = {"collection": collection, "url": url, "api_key": api_key, "path": path, "using": using}
     driver = QdrantIndex(**connection, progress=False)
     _refuse_source(driver, name)

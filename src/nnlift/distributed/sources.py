@@ -199,7 +199,8 @@ def table_columns(table: Any) -> dict[str, np.ndarray]:
 def read_tables(paths: list[str]) -> Any:
     """A Dataset of parquet files' rows, one reading task per file (a job's output, read back)."""
     ray = ray_module()
-    return ray.data.from_items([{"path": str(p)} for p in paths]).map_batches(
+    # Absolute: the reading tasks run in their workers' folders, not the driver's.
+    return ray.data.from_items([{"path": os.path.abspath(p)} for p in paths]).map_batches(
         _read_table_batch, batch_size=1, batch_format="numpy", num_cpus=READ_CPUS
     )
 
