@@ -69,6 +69,20 @@ def test_blend_ray_approximate_runs_the_partition_join_and_prints_its_recall(mon
     assert "neighbour recall per pass (1000 sampled rows, ± standard error): 1.0000 ± 0.0000" in text
     reference = NeighborhoodBlender((0.6,), k=6, progress=False).fit_transform(collection["database"])
     assert np.abs(np.load(out) - reference).max() <= 1e-6  # every list probed: exact
+    # A folder: the workers write parquet parts that nnlift's loader reads (fixed-size lists, ids kept).
+    folder = tmp_path / "parts"
+    code, text = run(monkeypatch, capsys, "blend", "--input", collection["glob"], "--output", folder, "--thresholds",
+                     "0.6", "-k", "6", "--ray", "--approximate", "--n-lists", "8", "--n-probe", "8")
+    assert code == 0 and "wrote the parts into" in text, text
+    from nnlift.datasets import load_embeddings
+
+    parts = [load_embeddings(path) for path in sorted(folder.glob("*.parquet"))]
+    ids = np.concatenate([part[1] for part in parts])
+    vectors = np.concatenate([part[0] for part in parts])[np.argsort(ids)]
+    assert np.array_equal(np.sort(ids), np.arange(6000)) and np.abs(vectors - reference).max() <= 1e-6
+    code, text = run(monkeypatch, capsys, "blend", "--input", collection["glob"], "--output", folder, "--thresholds",
+                     "0.6", "--ray", "--overwrite")
+    assert code != 0 and "not an empty folder" in text  # nothing of the user's is replaced, --overwrite or not
     code, text = run(monkeypatch, capsys, "blend", "--input", collection["glob"], "--output", out, "--thresholds",
                      "0.6", "--ray", "--approximate", "--n-lists", "4", "--n-probe", "5", "--overwrite")
     assert code != 0 and "n_probe=5 is more than the 4 lists" in text

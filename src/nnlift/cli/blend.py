@@ -47,8 +47,9 @@ def blend(
         bool,
         typer.Option(
             "--ray",
-            help="Blend on Ray Data: --input is shard files or a glob; --output (.npy in id order, or "
-            ".parquet of id and embedding) is written on this machine. With --approximate each pass's graph "
+            help="Blend on Ray Data: --input is shard files or a glob; --output is a .npy (in id order) or "
+            ".parquet file of id and embedding written on this machine, or a new folder that the workers "
+            "write parquet parts into (nothing gathered here). With --approximate each pass's graph "
             "comes from an IVF partition join (--n-lists, --n-probe) and its recall is measured.",
         ),
     ] = False,
@@ -124,23 +125,38 @@ def blend_on_ray(
     from .._optional import require
     from ..distributed.jobs import arrow_table
 
-    check_file_target(output, overwrite=overwrite, option="--output")
+    folder = output.suffix == ""
+    if folder:
+        if output.exists() and (not output.is_dir() or any(output.iterdir())):
+            raise UserError(f"--output {output} exists and is not an empty folder; give a new or empty one")
+    else:
+        check_file_target(output, overwrite=overwrite, option="--output")
     distributed.start(address)
     checks: list = []
     options = {} if partition is None else {**partition, "checks": checks}
-    columns = distributed.collect(distributed.blend(source, values, k, **options))
+    blended = distributed.blend(source, values, k, **options)
+    if folder:  # written by the workers: nothing is gathered here
+        distributed.write_folder(blended, output)
+        _print_checks(checks)
+        console.print(f"blended in {len(values)} pass(es) on Ray; wrote the parts into {output}/")
+        return
+    columns = distributed.collect(blended)
     if output.suffix.lower() == ".parquet":
         parquet = require("pyarrow.parquet", "writing parquet")
         write = lambda handle: parquet.write_table(arrow_table(columns), handle)  # noqa: E731
     else:
         write = lambda handle: np.save(handle, columns["embedding"])  # noqa: E731
     publish_file(output, write, overwrite=overwrite, option="--output")
+    _print_checks(checks)
+    console.print(f"blended {len(columns['id']):,} rows in {len(values)} pass(es) on Ray; wrote {output}")
+
+
+def _print_checks(checks: list) -> None:
     if checks:
         console.print(
             f"neighbour recall per pass ({checks[0]['rows']} sampled rows, ± standard error): "
             + ", ".join(f"{c['recall']:.4f} ± {c['standard_error']:.4f}" for c in checks)
         )
-    console.print(f"blended {len(columns['id']):,} rows in {len(values)} pass(es) on Ray; wrote {output}")
 
 
 def parse_thresholds(text: str) -> tuple:

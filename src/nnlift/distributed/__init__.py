@@ -17,6 +17,7 @@ from .api import (
     read_output,
     search,
     softmax_bias,
+    write_folder,
 )
 from .jobs import JobReport
 from .qdrant import write_qdrant
@@ -33,6 +34,7 @@ __all__ = [
     "collect",
     "last_report",
     "read_output",
+    "write_folder",
     "JobReport",
     "write_qdrant",
 ]

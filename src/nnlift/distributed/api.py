@@ -26,7 +26,7 @@ from ..index.exact import ExactIndex
 from ..neighbors import Neighbors
 from ._ray import start, worker_errors
 from .jobs import MANIFEST, JobReport, map_dataset, run_shards
-from .sources import Columns, as_dataset, digest, is_dataset, read_tables, table_columns
+from .sources import READ_CPUS, Columns, as_dataset, digest, is_dataset, read_tables, table_columns
 from .sources import batch_rows as read_batch
 from .tasks import (
     Bank,
@@ -51,6 +51,7 @@ __all__ = [
     "collect",
     "last_report",
     "read_output",
+    "write_folder",
 ]
 logger = logging.getLogger("nnlift.distributed")
 
@@ -475,6 +476,29 @@ def collect(dataset: Any, *, order_by: str | None = "id") -> dict[str, np.ndarra
         order = np.argsort(out[order_by], kind="stable")
         out = {name: values[order] for name, values in out.items()}
     return out
+
+
+def _as_table(batch: dict[str, np.ndarray]) -> Any:
+    from .jobs import arrow_table
+
+    return arrow_table(batch)
+
+
+def write_folder(dataset: Any, folder: str | os.PathLike) -> Path:
+    """Write a Dataset's rows as parquet parts in ``folder``, by the workers: vectors as fixed-size lists.
+
+    nnlift's loaders and jobs read the parts back (``"folder/*.parquet"``), and
+    so does any parquet reader, without Ray's tensor extension type. The
+    folder must be new or empty: nothing of the caller's is replaced.
+    Returns the folder, absolute.
+    """
+    start()
+    target = Path(folder).absolute()  # written by the workers, from their own working folders
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InputError(f"folder={str(folder)!r} exists and is not an empty folder; give a new or empty one")
+    with worker_errors():
+        dataset.map_batches(_as_table, batch_format="numpy", num_cpus=READ_CPUS).write_parquet(str(target))
+    return target
 
 
 def blend(

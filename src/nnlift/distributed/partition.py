@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .._check import check_finite_scalar, check_positive_int, normalize_rows
+from .._check import check_finite_scalar, check_k, check_positive_int, normalize_rows
 from ..errors import InputError
 from ..index.base import build_index
 from ..index.checked import LowRecallError
@@ -96,15 +96,21 @@ def hashed_sample(dataset: Any, columns: Columns, rows: int, total: int, seed: i
     share = min(1.0, 2.0 * rows / max(total, 1) + 1e-9)
     cutoff = 2**64 - 1 if share >= 1.0 else int(share * 2**64)
     with worker_errors():
-        found = dataset.map_batches(
-            _HashedRows(cutoff, seed, columns), batch_format="numpy", num_cpus=READ_CPUS
-        ).take_all()
-    if not found:
+        found = _gather(
+            dataset.map_batches(_HashedRows(cutoff, seed, columns), batch_format="numpy", num_cpus=READ_CPUS)
+        )
+    if not len(found.get("id", ())):
         raise InputError("dataset has no rows")
-    ids = np.array([row["id"] for row in found])
-    vectors = np.stack([np.asarray(row["embedding"], dtype=np.float32) for row in found])
-    order = np.lexsort((ids, np.array([row["rank"] for row in found], dtype=np.uint64)))[:rows]
-    return ids[order], vectors[order]
+    order = np.lexsort((found["id"], found["rank"]))[:rows]
+    return found["id"][order], np.asarray(found["embedding"], dtype=np.float32)[order]
+
+
+def _gather(dataset: Any) -> dict[str, np.ndarray]:
+    """A small Dataset's columns, batch by batch as arrays (not row by row as Python dicts)."""
+    parts = [
+        part for part in dataset.iter_batches(batch_format="numpy", batch_size=None) if len(next(iter(part.values())))
+    ]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]} if parts else {}
 
 
 @dataclass(frozen=True)
@@ -202,12 +208,13 @@ def _measure_pass(
     exact = _held_topk(source, check_rows, width, "ip", ROWS, options["batch_rows"], options["workers"])
     want = _exact_others(exact, check_ids, k, threshold)
     with worker_errors():
-        picked = joined.map_batches(_Pick(check_ids), batch_format="numpy", num_cpus=READ_CPUS).take_all()
-    got_ids = {int(row["id"]): np.asarray(row["neighbors"], dtype=np.int64) for row in picked}
-    missing = [i for i in check_ids.tolist() if i not in got_ids]
-    if missing:
-        raise InputError(f"the blended pass lost rows {missing[:5]}: are the ids unique?")
-    found = Neighbors(np.stack([got_ids[i] for i in check_ids.tolist()]), np.zeros((len(check_ids), k), np.float32))
+        picked = _gather(joined.map_batches(_Pick(check_ids), batch_format="numpy", num_cpus=READ_CPUS))
+    got = picked.get("id", np.empty(0, np.int64))
+    if len(got) != len(check_ids) or len(np.unique(got)) != len(got):
+        raise InputError(f"the pass returned {len(got)} rows for {len(check_ids)} sampled ids: ids must be unique")
+    by_id = np.argsort(got, kind="stable")
+    rows = by_id[np.searchsorted(got, check_ids, sorter=by_id)]
+    found = Neighbors(np.asarray(picked["neighbors"], np.int64)[rows], np.zeros((len(check_ids), k), np.float32))
     hits, totals = recall_counts(found, want)
     return {
         "pass": step,
@@ -255,6 +262,7 @@ def partition_blend(
         from ..blend.graph import default_lists
 
         lists = default_lists(total)
+    check_k(k, total, name="k", what="rows")
     lists = min(check_positive_int(lists, "lists"), total)
     if n_probe > lists:
         raise InputError(f"n_probe={n_probe} is more than the {lists} lists")
