@@ -15,22 +15,15 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import markdown_table, unit_vectors, write_section  # noqa: E402
-from distributed import write_shards  # noqa: E402
+from distributed import timed, write_shards  # noqa: E402
 
 from nnlift import NNN, NeighborhoodBlender  # noqa: E402
-
-
-def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 def main() -> None:
