@@ -90,3 +90,31 @@ def test_bad_input_names_the_argument(collection):
     with pytest.raises(InputError, match="needs integer ids"):
         rows = [{"id": f"row{i}", "embedding": collection["bank"][i]} for i in range(50)]
         D.blend(ray.data.from_items(rows), (0.5,), k=3, lists=2, n_probe=1)
+
+
+def test_a_job_with_output_resumes_by_pass_to_the_same_result(collection, tmp_path):
+    folder, options = tmp_path / "job", {"k": 6, "lists": 8, "n_probe": 2}
+    first: list = []
+    out = D.collect(D.blend(collection["glob"], (0.6, 0.5), checks=first, output=folder, **options))
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("pass")) == [
+        "pass-00", "pass-00.centroids.npy", "pass-00.json", "pass-01", "pass-01.centroids.npy", "pass-01.json",
+    ]  # fmt: skip
+    # As if the driver died while writing pass 1: its parts half written, its record missing.
+    (folder / "pass-01.json").unlink()
+    (folder / ".pass-01.tmp").mkdir()
+    (folder / ".pass-01.tmp" / "half.parquet").write_bytes(b"PAR1")
+    again: list = []
+    resumed = D.collect(D.blend(collection["glob"], (0.6, 0.5), checks=again, output=folder, **options))
+    assert again[0] == {**first[0], "resumed": True} and "resumed" not in again[1]
+    assert again[1]["recall"] == first[1]["recall"]
+    assert np.array_equal(resumed["id"], out["id"]) and np.array_equal(resumed["embedding"], out["embedding"])
+    assert not (folder / ".pass-01.tmp").exists() and (folder / "pass-01.json").is_file()
+    with pytest.raises(InputError, match="other parameters"):
+        D.blend(collection["glob"], (0.6, 0.5), output=folder, **{**options, "n_probe": 3})
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="holds other files"):
+        D.blend(collection["glob"], (0.6,), output=tmp_path / "mine", **options)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    with pytest.raises(InputError, match="apply to partitioned blending"):
+        D.blend(collection["glob"], (0.6,), output=tmp_path / "exact")

@@ -25,8 +25,8 @@ from ..index.base import BaseIndex, build_index, quiet
 from ..index.exact import ExactIndex
 from ..neighbors import Neighbors
 from ._ray import start, worker_errors
-from .jobs import MANIFEST, JobReport, map_dataset, run_shards
-from .sources import READ_CPUS, Columns, as_dataset, digest, is_dataset, read_tables, table_columns
+from .jobs import MANIFEST, JobReport, map_dataset, run_shards, write_folder
+from .sources import Columns, as_dataset, digest, find_shards, is_dataset, read_tables, table_columns
 from .sources import batch_rows as read_batch
 from .tasks import (
     Bank,
@@ -80,7 +80,9 @@ def _prepare_bank(bank: Any, metric: str, name: str = "bank") -> np.ndarray:
 
 def _bank_index(template: BaseIndex | None, bank: np.ndarray) -> BaseIndex:
     if template is not None and not isinstance(template, BaseIndex):
-        raise InputTypeError(f"index must be an nnlift index such as ExactIndex() or Checked(IVFIndex()); got {template!r}")
+        raise InputTypeError(
+            f"index must be an nnlift index such as ExactIndex() or Checked(IVFIndex()); got {template!r}"
+        )
     return build_index(ExactIndex(progress=False) if template is None else template, bank)
 
 
@@ -336,7 +338,9 @@ def _held_topk(dataset: Any, held: np.ndarray, k: int, metric: str, columns: Col
     ray = start()
     ref = ray.put(Bank(build_index(ExactIndex(progress=False), held), metric))
     source = as_dataset(dataset, columns, held.shape[1])
-    triples = map_dataset(source, ref, TopKOfHeld(k), columns=columns, width=held.shape[1], batch=batch, workers=workers)
+    triples = map_dataset(
+        source, ref, TopKOfHeld(k), columns=columns, width=held.shape[1], batch=batch, workers=workers
+    )
 
     def batches():
         for part in triples.iter_batches(batch_format="numpy", batch_size=None):
@@ -478,29 +482,6 @@ def collect(dataset: Any, *, order_by: str | None = "id") -> dict[str, np.ndarra
     return out
 
 
-def _as_table(batch: dict[str, np.ndarray]) -> Any:
-    from .jobs import arrow_table
-
-    return arrow_table(batch)
-
-
-def write_folder(dataset: Any, folder: str | os.PathLike) -> Path:
-    """Write a Dataset's rows as parquet parts in ``folder``, by the workers: vectors as fixed-size lists.
-
-    nnlift's loaders and jobs read the parts back (``"folder/*.parquet"``), and
-    so does any parquet reader, without Ray's tensor extension type. The
-    folder must be new or empty: nothing of the caller's is replaced.
-    Returns the folder, absolute.
-    """
-    start()
-    target = Path(folder).absolute()  # written by the workers, from their own working folders
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise InputError(f"folder={str(folder)!r} exists and is not an empty folder; give a new or empty one")
-    with worker_errors():
-        dataset.map_batches(_as_table, batch_format="numpy", num_cpus=READ_CPUS).write_parquet(str(target))
-    return target
-
-
 def blend(
     dataset: Any,
     thresholds: Any = (0.9, 0.8),
@@ -518,6 +499,8 @@ def blend(
     checks: list | None = None,
     seed: int = 0,
     graph: bool = False,
+    output: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> Any:
     """Iterative blending on Ray Data, exact or on an IVF partition join: :class:`~nnlift.NeighborhoodBlender`'s passes.
 
@@ -542,6 +525,13 @@ def blend(
     a ``neighbors`` column: each row's last-pass graph row as ids (itself
     included, padded with -1).
 
+    ``output=FOLDER`` (partitioned, from shard files) makes the job
+    resumable by pass: each finished pass is written there (``pass-NN/``
+    parquet parts, its recall record and centroids), and a rerun of the same
+    job reads those passes back and computes only the rest, to the same
+    result. The folder is refused if it holds anything else, or another
+    job's passes unless ``overwrite=True``.
+
     Numeric thresholds only (``"auto"`` needs every row's similarities at
     once). Returns a Dataset of ``(id, embedding)``; ids keep the input's.
 
@@ -558,10 +548,31 @@ def blend(
     k = check_positive_int(k, "k")
     ray = start()
     columns = Columns(id_column, embedding_column)
-    if lists is None and (graph or checks is not None):
-        raise InputError("graph= and checks= apply to partitioned blending (lists=); exact blending has no recall to report")
+    if lists is None and (graph or checks is not None or output is not None):
+        raise InputError(
+            "graph=, checks= and output= apply to partitioned blending (lists=); exact blending gathers each pass "
+            "here and has no recall to report"
+        )
     if lists is not None:
-        from .partition import partition_blend
+        from .jobs import _prepare_output
+        from .partition import PassStore, partition_blend
+
+        store = PassStore(None)
+        if output is not None:
+            if is_dataset(dataset):
+                raise InputError(
+                    "output= resumes a job over shard files (paths or globs); for a Dataset, leave it unset"
+                )
+            job = {"kind": "blend", "thresholds": values, "k": k, "lists": lists, "n_probe": n_probe,
+                   "check_sample": check_sample, "min_recall": min_recall, "seed": seed}  # fmt: skip
+            shards = find_shards(dataset, columns)
+            manifest = {
+                "job": job,
+                "columns": [columns.id, columns.embedding],
+                "inputs": [s.fingerprint() for s in shards],
+            }
+            store = PassStore(Path(output).absolute())
+            _prepare_output(store.output, manifest, overwrite)
 
         with worker_errors():
             out = partition_blend(
@@ -579,6 +590,7 @@ def blend(
                 batch_rows=check_positive_int(batch_rows, "batch_rows"),
                 workers=workers,
                 graph=bool(graph),
+                store=store,
             )
         if columns.id_name != "id" or columns.embedding_name != "embedding":
             out = out.rename_columns({"id": columns.id_name, "embedding": columns.embedding_name})

@@ -32,9 +32,9 @@ import numpy as np
 
 from ..errors import InputError
 from ._ray import Pool, pool, ray_module, worker_errors
-from .sources import Columns, Shard, batch_rows, find_shards, is_dataset
+from .sources import READ_CPUS, Columns, Shard, batch_rows, find_shards, is_dataset
 
-__all__ = ["map_dataset", "run_shards", "JobReport", "Task"]
+__all__ = ["map_dataset", "run_shards", "write_folder", "JobReport", "Task"]
 logger = logging.getLogger("nnlift.distributed")
 
 Task = Callable[[Any, np.ndarray, np.ndarray], dict[str, np.ndarray]]
@@ -167,6 +167,26 @@ def write_parquet(path: Path, columns: dict[str, np.ndarray]) -> None:
     os.replace(temporary, path)
 
 
+def _as_table(batch: dict[str, np.ndarray]) -> Any:
+    return arrow_table(batch)
+
+
+def write_folder(dataset: Any, folder: str | os.PathLike) -> Path:
+    """Write a Dataset's rows as parquet parts in ``folder``, by the workers: vectors as fixed-size lists.
+
+    nnlift's loaders and jobs read the parts back (``"folder/*.parquet"``), and
+    so does any parquet reader, without Ray's tensor extension type. The
+    folder must be new or empty: nothing of the caller's is replaced.
+    Returns the folder, absolute.
+    """
+    target = Path(folder).absolute()  # written by the workers, from their own working folders
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InputError(f"folder={str(folder)!r} exists and is not an empty folder; give a new or empty one")
+    with worker_errors():
+        dataset.map_batches(_as_table, batch_format="numpy", num_cpus=READ_CPUS).write_parquet(str(target))
+    return target
+
+
 def _write_json(path: Path, value: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -200,6 +220,8 @@ def _prepare_output(output: Path, manifest: dict[str, Any], overwrite: bool) -> 
         for path in output.glob("part-*.parquet"):
             path.unlink()
         shutil.rmtree(output / STATS, ignore_errors=True)
+        for path in output.glob("pass-[0-9][0-9]*"):  # a blending job's passes (partition.PassStore)
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     output.mkdir(parents=True, exist_ok=True)
     _write_json(target, manifest)
 
@@ -208,6 +230,8 @@ def _remove_leftovers(output: Path) -> None:
     """Temporary files of writers killed before their rename (a resumed job writes those shards again)."""
     for path in [*output.glob(".part-*.tmp"), *(output / STATS).glob(".*.tmp")]:
         path.unlink(missing_ok=True)
+    for path in output.glob(".pass-*.tmp"):  # a blending pass killed while its parts were written
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def finished(output: Path, number: int) -> bool:

@@ -25,8 +25,12 @@ routes to none of the row's home list's candidates, which is what recall counts.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
 import warnings
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,12 +46,12 @@ from ..index.recall import pooled_recall, recall_counts, recall_standard_error
 from ..index.routing import nearest_lists
 from ..neighbors import Neighbors
 from ._ray import pool, ray_module, worker_errors
-from .jobs import _limit_threads, map_dataset
-from .sources import READ_CPUS, Columns
+from .jobs import _limit_threads, _write_json, map_dataset, write_folder
+from .sources import READ_CPUS, Columns, read_tables
 from .sources import batch_rows as read_batch
 from .tasks import blend_members
 
-__all__ = ["hashed_rank", "partition_blend"]
+__all__ = ["PassStore", "hashed_rank", "partition_blend"]
 logger = logging.getLogger("nnlift.distributed")
 
 ROWS = Columns("id", "embedding")  # the columns between passes
@@ -225,6 +229,46 @@ def _measure_pass(
     }
 
 
+class PassStore:
+    """A resumable blending job's finished passes in ``output``: ``pass-NN/`` parts, ``pass-NN.json`` and centroids.
+
+    A pass is written into a temporary folder, renamed, and only then marked
+    done by its record; a rerun reads every marked pass back instead of
+    computing it (with its recall record and centroids, so the next pass
+    starts from the same lists) and computes the rest. Without ``output``
+    passes stay in Ray's object store.
+    """
+
+    def __init__(self, output: Path | None) -> None:
+        self.output = output
+
+    def _names(self, step: int) -> tuple[Path, Path, Path]:
+        base = self.output / f"pass-{step:02d}"
+        return base, base.with_name(base.name + ".json"), base.with_name(base.name + ".centroids.npy")
+
+    def done(self, step: int) -> tuple[Any, dict[str, Any], np.ndarray] | None:
+        if self.output is None:
+            return None
+        folder, marker, centroids = self._names(step)
+        if not marker.is_file():
+            return None
+        record = {**json.loads(marker.read_text()), "resumed": True}
+        return read_tables(sorted(str(p) for p in folder.glob("*.parquet"))), record, np.load(centroids)
+
+    def keep(self, step: int, joined: Any, record: dict[str, Any], centroids: np.ndarray) -> Any:
+        if self.output is None:
+            return joined
+        folder, marker, saved = self._names(step)
+        temporary = folder.with_name(f".{folder.name}.tmp")
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)  # parts of a pass killed after its rename, before its record
+        write_folder(joined, temporary)
+        os.replace(temporary, folder)
+        np.save(saved, centroids)
+        _write_json(marker, record)
+        return read_tables(sorted(str(p) for p in folder.glob("*.parquet")))
+
+
 def partition_blend(
     dataset: Any,
     values: list[float],
@@ -241,6 +285,7 @@ def partition_blend(
     batch_rows: int,
     workers: int | None,
     graph: bool,
+    store: PassStore,
 ) -> Any:
     """Blending passes on an IVF partition join (module docstring); returns a Dataset of ``(id, embedding)``.
 
@@ -271,6 +316,14 @@ def partition_blend(
     current, current_columns, centroids = dataset, columns, None
     for step, threshold in enumerate(values):
         first = step == 0
+        kept = store.done(step)
+        if kept is not None:  # a rerun: this pass was written in full
+            current, record, centroids = kept
+            current_columns = ROWS
+            logger.info("partitioned blending pass %d: read back from %s", step, store.output)
+            if checks is not None:
+                checks.append(record)
+            continue
         ids, rows = hashed_sample(current, current_columns, train_rows + check_sample, total, seed + step)
         unit = normalize_rows(rows, "dataset rows") if first else rows
         train, check = unit[:train_rows], unit[train_rows:]
@@ -312,6 +365,7 @@ def partition_blend(
             {"total": total, "batch_rows": batch_rows, "workers": workers},
         )
         _act(record, min_recall, on_low, lists, n_probe, checks)
+        joined = store.keep(step, joined, record, centroids)
         # The next pass reads only id and embedding; the neighbours go at the end. Not select_columns:
         # its whole-CPU tasks beside the next pass's routing actors never start (a hang on 2 CPUs).
         current, current_columns = joined, ROWS
