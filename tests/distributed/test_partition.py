@@ -95,7 +95,9 @@ def test_bad_input_names_the_argument(collection):
 def test_a_job_with_output_resumes_by_pass_to_the_same_result(collection, tmp_path):
     folder, options = tmp_path / "job", {"k": 6, "lists": 8, "n_probe": 2}
     first: list = []
-    out = D.collect(D.blend(collection["glob"], (0.6, 0.5), checks=first, output=folder, **options))
+    with pytest.warns(UserWarning, match="raise n_probe") as caught:  # 2 of 8 lists: recall about 0.7
+        out = D.collect(D.blend(collection["glob"], (0.6, 0.5), checks=first, output=folder, **options))
+    assert caught[0].filename == __file__  # the warning points at the caller's line
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith("pass")) == [
         "pass-00", "pass-00.centroids.npy", "pass-00.json", "pass-01", "pass-01.centroids.npy", "pass-01.json",
     ]  # fmt: skip
@@ -104,7 +106,9 @@ def test_a_job_with_output_resumes_by_pass_to_the_same_result(collection, tmp_pa
     (folder / ".pass-01.tmp").mkdir()
     (folder / ".pass-01.tmp" / "half.parquet").write_bytes(b"PAR1")
     again: list = []
-    resumed = D.collect(D.blend(collection["glob"], (0.6, 0.5), checks=again, output=folder, **options))
+    with pytest.warns(UserWarning, match="pass 1: recall") as caught:  # pass 0 is read back, not measured again
+        resumed = D.collect(D.blend(collection["glob"], (0.6, 0.5), checks=again, output=folder, **options))
+    assert [str(w.message)[:29] for w in caught] == ["partitioned blending pass 1: "]
     assert again[0] == {**first[0], "resumed": True} and "resumed" not in again[1]
     assert again[1]["recall"] == first[1]["recall"]
     assert np.array_equal(resumed["id"], out["id"]) and np.array_equal(resumed["embedding"], out["embedding"])

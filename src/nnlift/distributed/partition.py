@@ -401,4 +401,4 @@ def _act(record: dict[str, Any], min_recall: float, on_low: str, lists: int, n_p
     )
     if on_low == "raise":
         raise LowRecallError(message)
-    warnings.warn(message, stacklevel=3)
+    warnings.warn(message, stacklevel=4)  # the caller of distributed.blend
