@@ -123,12 +123,11 @@ def blend_on_ray(
     """``nnlift blend --ray``: exact blending on the Ray workers, or (``partition``) on an IVF partition join."""
     from .. import distributed
     from .._optional import require
-    from ..distributed.jobs import arrow_table
+    from ..distributed.jobs import arrow_table, check_new_folder
 
     folder = output.suffix == ""
-    if folder:
-        if output.exists() and (not output.is_dir() or any(output.iterdir())):
-            raise UserError(f"--output {output} exists and is not an empty folder; give a new or empty one")
+    if folder:  # refused now, before the job, as write_folder would after it
+        check_new_folder(output, option="--output")
     else:
         check_file_target(output, overwrite=overwrite, option="--output")
     distributed.start(address)

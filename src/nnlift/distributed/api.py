@@ -554,7 +554,7 @@ def blend(
             "here and has no recall to report"
         )
     if lists is not None:
-        from .jobs import _prepare_output
+        from .jobs import _prepare_output, job_manifest
         from .partition import PassStore, partition_blend
 
         store = PassStore(None)
@@ -565,12 +565,7 @@ def blend(
                 )
             job = {"kind": "blend", "thresholds": values, "k": k, "lists": lists, "n_probe": n_probe,
                    "check_sample": check_sample, "min_recall": min_recall, "seed": seed}  # fmt: skip
-            shards = find_shards(dataset, columns)
-            manifest = {
-                "job": job,
-                "columns": [columns.id, columns.embedding],
-                "inputs": [s.fingerprint() for s in shards],
-            }
+            manifest = job_manifest(job, columns, find_shards(dataset, columns))
             store = PassStore(Path(output).absolute())
             _prepare_output(store.output, manifest, overwrite)
 

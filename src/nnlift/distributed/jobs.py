@@ -179,9 +179,7 @@ def write_folder(dataset: Any, folder: str | os.PathLike) -> Path:
     folder must be new or empty: nothing of the caller's is replaced.
     Returns the folder, absolute.
     """
-    target = Path(folder).absolute()  # written by the workers, from their own working folders
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise InputError(f"folder={str(folder)!r} exists and is not an empty folder; give a new or empty one")
+    target = check_new_folder(folder)  # absolute: written by the workers, from their own working folders
     with worker_errors():
         dataset.map_batches(_as_table, batch_format="numpy", num_cpus=READ_CPUS).write_parquet(str(target))
     return target
@@ -192,6 +190,19 @@ def _write_json(path: Path, value: Any) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(value, indent=1, sort_keys=True))
     os.replace(temporary, path)
+
+
+def job_manifest(job: dict[str, Any], columns: Columns, shards: list[Shard]) -> dict[str, Any]:
+    """What identifies a job for a rerun: its parameters, its columns and each input's fingerprint."""
+    return {"job": job, "columns": [columns.id, columns.embedding], "inputs": [s.fingerprint() for s in shards]}
+
+
+def check_new_folder(folder: str | os.PathLike, option: str = "folder") -> Path:
+    """``folder``, absolute, if it is new or empty: a write into it replaces nothing of the caller's."""
+    target = Path(folder).absolute()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise InputError(f"{option}={str(folder)!r} exists and is not an empty folder; give a new or empty one")
+    return target
 
 
 def _prepare_output(output: Path, manifest: dict[str, Any], overwrite: bool) -> None:
@@ -261,8 +272,7 @@ def run_shards(
     ray = ray_module()
     shards = find_shards(source, columns, width)
     output = Path(output).absolute()  # workers run in their own folders: a relative path would land there
-    manifest = {"job": job, "columns": [columns.id, columns.embedding], "inputs": [s.fingerprint() for s in shards]}
-    _prepare_output(output, manifest, overwrite)
+    _prepare_output(output, job_manifest(job, columns, shards), overwrite)
     todo = [s for s in shards if not finished(output, s.number)]
     report = JobReport(output, [output / part_name(s.number) for s in shards])
     report.skipped = [s.number for s in shards if finished(output, s.number)]

@@ -46,6 +46,7 @@ from ..index.recall import pooled_recall, recall_counts, recall_standard_error
 from ..index.routing import nearest_lists
 from ..neighbors import Neighbors
 from ._ray import pool, ray_module, worker_errors
+from .api import _held_topk, collect  # the streamed exact top-k of held rows, shared with search and QB-Norm
 from .jobs import _limit_threads, _write_json, map_dataset, write_folder
 from .sources import READ_CPUS, Columns, read_tables
 from .sources import batch_rows as read_batch
@@ -100,21 +101,14 @@ def hashed_sample(dataset: Any, columns: Columns, rows: int, total: int, seed: i
     share = min(1.0, 2.0 * rows / max(total, 1) + 1e-9)
     cutoff = 2**64 - 1 if share >= 1.0 else int(share * 2**64)
     with worker_errors():
-        found = _gather(
-            dataset.map_batches(_HashedRows(cutoff, seed, columns), batch_format="numpy", num_cpus=READ_CPUS)
+        found = collect(
+            dataset.map_batches(_HashedRows(cutoff, seed, columns), batch_format="numpy", num_cpus=READ_CPUS),
+            order_by=None,
         )
     if not len(found.get("id", ())):
         raise InputError("dataset has no rows")
     order = np.lexsort((found["id"], found["rank"]))[:rows]
     return found["id"][order], np.asarray(found["embedding"], dtype=np.float32)[order]
-
-
-def _gather(dataset: Any) -> dict[str, np.ndarray]:
-    """A small Dataset's columns, batch by batch as arrays (not row by row as Python dicts)."""
-    parts = [
-        part for part in dataset.iter_batches(batch_format="numpy", batch_size=None) if len(next(iter(part.values())))
-    ]
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]} if parts else {}
 
 
 @dataclass(frozen=True)
@@ -206,13 +200,13 @@ def _measure_pass(
     step: int,
     options,
 ) -> dict[str, Any]:
-    from .api import _held_topk  # the streamed exact top-k of held rows, shared with search and QB-Norm
-
     width = min(k, options["total"])
-    exact = _held_topk(source, check_rows, width, "ip", ROWS, options["batch_rows"], options["workers"])
+    exact = _held_topk(
+        source, check_rows, width, options["metric"], options["columns"], options["batch_rows"], options["workers"]
+    )
     want = _exact_others(exact, check_ids, k, threshold)
     with worker_errors():
-        picked = _gather(joined.map_batches(_Pick(check_ids), batch_format="numpy", num_cpus=READ_CPUS))
+        picked = collect(joined.map_batches(_Pick(check_ids), batch_format="numpy", num_cpus=READ_CPUS), order_by=None)
     got = picked.get("id", np.empty(0, np.int64))
     if len(got) != len(check_ids) or len(np.unique(got)) != len(got):
         raise InputError(f"the pass returned {len(got)} rows for {len(check_ids)} sampled ids: ids must be unique")
@@ -253,7 +247,7 @@ class PassStore:
         if not marker.is_file():
             return None
         record = {**json.loads(marker.read_text()), "resumed": True}
-        return read_tables(sorted(str(p) for p in folder.glob("*.parquet"))), record, np.load(centroids)
+        return _parts(folder), record, np.load(centroids)
 
     def keep(self, step: int, joined: Any, record: dict[str, Any], centroids: np.ndarray) -> Any:
         if self.output is None:
@@ -266,7 +260,12 @@ class PassStore:
         os.replace(temporary, folder)
         np.save(saved, centroids)
         _write_json(marker, record)
-        return read_tables(sorted(str(p) for p in folder.glob("*.parquet")))
+        return _parts(folder)
+
+
+def _parts(folder: Path) -> Any:
+    """A written pass read back: one reading task per part file."""
+    return read_tables(sorted(str(p) for p in folder.glob("*.parquet")))
 
 
 def partition_blend(
@@ -353,16 +352,21 @@ def partition_blend(
                 )
                 .materialize()
             )
-        source = current if not first else current.map_batches(_Unit(columns), batch_format="numpy", num_cpus=READ_CPUS)
         record = _measure_pass(
-            source,
+            current,
             joined,
             check_ids,
             check,
             k,
             threshold,
             step,
-            {"total": total, "batch_rows": batch_rows, "workers": workers},
+            {
+                "total": total,
+                "batch_rows": batch_rows,
+                "workers": workers,
+                "columns": current_columns,
+                "metric": "cosine" if first else "ip",  # the first pass's rows are normalised as the join's were
+            },
         )
         _act(record, min_recall, on_low, lists, n_probe, checks)
         joined = store.keep(step, joined, record, centroids)
@@ -374,17 +378,6 @@ def partition_blend(
 
 def _drop_neighbors(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"id": batch["id"], "embedding": batch["embedding"]}
-
-
-@dataclass(frozen=True)
-class _Unit:
-    """The first pass's input as the join saw it: unit rows under the internal column names."""
-
-    columns: Columns
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        ids, rows = read_batch(batch, self.columns, None)
-        return {"id": ids, "embedding": normalize_rows(rows, "dataset rows")}
 
 
 def _act(record: dict[str, Any], min_recall: float, on_low: str, lists: int, n_probe: int, checks: list | None) -> None:
