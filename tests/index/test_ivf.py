@@ -379,3 +379,12 @@ def test_logsumexp_probing_every_list_is_exact_and_gives_each_rows_best_query(rn
     narrow = build_index(nnlift.IVFIndex(n_lists=10, n_probe=1, progress=False), database)
     error = np.abs(narrow.logsumexp(queries, 20.0) - exact_values)
     assert 0 < error.mean() < 2e-3
+
+
+def test_nearest_lists_serial_with_one_worker_and_no_serial_rows(monkeypatch, rng):
+    """One worker takes the serial path whatever the row threshold; its block is never empty (was range step 0)."""
+    vectors, centroids = unit(rng, 50, 8), unit(rng, 6, 8)
+    monkeypatch.setattr(routing, "default_workers", lambda: 1)
+    monkeypatch.setattr(routing, "_ROUTING_SERIAL_ROWS", 0)
+    expected = np.argsort(-(vectors @ centroids.T), axis=1, kind="stable")[:, :3]
+    np.testing.assert_array_equal(nearest_lists(vectors, centroids, 3), expected)

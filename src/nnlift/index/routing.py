@@ -37,7 +37,7 @@ def nearest_lists(vectors: np.ndarray, centroids: np.ndarray, n: int) -> np.ndar
     out = np.empty((vectors.shape[0], n), dtype=np.int64)
     buffers = threading.local()
     serial = vectors.shape[0] <= _ROUTING_SERIAL_ROWS or default_workers() == 1
-    block = _ROUTING_SERIAL_ROWS if serial else min(2048, max(128, _ROUTING_SCORES // len(centroids)))
+    block = max(1, _ROUTING_SERIAL_ROWS) if serial else min(2048, max(128, _ROUTING_SCORES // len(centroids)))
 
     def run(start: int) -> None:
         stop = min(start + block, vectors.shape[0])
