@@ -59,6 +59,7 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per contender (default 3; 1 at 1M)")
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--section", default=None, help="the RESULTS.md section to write (one per kind of CPU)")
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.large else 3)
     k, alpha, top, d, clusters, spread = 128, 0.75, 10, 384, 100, 1.5
@@ -174,6 +175,8 @@ def main() -> None:
     flags = " --large" if args.large else ""
     flags += "" if args.n_probe == [8] else " --n-probe " + " ".join(map(str, args.n_probe))
     flags += f" --repeats {args.repeats}" if args.repeats else ""
+    if args.section:
+        name, flags = args.section, flags + f' --section "{args.section}"'
     if args.write:
         write_section(name, f"OMP_NUM_THREADS=2 python benchmarks/nnn.py{flags} --write", body)
 
