@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--n-lists", type=int, default=None, help="IVF lists (default 2√n)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per contender (default 5; 1 at 1M)")
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--section", default=None, help="the RESULTS.md section to write (one per kind of CPU)")
     args = parser.parse_args()
     n = 1_000_000 if args.large else 50_000
     repeats = args.repeats or (1 if args.large else 5)
@@ -151,6 +152,8 @@ def main() -> None:
     flags += f" --n-probe {args.n_probe}" if args.n_probe != 8 else ""
     flags += f" --n-lists {args.n_lists}" if args.n_lists else ""
     flags += f" --repeats {args.repeats}" if args.repeats else ""
+    if args.section:
+        name, flags = args.section, flags + f' --section "{args.section}"'
     if args.write:
         write_section(name, f"OMP_NUM_THREADS=2 python benchmarks/blend.py{flags} --write", body)
 
