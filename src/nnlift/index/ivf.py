@@ -515,7 +515,7 @@ class IVFIndex(BaseIndex):
                 flat_scores = candidates.reshape(stop - start, -1)
                 step = -(-(stop - start) // (4 * workers))
 
-                def merge(first: int, start: int = start, flat_scores: np.ndarray = flat_scores) -> None:
+                def merge(first: int) -> None:
                     block = flat_scores[first : first + step]
                     block.partition(block.shape[1] - k, axis=1)
                     out[start + first : start + first + len(block)] = block[:, -k:].mean(axis=1, dtype=np.float64)
