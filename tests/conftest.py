@@ -1,4 +1,7 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -10,6 +13,11 @@ from hypothesis import settings
 settings.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
 settings.register_profile("explore", max_examples=500, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+
+# Engine timings are cached per machine (nnlift.engines); the tests, and the processes they start, keep theirs
+# in a directory of their own, never in the user's ~/.cache.
+os.environ["NNLIFT_CACHE_DIR"] = tempfile.mkdtemp(prefix="nnlift-test-cache-")
+atexit.register(shutil.rmtree, os.environ["NNLIFT_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture

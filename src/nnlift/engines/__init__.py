@@ -11,9 +11,17 @@ Choosing one, most specific first:
 2. :func:`set_engine`, for the whole process;
 3. the ``NNLIFT_ENGINE`` environment variable;
 4. ``"auto"``: numpy for small work (no torch import); otherwise the engine
-   with the highest single-thread GEMM throughput, timed once per process and
+   with the highest single-thread GEMM throughput, timed once per machine and
    shape class, among numpy, torch float32 and, where the CPU multiplies
    bfloat16 natively (AMX or AVX512-BF16) and k ≤ 32, torch bfloat16.
+
+The CPU timings are kept in ``engines.json`` under ``NNLIFT_CACHE_DIR``
+(default ``$XDG_CACHE_HOME/nnlift``, else ``~/.cache/nnlift``; an empty value
+keeps them in memory only), keyed by a fingerprint of the CPU (model, flags,
+cores) and of numpy's, torch's and nnlift's versions: a later process on the
+same machine starts without a second of timing, and without importing torch
+when numpy won. A new CPU or library version is timed afresh;
+``nnlift info --recalibrate`` times this one again.
 
 Examples
 --------
@@ -26,8 +34,13 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
+import json
+import math
 import os
+import tempfile
 import threading
 import time
 import weakref
@@ -49,6 +62,9 @@ __all__ = [
     "report",
     "cpu_flags",
     "check_engine",
+    "calibrate",
+    "cache_path",
+    "fingerprint",
 ]
 
 ENGINE_NAMES = ("auto", "numpy", "torch", "torch-bf16", "cuda", "cuda-bf16")
@@ -211,13 +227,102 @@ def _throughput(engine: Engine, d: int) -> float:
     return 2 * 512 * 8192 * d / best / 1e9
 
 
-def calibrate(device: str | None, d: int) -> dict[str, float]:
-    """GFLOP/s of every candidate engine for vectors of about ``d`` dimensions, timed once per process."""
+def calibrate(device: str | None, d: int, refresh: bool = False) -> dict[str, float]:
+    """GFLOP/s of every candidate engine for vectors of about ``d`` dimensions, timed once per machine.
+
+    On the CPU the timings come from the cache file (see the module doc) when it
+    holds this machine's; ``refresh`` times them again and rewrites it. A GPU is
+    timed once per process.
+    """
     shape_class = max(64, -(-d // 64) * 64)
     key = (device or "cpu", shape_class)
-    if key not in _calibrated:
-        _calibrated[key] = {name: _throughput(_build(name, device), shape_class) for name in _candidates(device)}
+    if refresh or key not in _calibrated:
+        on_gpu = device is not None and device.startswith("cuda")
+        names = _candidates(device)
+        stored = None if refresh or on_gpu else _stored_speeds(shape_class, names)
+        if stored is None:
+            stored = {name: _throughput(_build(name, device), shape_class) for name in names}
+            if not on_gpu:
+                _store_speeds(shape_class, stored)
+        _calibrated[key] = stored
     return _calibrated[key]
+
+
+def cache_path() -> str | None:
+    """The file CPU engine timings are kept in, or None where ``NNLIFT_CACHE_DIR`` is set empty."""
+    directory = os.environ.get("NNLIFT_CACHE_DIR")
+    if directory is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        directory = os.path.join(base, "nnlift")
+    return os.path.join(directory, "engines.json") if directory else None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def fingerprint() -> str:
+    """What a CPU timing depends on: the CPU's model, flags and cores, and the numpy, torch and nnlift versions."""
+    from .. import __version__
+
+    try:
+        torch_version = importlib.metadata.version("torch") if _torch_installed() else "none"
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - torch on the path without metadata
+        torch_version = "unknown"
+    parts = [_cpu_model(), " ".join(sorted(cpu_flags())), str(os.cpu_count()), np.__version__, torch_version, __version__]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _read_cache(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = json.load(handle)
+    except (OSError, ValueError):  # absent or unreadable: time afresh
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def _stored_speeds(shape_class: int, names: list[str]) -> dict[str, float] | None:
+    path = cache_path()
+    if path is None:
+        return None
+    entry = _read_cache(path).get(f"{fingerprint()}/{shape_class}")
+    if not isinstance(entry, dict) or sorted(entry) != sorted(names):
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in entry.values()):
+        return None
+    return {name: float(entry[name]) for name in names}
+
+
+def _store_speeds(shape_class: int, speeds: dict[str, float]) -> None:
+    """Add this machine's timings to the cache file, replacing it atomically (a reader never sees half a file)."""
+    path = cache_path()
+    if path is None:
+        return
+    try:
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        content = _read_cache(path)
+        content[f"{fingerprint()}/{shape_class}"] = speeds
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=".engines.", suffix=".json")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(content, out, indent=1, sort_keys=True)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except OSError:  # a read-only home: the timings stay in this process's memory
+        pass
 
 
 def _auto(device: str | None, flops: float | None, d: int, k: int | None = None, reduced: bool = True) -> Engine:
@@ -296,9 +401,12 @@ def available() -> list[str]:
     return names
 
 
-def report(d: int = 384) -> dict[str, Any]:
-    """What ``nnlift info`` prints: the engines found, their measured GFLOP/s, the choice and why."""
-    speeds = dict(calibrate(None, d))
+def report(d: int = 384, recalibrate: bool = False) -> dict[str, Any]:
+    """What ``nnlift info`` prints: the engines found, their measured GFLOP/s, the choice and why.
+
+    ``recalibrate`` times the CPU engines again (and rewrites the cache file) instead of reading it.
+    """
+    speeds = dict(calibrate(None, d, refresh=recalibrate))
     if "torch-bf16" not in speeds and _torch_installed():
         speeds["torch-bf16"] = _throughput(_build("torch-bf16", None), max(64, -(-d // 64) * 64))
     if _cuda_devices():
@@ -313,4 +421,5 @@ def report(d: int = 384) -> dict[str, Any]:
         "setting": _chosen or _environment() or "auto",
         "native_bfloat16": native_bfloat16(),
         "d": d,
+        "cache": cache_path(),
     }
