@@ -1,14 +1,17 @@
 """Block embeddings on WordNet: confidence against three kinds of outsiders, and sparse pre-fetch recall.
 
     python benchmarks/blocks.py [--n-collection 15000] [--epochs 150] [--write] [--figure docs/img/prefetch_recall.png]
+    python benchmarks/blocks.py --dataset gcide --write --section "Block embeddings on GCIDE"
 
 The collection is a seeded sample of the WordNet gallery's documents (wordllama); 2,000 other documents
 are the held-out insiders. The outsiders are random strings through the same embedder, random unit
-vectors, and WordNet glosses (another text type: definitions, not lemma lists). Two encoders train on a
+vectors, and WordNet glosses (another text type: definitions, not lemma lists). ``--dataset gcide`` does the same with GCIDE headwords
+and GCIDE definitions. Two encoders train on a
 10,000-point sample with a disjoint 2,000-point validation sample and early stopping: the seed's 4×64
 and a wider 32×32. Confidence methods: block entropy, the kNN baseline (mean top-10 similarity),
-relative density, and their Fisher combination at one scale (k=10) and at two (10 and 3, the default),
-calibrated on the collection (``ConfidenceScorer``), with paired bootstrap intervals of the AUROC gaps.
+relative density, Mahalanobis support, and their Fisher combination (knn and density at k=10 with support;
+the default adds knn at 3 neighbours), calibrated on the collection (``ConfidenceScorer``), with paired
+bootstrap intervals of the AUROC gaps.
 Pre-fetch: recall@10 of the rescored list against exact dense search, per candidate budget, for
 gloss queries (the reverse dictionary's real queries) and held-out document queries.
 """
@@ -39,12 +42,19 @@ def main() -> None:
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--figure", type=Path, default=None)
     parser.add_argument("--section", default="Block embeddings on WordNet", help="the RESULTS.md section to write")
+    parser.add_argument("--dataset", default="wordnet", choices=["wordnet", "gcide", "foldoc"],
+                        help="the reverse dictionary whose documents are the collection")  # fmt: skip
     args = parser.parse_args()
-    from nnlift.datasets import load_wordnet
+    from nnlift.datasets import load_reverse_dictionary
     from nnlift.embed import embed_texts
 
-    data = load_wordnet()
+    data = load_reverse_dictionary(args.dataset)
+    title = {"wordnet": "WordNet", "gcide": "GCIDE", "foldoc": "FOLDOC"}[args.dataset]
+    real = "WordNet glosses" if args.dataset == "wordnet" else f"{title} definitions"
     rng = np.random.default_rng(0)
+    if args.n_collection + 2_000 > len(data.gallery):
+        parser.error(f"--n-collection {args.n_collection:,} and 2,000 insiders need more than the "
+                     f"{len(data.gallery):,} documents of {title}")  # fmt: skip
     order = rng.permutation(len(data.gallery))
     documents = data.gallery[order[: args.n_collection]].tolist()
     held_docs = data.gallery[order[args.n_collection : args.n_collection + 2_000]].tolist()
@@ -56,7 +66,7 @@ def main() -> None:
     outsiders = {
         "random strings": embed_texts(strings, progress=False),
         "random vectors": vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
-        "WordNet glosses": embed_texts(data.test_queries[:2_000].tolist(), progress=False),
+        real: embed_texts(data.test_queries[:2_000].tolist(), progress=False),
     }
     train, val = split_neighbors(collection, sample=10_000, validation=2_000, limit=100, progress=False)
     encoders, training = {}, []
@@ -73,8 +83,9 @@ def main() -> None:
     scorers = {
         "knn (baseline: mean top-10 similarity)": None,
         "density (relative kNN density)": ConfidenceScorer("density").fit(index),
-        "combined at one scale: knn + density (k=10)": ConfidenceScorer("combined", scales=(10,)).fit(index),
-        "combined (default): knn + density at k=10 and 3": ConfidenceScorer("combined").fit(index),
+        "support (Mahalanobis)": ConfidenceScorer("support").fit(index),
+        "combined at one scale: knn + density (k=10) + support": ConfidenceScorer("combined", scales=(10,)).fit(index),
+        "combined (default): knn at 10 and 3, density at 10, support": ConfidenceScorer("combined").fit(index),
     }
     for name, encoder in encoders.items():
         scorers[f"blocks {name} (1 − entropy)"] = ConfidenceScorer("blocks", encoder=encoder).fit(index)
@@ -96,7 +107,7 @@ def main() -> None:
     for name, encoder in encoders.items():
         for threshold in (0.1, 0.02):
             prefetch = SparsePrefetch(encoder, threshold=threshold).fit(collection)
-            for label, queries in (("glosses", outsiders["WordNet glosses"][:1_000]), ("documents", held[:1_000])):
+            for label, queries in (("glosses", outsiders[real][:1_000]), ("documents", held[:1_000])):
                 curve = prefetch.recall_curve(queries, budgets, k=10)
                 curves[f"{name}, τ={threshold:g}, {label}"] = curve
                 curve_rows.append([name, f"{threshold:g}", f"{prefetch.sparse_.nnz / len(collection):.1f}", label,
@@ -117,7 +128,7 @@ def main() -> None:
     best = max((curve[five], label) for label, curve in curves.items())
     body = "\n\n".join(
         [
-            f"WordNet documents (wordllama, {collection.shape[1]} dims): a collection of {args.n_collection:,}, "
+            f"{title} documents (wordllama, {collection.shape[1]} dims): a collection of {args.n_collection:,}, "
             f"2,000 held-out documents as insiders, 2,000 outsiders of each kind. Training: 10,000 sampled points, "
             f"limit 100, a disjoint 2,000-point validation sample, early stopping (at most {args.epochs} epochs).",
             markdown_table(["encoder", "epochs run", "kept epoch", "val loss", "why it stopped", "seconds"], training),
@@ -141,10 +152,11 @@ def main() -> None:
     if args.figure is not None:
         from nnlift.plot import plot_recall_curve
 
-        plot_recall_curve(curves, args.n_collection, args.figure, title="sparse pre-fetch on WordNet documents")
+        plot_recall_curve(curves, args.n_collection, args.figure, title=f"sparse pre-fetch on {title} documents")
         print(f"figure: {args.figure}")
     if args.write:
-        flags = "" if args.n_collection == 15_000 else f" --n-collection {args.n_collection}"
+        flags = "" if args.dataset == "wordnet" else f" --dataset {args.dataset}"
+        flags += "" if args.n_collection == 15_000 else f" --n-collection {args.n_collection}"
         flags += f" --figure {args.figure}" if args.figure is not None else ""
         flags += "" if args.section == "Block embeddings on WordNet" else f' --section "{args.section}"'
         write_section(args.section, f"OMP_NUM_THREADS=2 python benchmarks/blocks.py --write{flags}", body)

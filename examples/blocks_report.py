@@ -46,10 +46,12 @@ def main() -> None:
     glosses = embed_texts(data.test_queries[:2_000].tolist(), progress=False)
     index = nnlift.ExactIndex().add(collection)
     print("\nconfidence, AUROC / FPR@95%TPR of held-out documents against WordNet glosses:")
-    for method in ("knn", "density", "blocks", "combined"):
-        scorer = ConfidenceScorer(method, encoder=encoder).fit(index)
+    methods = {"knn": ("knn", None), "density": ("density", None), "support": ("support", None),
+               "blocks": ("blocks", encoder), "combined": ("combined", None), "combined + blocks": ("combined", encoder)}
+    for label, (method, with_encoder) in methods.items():
+        scorer = ConfidenceScorer(method, encoder=with_encoder).fit(index)
         inside, outside = scorer.score(held), scorer.score(glosses)
-        print(f"  {method:9s} {auroc(inside, outside):.3f} / {fpr_at_tpr(inside, outside):.3f}")
+        print(f"  {label:17s} {auroc(inside, outside):.3f} / {fpr_at_tpr(inside, outside):.3f}")
 
     prefetch = SparsePrefetch(encoder, threshold=args.threshold).fit(collection, documents)
     budgets = [int(args.n_collection * share) for share in (0.01, 0.02, 0.05, 0.1)]

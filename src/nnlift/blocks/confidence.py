@@ -37,9 +37,9 @@ def confidence(
     like the training collection get peaked blocks, out-of-collection items
     (a car among food) flat ones. ``"knn"``: the untrained baseline, the mean
     similarity of the ``k`` nearest items of ``index`` (the collection's index,
-    or its vectors). ``"combined"``: knn and relative density at ``k`` and
-    ``k // 3`` neighbours, and block entropy, each calibrated on the collection
-    and joined by Fisher's statistic, itself calibrated
+    or its vectors). ``"combined"``: knn at ``k`` and ``k // 3`` neighbours,
+    relative density at ``k``, Mahalanobis support and block entropy, each
+    calibrated on the collection and joined by Fisher's statistic, itself calibrated
     (:class:`nnlift.outliers.ConfidenceScorer`; fit one yourself to score many
     batches against one calibration, or to leave the encoder out, which on
     WordNet did better). Measured in ``benchmarks/blocks.py``.
